@@ -1,0 +1,22 @@
+//! pgshadow: a PostgreSQL wire-protocol proxy that checks a schema
+//! migration online.
+//!
+//! Applications connect to pgshadow instead of the database. It relays
+//! every message unchanged to the upstream server (the primary path,
+//! [`proxy`]); the shadow comparison of sampled reads against the old and
+//! new schema builds on that.
+//!
+//! Module map, following DESIGN.md:
+//! - [`protocol`]: framing and the few decoded messages;
+//! - [`proxy`]: listener, session, relay, cancel routing;
+//! - [`config`]: the typed configuration;
+//! - [`observability`]: logs and metric definitions;
+//! - [`localpg`]: throw-away PostgreSQL clusters for tests and the demo;
+//! - [`cli`]: the `pgshadow` command line.
+
+pub mod cli;
+pub mod config;
+pub mod localpg;
+pub mod observability;
+pub mod protocol;
+pub mod proxy;

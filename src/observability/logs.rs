@@ -1,0 +1,59 @@
+//! Structured logging with `tracing`, as text or JSON.
+//!
+//! Every line written while serving a client carries the `session` span
+//! with that client's connection id, so one connection's story can be
+//! followed with a single grep.
+
+use crate::config::{LogConfig, LogFormat};
+use std::str::FromStr;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::EnvFilter;
+
+/// Parses `log.level`: a bare level (`info`) or a `tracing` filter
+/// (`info,pgshadow::proxy=debug`).
+pub fn parse_filter(level: &str) -> Result<EnvFilter, String> {
+    let level = level.trim();
+    if level.contains('=') || level.contains(',') {
+        return EnvFilter::try_new(level).map_err(|e| format!("invalid filter {level:?}: {e}"));
+    }
+    let parsed = LevelFilter::from_str(level).map_err(|_| {
+        format!("unknown level {level:?}: use error, warn, info, debug, trace or a filter like \"info,pgshadow::proxy=debug\"")
+    })?;
+    Ok(EnvFilter::default().add_directive(parsed.into()))
+}
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides
+/// `log.level`. Lines go to stderr.
+pub fn init(config: &LogConfig) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => {
+            EnvFilter::try_new(&v).map_err(|e| format!("invalid RUST_LOG {v:?}: {e}"))?
+        }
+        _ => parse_filter(&config.level)?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match config.format {
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    result.map_err(|e| format!("cannot install the log subscriber: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_filters_parse_and_nonsense_does_not() {
+        assert!(parse_filter("info").is_ok());
+        assert!(parse_filter("DEBUG").is_ok());
+        assert!(parse_filter("info,pgshadow::proxy=debug").is_ok());
+        assert!(parse_filter("loud").unwrap_err().contains("unknown level"));
+    }
+}

@@ -1,0 +1,286 @@
+//! One client connection, from accept to close.
+//!
+//! Handshake (encryption requests answered `N`), then either a cancel
+//! request is routed, or the StartupMessage is forwarded verbatim to a new
+//! upstream connection and the [`relay`](super::relay) takes over:
+//! authentication passes through it untouched, apart from channel binding.
+//! When the relay ends, the session makes sure nothing is left behind:
+//! a query still running for a client that went away is cancelled.
+
+use crate::observability::metrics::{
+    CLIENT_CONNECTIONS, SESSIONS_ENDED_TOTAL, UPSTREAM_CONNECT_ERRORS_TOTAL,
+};
+use crate::protocol::error_response::{sqlstate, ProxyError};
+use crate::protocol::startup::CancelRequest;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use super::cancel;
+use super::handshake::{self, HandshakeError, Opening};
+use super::listener::ProxyContext;
+use super::relay::{self, RelayContext, RelayEnd, SessionState, Traffic};
+use super::upstream;
+
+/// Why a client connection ended: a bounded set, used as a metric label
+/// and in the session's last log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client closed the connection without Terminate.
+    ClientClosed,
+    /// The client broke the protocol and got SQLSTATE 08P01.
+    ClientProtocolViolation,
+    /// The client did not complete its startup in time.
+    StartupTimeout,
+    /// The connection only carried a cancel request.
+    CancelRequest,
+    /// The upstream could not be reached.
+    UpstreamUnreachable,
+    /// The upstream closed the connection (after a FATAL error, or when the
+    /// server shut down).
+    ServerClosed,
+    /// The upstream connection failed or the server broke the protocol.
+    ServerFailed,
+    /// The proxy shut down.
+    Shutdown,
+}
+
+impl SessionEnd {
+    /// Stable label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            SessionEnd::ClientTerminated => "client_terminated",
+            SessionEnd::ClientClosed => "client_closed",
+            SessionEnd::ClientProtocolViolation => "client_protocol_violation",
+            SessionEnd::StartupTimeout => "startup_timeout",
+            SessionEnd::CancelRequest => "cancel_request",
+            SessionEnd::UpstreamUnreachable => "upstream_unreachable",
+            SessionEnd::ServerClosed => "server_closed",
+            SessionEnd::ServerFailed => "server_failed",
+            SessionEnd::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Serves one accepted client connection to its end.
+pub(crate) async fn serve(
+    ctx: std::sync::Arc<ProxyContext>,
+    conn_id: u64,
+    client: TcpStream,
+    peer: SocketAddr,
+) {
+    let span = tracing::info_span!(
+        "session",
+        conn = conn_id,
+        %peer,
+        user = tracing::field::Empty,
+        database = tracing::field::Empty,
+        pid = tracing::field::Empty,
+    );
+    async move {
+        metrics::gauge!(CLIENT_CONNECTIONS).increment(1.0);
+        let started = Instant::now();
+        let traffic = Traffic::default();
+        let end = run(&ctx, client, &traffic).await;
+        metrics::gauge!(CLIENT_CONNECTIONS).decrement(1.0);
+        metrics::counter!(SESSIONS_ENDED_TOTAL, "reason" => end.label()).increment(1);
+        tracing::info!(
+            reason = end.label(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            bytes_from_client = traffic.from_client.load(Ordering::Relaxed),
+            bytes_from_server = traffic.from_server.load(Ordering::Relaxed),
+            "session ended"
+        );
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(ctx: &ProxyContext, mut client: TcpStream, traffic: &Traffic) -> SessionEnd {
+    let config = &ctx.config;
+    if let Err(e) = client.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY on the client socket");
+    }
+    let opening = match tokio::time::timeout(
+        config.listen.startup_timeout(),
+        handshake::negotiate(&mut client),
+    )
+    .await
+    {
+        Ok(Ok(opening)) => opening,
+        Ok(Err(HandshakeError::Io(e))) => {
+            tracing::debug!(error = %e, "client left during startup");
+            return SessionEnd::ClientClosed;
+        }
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "invalid startup from client");
+            let err = ProxyError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string());
+            send_error(&mut client, &err).await;
+            return SessionEnd::ClientProtocolViolation;
+        }
+        Err(_) => {
+            let err = ProxyError::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                format!(
+                    "no startup packet received within {} ms",
+                    config.listen.startup_timeout_ms
+                ),
+            );
+            tracing::info!("{}", err.message());
+            send_error(&mut client, &err).await;
+            return SessionEnd::StartupTimeout;
+        }
+    };
+    let startup = match opening {
+        Opening::Cancel(request) => {
+            cancel_query(ctx, &request).await;
+            return SessionEnd::CancelRequest;
+        }
+        Opening::Startup(startup) => startup,
+    };
+    let span = tracing::Span::current();
+    span.record("user", startup.user());
+    span.record("database", startup.database());
+
+    let (mut server, upstream_addr) = match upstream::connect(&config.upstream).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(error = %e, "upstream unreachable");
+            metrics::counter!(UPSTREAM_CONNECT_ERRORS_TOTAL).increment(1);
+            let err = ProxyError::fatal(sqlstate::CONNECTION_FAILURE, format!("pgshadow {e}"))
+                .hint("check that the upstream server is running and that [upstream] host and port in the pgshadow config are right");
+            send_error(&mut client, &err).await;
+            return SessionEnd::UpstreamUnreachable;
+        }
+    };
+    if let Err(e) = server.write_all(&startup.raw).await {
+        tracing::warn!(error = %e, "upstream closed the connection before startup");
+        let err = ProxyError::fatal(
+            sqlstate::CONNECTION_FAILURE,
+            format!("pgshadow lost the connection to upstream {upstream_addr}: {e}"),
+        );
+        send_error(&mut client, &err).await;
+        return SessionEnd::ServerFailed;
+    }
+    tracing::debug!(%upstream_addr, "startup forwarded");
+
+    let relay_ctx = RelayContext {
+        max_client_message: config.listen.max_message_bytes,
+        cancel_registry: &ctx.cancel_registry,
+        upstream_addr,
+        drain: &ctx.drain,
+        terminate: &ctx.terminate,
+    };
+    let (end, state) = relay::run(&mut client, &mut server, relay_ctx, traffic).await;
+    let at_boundary = traffic.client_at_boundary.load(Ordering::Relaxed);
+    finish(
+        ctx,
+        end,
+        state,
+        at_boundary,
+        &mut client,
+        &mut server,
+        upstream_addr,
+    )
+    .await
+}
+
+/// Closes a session whose relay has ended, so that nothing lingers
+/// upstream and the client learns why, when it can still be told.
+async fn finish(
+    ctx: &ProxyContext,
+    end: RelayEnd,
+    state: SessionState,
+    client_at_boundary: bool,
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    upstream_addr: SocketAddr,
+) -> SessionEnd {
+    // A client that leaves mid-query must not leave the query running: the
+    // backend would only notice the closed socket when it next writes.
+    let abandoned = !matches!(
+        end,
+        RelayEnd::ClientTerminated | RelayEnd::ServerClosed | RelayEnd::ServerFailed(_)
+    );
+    if abandoned && state.busy() {
+        if let Some(registration) = &state.registration {
+            let request = CancelRequest::encode(registration.key());
+            match upstream::send_cancel(
+                upstream_addr,
+                &request,
+                ctx.config.upstream.connect_timeout(),
+            )
+            .await
+            {
+                Ok(()) => tracing::info!("cancelled the query the client left running"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not cancel the query the client left running")
+                }
+            }
+        }
+    }
+    let (outcome, client_error) = match end {
+        RelayEnd::ClientTerminated => (SessionEnd::ClientTerminated, None),
+        RelayEnd::ClientClosed => (SessionEnd::ClientClosed, None),
+        RelayEnd::ClientViolation(message) => {
+            tracing::info!(%message, "protocol violation by client");
+            (
+                SessionEnd::ClientProtocolViolation,
+                Some(ProxyError::fatal(sqlstate::PROTOCOL_VIOLATION, message)),
+            )
+        }
+        RelayEnd::ServerClosed => (SessionEnd::ServerClosed, None),
+        RelayEnd::ServerFailed(message) => {
+            tracing::warn!(%message, "upstream connection failed");
+            (
+                SessionEnd::ServerFailed,
+                Some(ProxyError::fatal(
+                    sqlstate::CONNECTION_FAILURE,
+                    format!("pgshadow lost the connection to upstream {upstream_addr}: {message}"),
+                )),
+            )
+        }
+        RelayEnd::Drained | RelayEnd::Terminated => (
+            SessionEnd::Shutdown,
+            Some(ProxyError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection because pgshadow is shutting down",
+            )),
+        ),
+    };
+    if matches!(outcome, SessionEnd::Shutdown) {
+        // Say goodbye upstream too, so the server logs a clean disconnect.
+        let _ = server
+            .write_all(&crate::protocol::framing::encode_message(b'X', &[]))
+            .await;
+    }
+    if let Some(err) = client_error {
+        if client_at_boundary {
+            send_error(client, &err).await;
+        }
+    }
+    outcome
+}
+
+async fn cancel_query(ctx: &ProxyContext, request: &CancelRequest) {
+    cancel::handle_request(
+        &ctx.cancel_registry,
+        request,
+        ctx.config.upstream.connect_timeout(),
+    )
+    .await;
+}
+
+/// Sends an ErrorResponse; the connection is closed right after, so a
+/// failure to send only matters to the log.
+async fn send_error(client: &mut TcpStream, err: &ProxyError) {
+    if let Err(e) = client.write_all(&err.encode()).await {
+        tracing::debug!(error = %e, "could not send the error to the client");
+    }
+    let _ = client.shutdown().await;
+}

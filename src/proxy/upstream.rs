@@ -1,0 +1,71 @@
+//! Connections to the upstream PostgreSQL server.
+
+use crate::config::UpstreamConfig;
+use std::net::SocketAddr;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Why the upstream could not be reached. The message names the address,
+/// because it ends up in the client's ErrorResponse.
+#[derive(Debug, Error)]
+pub enum UpstreamError {
+    /// Connecting or resolving failed.
+    #[error("could not connect to upstream {address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    /// Nothing answered within `upstream.connect_timeout_ms`.
+    #[error("could not connect to upstream {address}: timed out after {timeout:?}")]
+    Timeout { address: String, timeout: Duration },
+}
+
+/// Opens a TCP connection to the upstream, with TCP_NODELAY set. Returns the
+/// stream and the resolved address, which is where cancel requests for this
+/// session must go.
+pub(crate) async fn connect(
+    config: &UpstreamConfig,
+) -> Result<(TcpStream, SocketAddr), UpstreamError> {
+    let address = config.display_address();
+    let timeout = config.connect_timeout();
+    let attempt = async {
+        let stream = TcpStream::connect((config.host.as_str(), config.port)).await?;
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        Ok::<_, std::io::Error>((stream, peer))
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(pair)) => Ok(pair),
+        Ok(Err(source)) => Err(UpstreamError::Connect { address, source }),
+        Err(_) => Err(UpstreamError::Timeout { address, timeout }),
+    }
+}
+
+/// Delivers a CancelRequest packet to `addr` and waits until the server has
+/// read it (it closes the connection when done), bounded by `timeout`.
+pub(crate) async fn send_cancel(
+    addr: SocketAddr,
+    packet: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let deliver = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        stream.write_all(packet).await?;
+        stream.shutdown().await?;
+        // The server sends nothing back; EOF means it processed the packet.
+        let mut sink = [0u8; 64];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok(())
+    };
+    tokio::time::timeout(timeout, deliver)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("cancel request to {addr} timed out after {timeout:?}"),
+            ))
+        })
+}

@@ -1,0 +1,367 @@
+//! Shared by every integration test: throw-away PostgreSQL clusters, the
+//! real `pgshadow` binary started against them, and a raw wire client.
+//!
+//! Each test starts its own cluster (copied from a cached `initdb` under
+//! `CARGO_TARGET_TMPDIR`) and its own proxy; both are torn down on drop,
+//! also when the test fails.
+
+#![allow(dead_code)]
+
+pub mod wire;
+
+use pgshadow::localpg::{Binaries, Cluster, ClusterOptions};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A role that logs in without a password.
+pub const TRUST_USER: &str = "trust_user";
+/// A role whose password is stored and checked as MD5.
+pub const MD5_USER: &str = "md5_user";
+/// Its password.
+pub const MD5_PASSWORD: &str = "md5 secret";
+/// A role that authenticates with SCRAM-SHA-256.
+pub const SCRAM_USER: &str = "scram_user";
+/// Its password.
+pub const SCRAM_PASSWORD: &str = "scram secret";
+/// The database every test uses.
+pub const DB: &str = "app";
+
+/// A throw-away cluster with the three test roles and database `app`.
+pub struct Pg {
+    pub cluster: Cluster,
+}
+
+impl Pg {
+    /// Starts a cluster with trust, md5 and SCRAM roles.
+    pub fn start() -> Pg {
+        Self::start_with(&[])
+    }
+
+    /// Starts a cluster with extra server settings.
+    pub fn start_with(settings: &[(&str, &str)]) -> Pg {
+        let binaries = Binaries::find().expect("PostgreSQL binaries");
+        let options = ClusterOptions {
+            hba: vec![
+                format!("host all {MD5_USER} 127.0.0.1/32 md5"),
+                format!("host all {SCRAM_USER} 127.0.0.1/32 scram-sha-256"),
+                "host all all 127.0.0.1/32 trust".into(),
+            ],
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            template_cache: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR"))),
+        };
+        let cluster = Cluster::start(&binaries, &options).expect("start PostgreSQL");
+        cluster
+            .psql(
+                "postgres",
+                &format!(
+                    "SET password_encryption = 'md5';
+                     CREATE ROLE {MD5_USER} LOGIN SUPERUSER PASSWORD '{MD5_PASSWORD}';
+                     SET password_encryption = 'scram-sha-256';
+                     CREATE ROLE {SCRAM_USER} LOGIN SUPERUSER PASSWORD '{SCRAM_PASSWORD}';
+                     CREATE ROLE {TRUST_USER} LOGIN SUPERUSER;"
+                ),
+            )
+            .expect("create roles");
+        // CREATE DATABASE cannot share a (multi-statement) transaction.
+        cluster
+            .psql(
+                "postgres",
+                &format!("CREATE DATABASE {DB} OWNER {TRUST_USER}"),
+            )
+            .expect("create database");
+        Pg { cluster }
+    }
+
+    /// Port of the server, for direct connections.
+    pub fn port(&self) -> u16 {
+        self.cluster.port()
+    }
+
+    /// Runs SQL as the superuser in `app` and returns psql's output.
+    pub fn sql(&self, sql: &str) -> String {
+        self.cluster.psql(DB, sql).expect("psql")
+    }
+
+    /// Path of a client program next to the server (`psql`, `pgbench`).
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.cluster.binaries().program(name)
+    }
+
+    /// A tokio-postgres connection string for `user` on `port`.
+    pub fn url(port: u16, user: &str, password: Option<&str>) -> String {
+        match password {
+            Some(p) => format!("host=127.0.0.1 port={port} user={user} password='{p}' dbname={DB}"),
+            None => format!("host=127.0.0.1 port={port} user={user} dbname={DB}"),
+        }
+    }
+}
+
+/// A running `pgshadow` process.
+pub struct Proxy {
+    child: Child,
+    pub port: u16,
+    logs: Arc<Mutex<Vec<String>>>,
+    exited: Option<mpsc::Receiver<()>>,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Proxy {
+    /// Starts pgshadow in front of `upstream_port` with extra TOML appended
+    /// to a minimal config (listen on a free port, log at debug).
+    pub fn start(upstream_port: u16, extra_toml: &str) -> Proxy {
+        let toml = format!(
+            "[listen]\naddress = \"127.0.0.1:0\"\n{listen_extra}\n\
+             [upstream]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n\
+             [log]\nlevel = \"debug\"\n{rest}",
+            listen_extra = section_part(extra_toml, "listen"),
+            rest = without_section(extra_toml, "listen"),
+        );
+        Self::start_with_config(&toml)
+    }
+
+    /// Starts pgshadow with a complete config file.
+    pub fn start_with_config(toml: &str) -> Proxy {
+        let config = tempfile::Builder::new()
+            .suffix(".toml")
+            .tempfile()
+            .expect("temp config");
+        std::fs::write(config.path(), toml).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pgshadow"))
+            .arg("run")
+            .arg("--config")
+            .arg(config.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pgshadow");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (exit_tx, exit_rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening") {
+                    if let Some(port) = field(&line, "address")
+                        .and_then(|a| a.rsplit(':').next()?.parse::<u16>().ok())
+                    {
+                        let _ = addr_tx.send(port);
+                    }
+                }
+                if std::env::var_os("PGSHADOW_TEST_ECHO").is_some() {
+                    eprintln!("[pgshadow] {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+            let _ = exit_tx.send(());
+        });
+        let port = match addr_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "pgshadow did not report its address; its log:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Proxy {
+            child,
+            port,
+            logs,
+            exited: Some(exit_rx),
+            _config: config,
+        }
+    }
+
+    /// Process id of the proxy.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the proxy logged so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line satisfies `pred`, up to `timeout`.
+    pub fn wait_for_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        wait_until(timeout, || self.logs().into_iter().find(|l| pred(l)))
+            .unwrap_or_else(|| panic!("no matching log line; log:\n{}", self.logs().join("\n")))
+    }
+
+    /// Sends a signal to the proxy.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits for the process to exit and returns its exit code. The log
+    /// reader sees stderr close when the process exits.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let rx = self.exited.take()?;
+        rx.recv_timeout(timeout).ok()?;
+        self.child.wait().ok()?.code()
+    }
+
+    /// Resident set size of the proxy right now, and its peak, in KiB.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("proc status");
+        let get = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .expect("VmRSS/VmHWM")
+        };
+        (get("VmRSS:"), get("VmHWM:"))
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- pgshadow log ---\n{}", self.logs().join("\n"));
+        }
+    }
+}
+
+/// The value of `key=value` in a text log line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let needle = format!("{key}=");
+    let start = line.find(&needle)? + needle.len();
+    line[start..].split_whitespace().next()
+}
+
+/// The `[section]` body of a small TOML snippet.
+fn section_part(toml: &str, section: &str) -> String {
+    let header = format!("[{section}]");
+    let mut out = String::new();
+    let mut inside = false;
+    for line in toml.lines() {
+        if line.trim_start().starts_with('[') {
+            inside = line.trim() == header;
+            continue;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A TOML snippet without its `[section]`.
+fn without_section(toml: &str, section: &str) -> String {
+    let header = format!("[{section}]");
+    let mut out = String::new();
+    let mut inside = false;
+    for line in toml.lines() {
+        if line.trim_start().starts_with('[') {
+            inside = line.trim() == header;
+        }
+        if !inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Polls `f` until it returns `Some`, or `timeout` passes. For conditions
+/// only observable by asking (server views, process tables).
+pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command and returns (success, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A psql command connected to `port` as `user`, with no psqlrc.
+pub fn psql(pg: &Pg, port: u16, user: &str) -> Command {
+    let mut cmd = Command::new(pg.program("psql"));
+    cmd.args([
+        "-X",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        user,
+        "-d",
+        DB,
+    ])
+    .env_remove("PGPASSWORD")
+    .env_remove("PGCLIENTENCODING")
+    .env("PGCONNECT_TIMEOUT", "10");
+    cmd
+}
+
+/// Connects tokio-postgres to `port` as the trust user.
+pub async fn connect(port: u16) -> tokio_postgres::Client {
+    connect_as(port, TRUST_USER, None).await.expect("connect")
+}
+
+/// Connects tokio-postgres and drives the connection in a task.
+pub async fn connect_as(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) =
+        tokio_postgres::connect(&Pg::url(port, user, password), tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A Python 3 interpreter that has psycopg 3 (Debian's python3-psycopg
+/// installs into the system interpreter, which may not be first on PATH).
+pub fn python_with_psycopg() -> PathBuf {
+    for candidate in ["/usr/bin/python3", "python3"] {
+        let ok = Command::new(candidate)
+            .args(["-c", "import psycopg"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!(
+        "no python3 with psycopg 3 found: install it (Debian: apt-get install -y python3-psycopg)"
+    );
+}
