@@ -196,3 +196,23 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::protocol::error_response::parse_error_fields;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic_on_random_bodies(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = authentication_code(&body);
+            let _ = backend_key_data(&body);
+            let _ = ready_for_query(&body);
+            let _ = parameter_status(&body);
+            let _ = parse_error_fields(&body);
+            let _ = strip_channel_binding(&encode(b'R', &body));
+            let _ = strip_channel_binding(&body);
+        }
+    }
+}

@@ -132,6 +132,13 @@ pub trait FrameHandler {
     /// Largest body accepted in this direction.
     fn max_body_len(&self) -> usize;
 
+    /// Rejects a type byte that cannot start a message in this direction.
+    /// Runs before the length is judged: after a bad type byte the length
+    /// means nothing.
+    fn check_tag(&self, _tag: u8) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// Called once per message, as soon as its header has arrived.
     fn on_header(&mut self, header: Header) -> Result<Disposition, Self::Error>;
 
@@ -210,6 +217,8 @@ impl Framer {
             let (header, disposition) = match self.pending.take() {
                 Some(header) => (header, Disposition::Inspect),
                 None => {
+                    let [tag, ..] = raw;
+                    handler.check_tag(tag)?;
                     let header = parse_header(raw, handler.max_body_len())?;
                     (header, handler.on_header(header)?)
                 }

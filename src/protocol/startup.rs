@@ -282,3 +282,34 @@ mod tests {
         assert!(parse_initial_packet(Bytes::from(lying)).is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn random_initial_packets_never_panic(body in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+            packet.extend_from_slice(&body);
+            let _ = parse_initial_packet(Bytes::from(packet));
+        }
+
+        #[test]
+        fn startup_messages_round_trip(params in proptest::collection::vec(("[a-z_]{1,12}", "[ -~]{0,20}"), 0..8)) {
+            let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let raw = StartupMessage::encode(&pairs);
+            match parse_initial_packet(raw) {
+                Ok(InitialPacket::Startup(m)) => prop_assert_eq!(m.params, params),
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+
+        #[test]
+        fn length_prefixes_are_validated_without_panicking(len in any::<i32>()) {
+            let ok = packet_body_len(len).is_ok();
+            prop_assert_eq!(ok, (8..=10_000).contains(&len));
+        }
+    }
+}

@@ -176,15 +176,20 @@ pub(crate) async fn run(
         );
         tokio::pin!(upstream, downstream);
         let mut draining = false;
+        // Set once Terminate has been forwarded: the server still answers
+        // whatever the client pipelined before it, then closes, and the
+        // client gets every reply, as it would directly.
+        let mut terminated = false;
         loop {
             tokio::select! {
-                r = &mut upstream => break match r {
-                    Ok(PumpEnd::Stopped) => RelayEnd::ClientTerminated,
-                    Ok(PumpEnd::Eof) | Err(PumpError::Read(_)) => RelayEnd::ClientClosed,
-                    Err(PumpError::Write(e)) => RelayEnd::ServerFailed(format!("write to upstream failed: {e}")),
-                    Err(PumpError::Protocol(v)) => RelayEnd::ClientViolation(v.0),
+                r = &mut upstream, if !terminated => match r {
+                    Ok(PumpEnd::Stopped) => terminated = true,
+                    Ok(PumpEnd::Eof) | Err(PumpError::Read(_)) => break RelayEnd::ClientClosed,
+                    Err(PumpError::Write(e)) => break RelayEnd::ServerFailed(format!("write to upstream failed: {e}")),
+                    Err(PumpError::Protocol(v)) => break RelayEnd::ClientViolation(v.0),
                 },
                 r = &mut downstream => break match r {
+                    _ if terminated => RelayEnd::ClientTerminated,
                     Ok(PumpEnd::Stopped) => RelayEnd::Drained,
                     Ok(PumpEnd::Eof) => RelayEnd::ServerClosed,
                     Err(PumpError::Read(e)) => RelayEnd::ServerFailed(format!("read from upstream failed: {e}")),
@@ -325,13 +330,18 @@ impl FrameHandler for ClientMessages<'_> {
         self.max_body_len
     }
 
-    fn on_header(&mut self, header: Header) -> Result<Disposition, ClientViolation> {
-        if !frontend::is_frontend_tag(header.tag) {
-            return Err(ClientViolation(format!(
+    fn check_tag(&self, tag: u8) -> Result<(), ClientViolation> {
+        if frontend::is_frontend_tag(tag) {
+            Ok(())
+        } else {
+            Err(ClientViolation(format!(
                 "invalid frontend message type {}",
-                TagDisplay(header.tag)
-            )));
+                TagDisplay(tag)
+            )))
         }
+    }
+
+    fn on_header(&mut self, header: Header) -> Result<Disposition, ClientViolation> {
         if header.tag == client_tag::TERMINATE {
             return Ok(Disposition::Inspect);
         }
@@ -444,5 +454,171 @@ impl ServerMessages<'_> {
         } else {
             Verdict::Forward
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::framing::encode_message;
+    use proptest::prelude::*;
+
+    /// Feeds `input` in pieces through a framer with `handler`, as a pump
+    /// does, and returns the forwarded bytes and whether it failed.
+    fn relay<H: FrameHandler>(input: &[u8], cuts: &[usize], handler: &mut H) -> (Vec<u8>, bool) {
+        let mut framer = Framer::new();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        ends.push(input.len());
+        ends.sort_unstable();
+        for end in ends {
+            buf.extend_from_slice(&input[start..end.max(start)]);
+            start = end.max(start);
+            match framer.advance(&mut buf, handler) {
+                Ok(a) => {
+                    out.extend_from_slice(&buf.split_to(a.forward));
+                    if a.stop {
+                        return (out, false);
+                    }
+                }
+                Err(_) => return (out, true),
+            }
+        }
+        (out, false)
+    }
+
+    fn frontend_message() -> impl Strategy<Value = Vec<u8>> {
+        (
+            proptest::sample::select(b"BCdcfDEHFPpQS".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..300),
+        )
+            .prop_map(|(tag, body)| encode_message(tag, &body))
+    }
+
+    fn backend_message() -> impl Strategy<Value = Vec<u8>> {
+        (
+            proptest::sample::select(b"RKZESCDTAN123dcGHsnItVv".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..300),
+        )
+            .prop_map(|(tag, body)| encode_message(tag, &body))
+    }
+
+    proptest! {
+        #[test]
+        fn valid_client_streams_pass_through_unchanged_at_any_chunking(
+            msgs in proptest::collection::vec(frontend_message(), 1..30),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let input = msgs.concat();
+            let state = Mutex::new(SessionState::new());
+            let mut handler = ClientMessages { state: &state, max_body_len: 1 << 20 };
+            let (out, failed) = relay(&input, &cuts, &mut handler);
+            prop_assert!(!failed);
+            prop_assert_eq!(out, input);
+            let expected_ready = msgs.iter().filter(|m| frontend::expects_ready_for_query(m[0])).count();
+            prop_assert_eq!(lock(&state).awaiting_ready as usize, expected_ready);
+        }
+
+        #[test]
+        fn random_client_bytes_never_panic(
+            input in proptest::collection::vec(any::<u8>(), 0..2000),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let state = Mutex::new(SessionState::new());
+            let mut handler = ClientMessages { state: &state, max_body_len: 4096 };
+            let (out, _) = relay(&input, &cuts, &mut handler);
+            prop_assert!(input.starts_with(&out));
+        }
+
+        #[test]
+        fn mutated_client_streams_never_panic(
+            msgs in proptest::collection::vec(frontend_message(), 1..20),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let mut input = msgs.concat();
+            for (at, x) in flips {
+                let i = at % input.len();
+                input[i] ^= x;
+            }
+            let state = Mutex::new(SessionState::new());
+            let mut handler = ClientMessages { state: &state, max_body_len: 4096 };
+            let (out, _) = relay(&input, &cuts, &mut handler);
+            prop_assert!(input.starts_with(&out));
+        }
+
+        #[test]
+        fn random_and_mutated_server_streams_never_panic(
+            msgs in proptest::collection::vec(backend_message(), 0..20),
+            noise in proptest::collection::vec(any::<u8>(), 0..500),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let mut input = msgs.concat();
+            input.extend(noise);
+            if !input.is_empty() {
+                for (at, x) in flips {
+                    let i = at % input.len();
+                    input[i] ^= x;
+                }
+            }
+            let state = Mutex::new(SessionState::new());
+            let registry = CancelRegistry::default();
+            let mut handler = ServerMessages {
+                state: &state,
+                cancel_registry: &registry,
+                upstream_addr: SocketAddr::from(([127, 0, 0, 1], 5432)),
+            };
+            let _ = relay(&input, &cuts, &mut handler);
+        }
+    }
+
+    #[test]
+    fn ready_for_query_settles_the_busy_state() {
+        let state = Mutex::new(SessionState::new());
+        let registry = CancelRegistry::default();
+        let mut server = ServerMessages {
+            state: &state,
+            cancel_registry: &registry,
+            upstream_addr: SocketAddr::from(([127, 0, 0, 1], 5432)),
+        };
+        let mut client = ClientMessages {
+            state: &state,
+            max_body_len: 1 << 20,
+        };
+        let ready = encode_message(b'Z', b"I");
+        relay(&ready, &[], &mut server);
+        assert_eq!(lock(&state).phase, Phase::Ready);
+        assert!(lock(&state).idle());
+        // Two pipelined queries: busy until both are answered.
+        relay(
+            &[
+                encode_message(b'Q', b"SELECT 1\0"),
+                encode_message(b'Q', b"SELECT 2\0"),
+            ]
+            .concat(),
+            &[],
+            &mut client,
+        );
+        assert_eq!(lock(&state).awaiting_ready, 2);
+        relay(&ready, &[], &mut server);
+        assert!(lock(&state).busy());
+        relay(&ready, &[], &mut server);
+        assert!(!lock(&state).busy());
+        // An extended batch flushed without Sync keeps the session busy.
+        relay(
+            &[
+                encode_message(b'E', b"\0\0\0\0\0"),
+                encode_message(b'H', b""),
+            ]
+            .concat(),
+            &[],
+            &mut client,
+        );
+        assert!(lock(&state).busy());
+        relay(&[encode_message(b'Z', b"T")].concat(), &[], &mut server);
+        assert!(!lock(&state).idle(), "a transaction is open");
     }
 }

@@ -119,9 +119,10 @@ impl Proxy {
         let toml = format!(
             "[listen]\naddress = \"127.0.0.1:0\"\n{listen_extra}\n\
              [upstream]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n\
-             [log]\nlevel = \"debug\"\n{rest}",
+             [log]\nlevel = \"debug\"\n{log_extra}\n{rest}",
             listen_extra = section_part(extra_toml, "listen"),
-            rest = without_section(extra_toml, "listen"),
+            log_extra = section_part(extra_toml, "log"),
+            rest = without_sections(extra_toml, &["listen", "log"]),
         );
         Self::start_with_config(&toml)
     }
@@ -151,12 +152,8 @@ impl Proxy {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("listening") {
-                    if let Some(port) = field(&line, "address")
-                        .and_then(|a| a.rsplit(':').next()?.parse::<u16>().ok())
-                    {
-                        let _ = addr_tx.send(port);
-                    }
+                if let Some(port) = listening_port(&line) {
+                    let _ = addr_tx.send(port);
                 }
                 if std::env::var_os("PGSHADOW_TEST_ECHO").is_some() {
                     eprintln!("[pgshadow] {line}");
@@ -242,6 +239,23 @@ impl Drop for Proxy {
     }
 }
 
+/// The port in pgshadow's "listening" line, text or JSON.
+fn listening_port(line: &str) -> Option<u16> {
+    let address = if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        if v["fields"]["message"] != "listening" {
+            return None;
+        }
+        v["fields"]["address"].as_str()?.to_string()
+    } else {
+        if !line.contains(" listening ") {
+            return None;
+        }
+        field(line, "address")?.to_string()
+    };
+    address.rsplit(':').next()?.parse().ok()
+}
+
 /// The value of `key=value` in a text log line.
 pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let needle = format!("{key}=");
@@ -267,14 +281,13 @@ fn section_part(toml: &str, section: &str) -> String {
     out
 }
 
-/// A TOML snippet without its `[section]`.
-fn without_section(toml: &str, section: &str) -> String {
-    let header = format!("[{section}]");
+/// A TOML snippet without the given `[section]`s.
+fn without_sections(toml: &str, sections: &[&str]) -> String {
     let mut out = String::new();
     let mut inside = false;
     for line in toml.lines() {
         if line.trim_start().starts_with('[') {
-            inside = line.trim() == header;
+            inside = sections.iter().any(|s| line.trim() == format!("[{s}]"));
         }
         if !inside {
             out.push_str(line);
@@ -364,4 +377,46 @@ pub fn python_with_psycopg() -> PathBuf {
     panic!(
         "no python3 with psycopg 3 found: install it (Debian: apt-get install -y python3-psycopg)"
     );
+}
+
+/// Runs a command like [`run`], with stdin closed, but kills it and panics
+/// if it has not finished within `timeout`: a client stuck on the proxy then
+/// fails its test (and the proxy log is printed) instead of stalling the run.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (bool, String, String) {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let (out, timed_out) = match rx.recv_timeout(timeout) {
+        Ok(out) => (out, false),
+        Err(_) => {
+            // SAFETY: kill has no memory-safety preconditions. The pid is
+            // still our child's unless it exited in the instant since the
+            // timeout, and a pid is not reused that quickly.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+            // Its output, unless a grandchild still holds the pipes open.
+            let out = rx
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("{cmd:?} did not finish within {timeout:?}"));
+            (out, true)
+        }
+    };
+    let out = out.unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !timed_out,
+        "{cmd:?} did not finish within {timeout:?} and was killed\n\
+         --- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    (out.status.success(), stdout, stderr)
 }

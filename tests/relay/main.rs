@@ -5,4 +5,14 @@
 #[path = "../harness/mod.rs"]
 mod harness;
 
+mod auth;
+mod cancel;
+mod differential;
+mod failures;
+mod lifecycle;
+mod notify;
+mod pgbench;
 mod psql;
+mod psycopg;
+mod streaming;
+mod tokio_postgres_client;
