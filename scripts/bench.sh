@@ -1,0 +1,656 @@
+#!/usr/bin/env bash
+# Benchmarks the primary path: pgbench -S (select-only) against
+#   direct     PostgreSQL itself,
+#   pgbouncer  PgBouncer in session mode (the reference pooler),
+#   pgshadow   pgshadow (release build, shadow disabled),
+# in the simple, extended and prepared query modes at several client counts,
+# and prints one Markdown report (machine facts, the comparison table, and the
+# CPU split between pgbench, PostgreSQL and the proxy) on stdout.
+#
+# Everything runs on this machine: a throw-away cluster, its own PgBouncer and
+# pgshadow, all in one temporary directory that is removed on exit, also on
+# Ctrl-C or error. See BENCHMARKS.md for what the numbers mean.
+#
+# Usage: scripts/bench.sh [--markdown-out FILE] [--raw-out FILE] [--check]
+#   --check  only look for the programs the benchmark needs, print them, exit
+#
+# Environment (defaults in brackets):
+#   BENCH_SECONDS  [10]    pgbench -T of every measured run
+#   BENCH_CLIENTS  ["1 16 64"]
+#   BENCH_MODES    ["simple extended prepared"]
+#   BENCH_ROUNDS   [3]     measured runs per target and cell; the order of
+#                          the three targets rotates from round to round
+#   BENCH_WARMUP   [5]     seconds of warm-up per target before measuring
+#   BENCH_SCALE    [10]    pgbench -i -s
+#   BENCH_JOBS     [min(clients, nproc)] pgbench -j
+#   BENCH_PAUSE    [1]     seconds of rest between runs
+#   BENCH_OUT      same as --markdown-out
+#   BENCH_RAW_OUT  same as --raw-out (one TSV line per measured run)
+#   BENCH_NO_BUILD [unset] 1: skip `cargo build --release`, use the existing binary
+#   BENCH_PERF     [unset] 1: count the proxies' context switches and system
+#                          calls per transaction with `perf stat` (adds a
+#                          small overhead to the proxy runs: a profile, not a
+#                          TPS measurement)
+#   PGSHADOW_PG_BINDIR     directory with initdb/postgres/pgbench/psql
+#   PGBOUNCER              pgbouncer binary [pgbouncer on PATH or /usr/sbin/pgbouncer]
+set -euo pipefail
+
+readonly TARGETS=(direct pgbouncer pgshadow)
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+    printf 'bench: error: %s\n' "$*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
+# ---------------------------------------------------------------- arguments
+MARKDOWN_OUT=${BENCH_OUT:-}
+CHECK_ONLY=""
+RAW_OUT=${BENCH_RAW_OUT:-}
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --markdown-out) [[ $# -ge 2 ]] || die "--markdown-out needs a FILE"; MARKDOWN_OUT=$2; shift 2 ;;
+        --markdown-out=*) MARKDOWN_OUT=${1#*=}; shift ;;
+        --raw-out) [[ $# -ge 2 ]] || die "--raw-out needs a FILE"; RAW_OUT=$2; shift 2 ;;
+        --raw-out=*) RAW_OUT=${1#*=}; shift ;;
+        --check) CHECK_ONLY=1; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+CLIENTS_LIST=${BENCH_CLIENTS:-1 16 64}
+MODES_LIST=${BENCH_MODES:-simple extended prepared}
+ROUNDS=${BENCH_ROUNDS:-3}
+WARMUP=${BENCH_WARMUP:-5}
+SCALE=${BENCH_SCALE:-10}
+PAUSE=${BENCH_PAUSE:-1}
+NPROC=$(nproc)
+# A run is flagged as disturbed when more CPU than this (in cores) went to
+# processes other than pgbench, PostgreSQL and the proxy.
+NOISE_CORES=0.25
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+for pair in "BENCH_SECONDS=$SECONDS_PER_RUN" "BENCH_ROUNDS=$ROUNDS" "BENCH_SCALE=$SCALE"; do
+    is_uint "${pair#*=}" && ((${pair#*=} > 0)) || die "${pair%%=*} must be a positive integer, got '${pair#*=}'"
+done
+for pair in "BENCH_WARMUP=$WARMUP" "BENCH_PAUSE=$PAUSE"; do
+    is_uint "${pair#*=}" || die "${pair%%=*} must be a non-negative integer, got '${pair#*=}'"
+done
+[[ -z ${BENCH_JOBS:-} ]] || { is_uint "$BENCH_JOBS" && ((BENCH_JOBS > 0)); } ||
+    die "BENCH_JOBS must be a positive integer, got '$BENCH_JOBS'"
+read -r -a CLIENTS <<<"$CLIENTS_LIST"
+read -r -a MODES <<<"$MODES_LIST"
+((${#CLIENTS[@]} > 0)) || die "BENCH_CLIENTS is empty"
+((${#MODES[@]} > 0)) || die "BENCH_MODES is empty"
+MAX_CLIENTS=0
+for c in "${CLIENTS[@]}"; do
+    is_uint "$c" && ((c > 0)) || die "BENCH_CLIENTS must hold positive integers, got '$c'"
+    ((c > MAX_CLIENTS)) && MAX_CLIENTS=$c
+done
+for m in "${MODES[@]}"; do
+    case $m in simple | extended | prepared) ;; *) die "BENCH_MODES: unknown mode '$m' (simple, extended, prepared)" ;; esac
+done
+
+# pgbench threads: one per client up to one per CPU. pgbench shares the CPUs
+# with the servers; more threads than cores only adds scheduling, while a
+# single thread would make pgbench the bottleneck at 16 and 64 clients.
+jobs_for() {
+    local clients=$1
+    if [[ -n ${BENCH_JOBS:-} ]]; then
+        ((BENCH_JOBS < clients)) && echo "$BENCH_JOBS" || echo "$clients"
+    else
+        ((NPROC < clients)) && echo "$NPROC" || echo "$clients"
+    fi
+}
+
+# ---------------------------------------------------------------- binaries
+has_server() { [[ -x $1/initdb && -x $1/postgres ]]; }
+find_pg_bindir() {
+    if [[ -n ${PGSHADOW_PG_BINDIR:-} ]]; then
+        has_server "$PGSHADOW_PG_BINDIR" || die "PGSHADOW_PG_BINDIR=$PGSHADOW_PG_BINDIR holds no initdb/postgres"
+        echo "$PGSHADOW_PG_BINDIR"
+        return
+    fi
+    local initdb dir
+    if initdb=$(command -v initdb 2>/dev/null); then
+        dir=$(dirname "$(readlink -f "$initdb")")
+        if has_server "$dir"; then echo "$dir"; return; fi
+    fi
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        if has_server "$dir"; then echo "$dir"; return; fi
+    done
+    die "PostgreSQL server binaries (initdb, postgres) not found on PATH or in /usr/lib/postgresql/*/bin: \
+apt-get install -y postgresql (or set PGSHADOW_PG_BINDIR)"
+}
+PG_BIN=$(find_pg_bindir)
+
+# Client programs: the cluster's own version first, then PATH.
+find_client() {
+    local name=$1 package=$2
+    if [[ -x $PG_BIN/$name ]]; then echo "$PG_BIN/$name"; return; fi
+    command -v "$name" 2>/dev/null || die "$name not found in $PG_BIN or on PATH: apt-get install -y $package"
+}
+PGBENCH=$(find_client pgbench "postgresql (Debian/Ubuntu ship pgbench in the server package; postgresql-contrib on older releases)")
+PSQL=$(find_client psql postgresql-client)
+PG_ISREADY=$(find_client pg_isready postgresql-client)
+[[ -z ${PGBOUNCER:-} || -x ${PGBOUNCER:-} ]] || die "PGBOUNCER=$PGBOUNCER is not an executable file"
+PGBOUNCER=${PGBOUNCER:-$(command -v pgbouncer 2>/dev/null || true)}
+[[ -n $PGBOUNCER ]] || { [[ -x /usr/sbin/pgbouncer ]] && PGBOUNCER=/usr/sbin/pgbouncer; }
+[[ -n $PGBOUNCER && -x $PGBOUNCER ]] || die "pgbouncer not found on PATH or at /usr/sbin/pgbouncer: apt-get install -y pgbouncer (or set PGBOUNCER)"
+command -v cargo >/dev/null || [[ -n ${BENCH_NO_BUILD:-} ]] || die "cargo not found: install Rust (https://rustup.rs) or set BENCH_NO_BUILD=1 with a built target/release/pgshadow"
+TIME_BIN=/usr/bin/time
+[[ -x $TIME_BIN ]] || die "/usr/bin/time not found (used to measure pgbench's CPU): apt-get install -y time"
+
+# The proxies' system calls, counted per transaction when BENCH_PERF=1.
+readonly PERF_EVENTS=context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_futex
+PERF=""
+if [[ -n ${BENCH_PERF:-} ]]; then
+    PERF=$(command -v perf 2>/dev/null) || die "BENCH_PERF is set but perf is not installed: apt-get install -y linux-perf"
+    "$PERF" stat -e "$PERF_EVENTS" -o /dev/null -- true 2>/dev/null ||
+        die "BENCH_PERF: perf cannot count the syscall tracepoints here (needs root or kernel.perf_event_paranoid <= -1)"
+fi
+
+# PostgreSQL and PgBouncer refuse to run as root: hand them to `postgres`.
+AS_SERVER_USER=()
+if [[ $(id -u) -eq 0 ]]; then
+    getent passwd postgres >/dev/null ||
+        die "running as root, but there is no 'postgres' system user to run PostgreSQL and PgBouncer as: apt-get install -y postgresql, or run as an ordinary user"
+    command -v setpriv >/dev/null || die "setpriv not found (needed to run the servers as 'postgres' when root): apt-get install -y util-linux"
+    # setpriv execs, so the pid we record is the server's own and signals reach it.
+    AS_SERVER_USER=(setpriv --reuid=postgres --regid=postgres --init-groups)
+fi
+
+if [[ -n $CHECK_ONLY ]]; then
+    printf '%-10s %s\n' server "$PG_BIN" pgbench "$PGBENCH" psql "$PSQL" pg_isready "$PG_ISREADY" \
+        pgbouncer "$PGBOUNCER" "run as" "${AS_SERVER_USER[*]:-$(id -un)}"
+    exit 0
+fi
+
+# Connection settings from the caller's environment must not leak in.
+unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGPASSWORD PGPASSFILE PGSERVICE PGSERVICEFILE PGOPTIONS PGDATA PGAPPNAME
+export PGSSLMODE=disable PGGSSENCMODE=disable PGCONNECT_TIMEOUT=5 LC_ALL=C
+DB=bench
+
+# ---------------------------------------------------------------- lifecycle
+WORK=""
+PG_PID="" BOUNCER_PID="" SHADOW_PID="" PGBENCH_PID="" PERF_PID=""
+
+alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
+
+# Sends $2 to pid $1, waits up to $3 seconds, then SIGKILL.
+stop_pid() {
+    local pid=$1 sig=$2 deadline=$((SECONDS + $3))
+    alive "$pid" || return 0
+    kill "-$sig" "$pid" 2>/dev/null || true
+    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    if alive "$pid"; then
+        log "pid $pid did not stop after SIG$sig; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_pid "$PGBENCH_PID" TERM 5
+    stop_pid "$PERF_PID" INT 5
+    stop_pid "$SHADOW_PID" TERM 10    # graceful shutdown; no sessions are left
+    stop_pid "$BOUNCER_PID" TERM 10   # SIGTERM: immediate shutdown
+    stop_pid "$PG_PID" INT 20         # SIGINT: fast shutdown
+    if [[ -n $WORK && -d $WORK ]]; then
+        if ((rc != 0 && rc != 130 && rc != 143)); then
+            for f in "$WORK"/postgres.log "$WORK"/pgbouncer.log "$WORK"/pgshadow.log; do
+                [[ -s $f ]] && { log "--- last lines of $(basename "$f") ---"; tail -n 15 "$f" >&2; }
+            done
+        fi
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+# A port nothing listens on right now. The daemons' readiness checks below
+# then prove that it is ours.
+free_port() {
+    local port tries=0
+    while ((tries++ < 100)); do
+        port=$((20000 + RANDOM % 40000))
+        if command -v ss >/dev/null; then
+            [[ -z $(ss -Htan "( sport = :$port )" 2>/dev/null) ]] && { echo "$port"; return; }
+        elif ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free TCP port found"
+}
+
+# Runs "$@" until it succeeds or $2 seconds pass; fails early if pid $1 died.
+wait_until() {
+    local pid=$1 timeout=$2 what=$3
+    shift 3
+    local deadline=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        alive "$pid" || die "$what exited during startup"
+        ((SECONDS < deadline)) || die "$what not ready after ${timeout}s"
+        sleep 0.2
+    done
+}
+
+select_1() { "$PSQL" -X -h 127.0.0.1 -p "$1" -U postgres -d "$DB" -Atqc 'SELECT 1' | grep -qx 1; }
+
+# ---------------------------------------------------------------- build
+cd "$REPO"
+SHADOW_BIN=$REPO/target/release/pgshadow
+if [[ -z ${BENCH_NO_BUILD:-} ]]; then
+    log "building pgshadow (cargo build --release)"
+    cargo build --release --quiet --bin pgshadow >&2 || die "cargo build --release failed"
+fi
+[[ -x $SHADOW_BIN ]] || die "$SHADOW_BIN missing: run cargo build --release"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pgshadow-bench.XXXXXX")
+chmod 755 "$WORK"
+
+# ---------------------------------------------------------------- PostgreSQL
+PG_PORT=$(free_port)
+log "initdb in $WORK/data"
+[[ ${#AS_SERVER_USER[@]} -eq 0 ]] || chown postgres: "$WORK"
+(cd "$WORK" && "${AS_SERVER_USER[@]}" "$PG_BIN/initdb" -D "$WORK/data" -U postgres --auth=trust \
+    -E UTF8 --locale=C --no-sync >"$WORK/initdb.log" 2>&1) ||
+    { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+printf 'host all all 127.0.0.1/32 trust\nlocal all all trust\n' >"$WORK/data/pg_hba.conf"
+[[ ${#AS_SERVER_USER[@]} -eq 0 ]] || chown postgres: "$WORK/data/pg_hba.conf"
+
+# fsync/synchronous_commit/full_page_writes off: durability is not what is
+# measured. autovacuum off: the workload only reads and `pgbench -i` has
+# vacuumed; a late autovacuum would only add noise. shared_buffers holds the
+# whole scale-10 data set.
+PG_SETTINGS=(
+    -c listen_addresses=127.0.0.1 -c "unix_socket_directories=$WORK"
+    -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+    -c shared_buffers=512MB -c autovacuum=off -c jit=off
+)
+log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+(cd "$WORK" && exec "${AS_SERVER_USER[@]}" "$PG_BIN/postgres" -D "$WORK/data" -p "$PG_PORT" \
+    "${PG_SETTINGS[@]}" >"$WORK/postgres.log" 2>&1) &
+PG_PID=$!
+wait_until "$PG_PID" 60 PostgreSQL "$PG_ISREADY" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres
+"$PSQL" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "CREATE DATABASE $DB" >/dev/null
+log "pgbench -i -s $SCALE"
+"$PGBENCH" -i -s "$SCALE" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres "$DB" >"$WORK/pgbench-init.log" 2>&1 ||
+    { cat "$WORK/pgbench-init.log" >&2; die "pgbench -i failed"; }
+
+# ---------------------------------------------------------------- PgBouncer
+BOUNCER_PORT=$(free_port)
+printf '"postgres" ""\n' >"$WORK/userlist.txt"
+cat >"$WORK/pgbouncer.ini" <<EOF
+[databases]
+$DB = host=127.0.0.1 port=$PG_PORT dbname=$DB
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = session
+max_client_conn = 1000
+default_pool_size = 200
+max_db_connections = 0
+server_reset_query = DISCARD ALL
+logfile = $WORK/pgbouncer.log
+pidfile = $WORK/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+[[ ${#AS_SERVER_USER[@]} -eq 0 ]] || chown postgres: "$WORK/userlist.txt" "$WORK/pgbouncer.ini"
+log "starting PgBouncer on 127.0.0.1:$BOUNCER_PORT"
+(cd "$WORK" && exec "${AS_SERVER_USER[@]}" "$PGBOUNCER" -q "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.stderr" 2>&1) &
+BOUNCER_PID=$!
+wait_until "$BOUNCER_PID" 30 PgBouncer select_1 "$BOUNCER_PORT"
+
+# ---------------------------------------------------------------- pgshadow
+SHADOW_PORT=$(free_port)
+cat >"$WORK/pgshadow.toml" <<EOF
+[listen]
+address = "127.0.0.1:$SHADOW_PORT"
+shutdown_timeout_ms = 2000
+
+[upstream]
+host = "127.0.0.1"
+port = $PG_PORT
+
+[shadow]
+enabled = false
+
+[store]
+url = "sqlite://$WORK/pgshadow-mismatches.db"
+
+[admin]
+address = "127.0.0.1:0"
+
+[log]
+level = "warn,pgshadow::cli=info"
+EOF
+log "starting pgshadow on 127.0.0.1:$SHADOW_PORT"
+RUST_LOG= "$SHADOW_BIN" run --config "$WORK/pgshadow.toml" >"$WORK/pgshadow.log" 2>&1 &
+SHADOW_PID=$!
+wait_until "$SHADOW_PID" 30 pgshadow grep -q 'listening' "$WORK/pgshadow.log"
+wait_until "$SHADOW_PID" 30 pgshadow select_1 "$SHADOW_PORT"
+
+port_of() {
+    case $1 in
+        direct) echo "$PG_PORT" ;;
+        pgbouncer) echo "$BOUNCER_PORT" ;;
+        pgshadow) echo "$SHADOW_PORT" ;;
+    esac
+}
+
+# ---------------------------------------------------------------- CPU accounting
+# CPU ticks (1/CLK_TCK s) used so far by pid $1 and its children: its own
+# time, the time of children it has reaped, and that of live children. For
+# the postmaster this covers every backend, including those that exit during
+# a run; for PgBouncer and pgshadow (one process each) it is their own time.
+CLK_TCK=$(getconf CLK_TCK)
+tree_ticks() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v p="$1" '
+        { rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
+          # f[2] ppid, f[12] utime, f[13] stime, f[14] cutime, f[15] cstime
+          if ($1 == p) t += f[12] + f[13] + f[14] + f[15]
+          else if (f[2] == p) t += f[12] + f[13] }
+        END { printf "%d\n", t }'
+}
+# tree_ticks, read while no child of $1 exits: a backend reaped in the middle
+# of the scan would be counted twice or not at all. Backends of the last run
+# are still exiting right after pgbench returns, so wait until the set of
+# children holds still and has no zombie in it.
+children_of() { ps --ppid "$1" -o pid=,stat= 2>/dev/null || true; }
+settled_tree_ticks() {
+    local pid=$1 before after ticks tries=0
+    while :; do
+        before=$(children_of "$pid")
+        ticks=$(tree_ticks "$pid")
+        after=$(children_of "$pid")
+        if [[ $(awk '{print $1}' <<<"$before") == $(awk '{print $1}' <<<"$after") && $before != *Z* ]]; then
+            echo "$ticks"
+            return
+        fi
+        ((++tries < 200)) || { log "warning: children of pid $pid never settled; CPU split may be off"; echo "$ticks"; return; }
+        sleep 0.05
+    done
+}
+# "busy idle steal" ticks of the whole machine, from /proc/stat.
+machine_ticks() {
+    awk '$1 == "cpu" { printf "%d %d %d\n", $2 + $3 + $4 + $7 + $8, $5 + $6, $9; exit }' /proc/stat
+}
+
+# ---------------------------------------------------------------- one pgbench run
+# run_pgbench TARGET MODE CLIENTS SECONDS
+# Sets RUN_TPS, RUN_LAT (ms), RUN_TXNS, RUN_CPU and RUN_PERF (tab-separated).
+run_pgbench() {
+    local target=$1 mode=$2 clients=$3 secs=$4
+    local jobs port out rc proxy_pid pg0 px0 m0 m1 pg1 px1 t0 t1
+    jobs=$(jobs_for "$clients")
+    port=$(port_of "$target")
+    out=$WORK/pgbench.out
+    proxy_pid=""
+    [[ $target == pgbouncer ]] && proxy_pid=$BOUNCER_PID
+    [[ $target == pgshadow ]] && proxy_pid=$SHADOW_PID
+
+    pg0=$(settled_tree_ticks "$PG_PID")
+    px0=0
+    [[ -z $proxy_pid ]] || px0=$(tree_ticks "$proxy_pid")
+    local perf_pid=""
+    if [[ -n $PERF && -n $proxy_pid ]]; then
+        "$PERF" stat -x, -e "$PERF_EVENTS" -p "$proxy_pid" -o "$WORK/perf.out" &
+        perf_pid=$!
+        PERF_PID=$perf_pid
+        sleep 0.3 # let perf attach before the load starts
+    fi
+    m0=$(machine_ticks)
+    t0=$(date +%s.%N)
+    # In the background, so that Ctrl-C reaches our trap at once.
+    "$TIME_BIN" -f '%U %S' -o "$WORK/pgbench.time" \
+        "$PGBENCH" -h 127.0.0.1 -p "$port" -U postgres -n -S -M "$mode" \
+        -c "$clients" -j "$jobs" -T "$secs" "$DB" >"$out" 2>&1 &
+    PGBENCH_PID=$!
+    if wait "$PGBENCH_PID"; then rc=0; else rc=$?; fi
+    PGBENCH_PID=""
+    if [[ -n $perf_pid ]]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        PERF_PID=""
+    fi
+    pg1=$(settled_tree_ticks "$PG_PID")
+    px1=0
+    [[ -z $proxy_pid ]] || px1=$(tree_ticks "$proxy_pid")
+    m1=$(machine_ticks)
+    t1=$(date +%s.%N)
+
+    if ((rc != 0)); then
+        cat "$out" >&2
+        die "pgbench against $target (-M $mode -c $clients) failed with status $rc"
+    fi
+    RUN_TPS=$(awk '/^tps = / { print $3; exit }' "$out")
+    RUN_LAT=$(awk '/^latency average = / { print $4; exit }' "$out")
+    RUN_TXNS=$(awk -F': ' '/^number of transactions actually processed/ { print $2; exit }' "$out")
+    local failed
+    failed=$(awk -F'[: ]+' '/^number of failed transactions/ { print $5; exit }' "$out")
+    [[ -n $RUN_TPS && -n $RUN_LAT && -n $RUN_TXNS ]] || { cat "$out" >&2; die "cannot parse pgbench output"; }
+    [[ -z $failed || $failed == 0 ]] || log "warning: $failed failed transactions against $target"
+    alive "$PG_PID" || die "PostgreSQL died during the run"
+    [[ -z $proxy_pid ]] || alive "$proxy_pid" || die "$target died during the run"
+
+    # The proxy's context switches, syscalls, reads, writes, epoll waits and
+    # futex calls per transaction (empty fields without BENCH_PERF).
+    RUN_PERF=$'\t\t\t\t\t'
+    if [[ -n $perf_pid && -s $WORK/perf.out ]]; then
+        RUN_PERF=$(awk -F, -v txns="$RUN_TXNS" '
+            { v[$3] = $1 + 0 }
+            END {
+              t = (txns > 0) ? txns : 1
+              printf "%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f",
+                v["context-switches"] / t, v["raw_syscalls:sys_enter"] / t,
+                (v["syscalls:sys_enter_read"] + v["syscalls:sys_enter_recvfrom"]) / t,
+                (v["syscalls:sys_enter_write"] + v["syscalls:sys_enter_writev"] + v["syscalls:sys_enter_sendto"] + v["syscalls:sys_enter_sendmsg"]) / t,
+                (v["syscalls:sys_enter_epoll_wait"] + v["syscalls:sys_enter_epoll_pwait"]) / t,
+                v["syscalls:sys_enter_futex"] / t }' "$WORK/perf.out")
+    fi
+    # Cores used on average during the run: pgbench, postgres, proxy, other
+    # (everything else incl. softirq and other users of the machine), idle,
+    # steal; and the proxy's CPU time per transaction in microseconds.
+    RUN_CPU=$(awk -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" -v txns="$RUN_TXNS" \
+        -v bench="$(cat "$WORK/pgbench.time")" -v pg=$((pg1 - pg0)) -v px=$((px1 - px0)) \
+        -v m0="$m0" -v m1="$m1" 'BEGIN {
+            wall = t1 - t0; split(bench, b, " "); split(m0, a, " "); split(m1, z, " ")
+            cb = (b[1] + b[2]) / wall; cpg = pg / hz / wall; cpx = px / hz / wall
+            busy = (z[1] - a[1]) / hz / wall; idle = (z[2] - a[2]) / hz / wall
+            steal = (z[3] - a[3]) / hz / wall
+            other = busy - cb - cpg - cpx; if (other < 0) other = 0
+            printf "%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\n", cb, cpg, cpx, other, idle, steal,
+                (txns > 0 ? px / hz * 1e6 / txns : 0) }')
+}
+
+# ---------------------------------------------------------------- machine facts
+git_commit() {
+    local c
+    c=$(git -c safe.directory="$REPO" -C "$REPO" rev-parse --short=12 HEAD 2>/dev/null) || { echo unknown; return; }
+    if [[ -n $(git -c safe.directory="$REPO" -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+        c="$c (+ uncommitted changes under src/ or Cargo.*)"
+    fi
+    echo "$c"
+}
+CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+MEM_GB=$(awk '/^MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
+FACTS=(
+    "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    "- Machine: $NPROC CPUs ($(nproc --all) online), ${CPU_MODEL:-unknown CPU}, ${MEM_GB} GiB RAM, kernel $(uname -r)"
+    "- Load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    "- PostgreSQL: $("$PG_BIN/postgres" --version) ($PG_BIN); $("$PGBENCH" --version)"
+    "- PgBouncer: $("$PGBOUNCER" --version 2>&1 | head -n1) ($PGBOUNCER), pool_mode = session"
+    "- pgshadow: commit $(git_commit), release build${BENCH_NO_BUILD:+ (not rebuilt: binary from $(date -u -r "$SHADOW_BIN" '+%Y-%m-%d %H:%M UTC'))}, shadow disabled, $("$SHADOW_BIN" --version)"
+    "- Runs: pgbench -n -S -T $SECONDS_PER_RUN, scale $SCALE, $ROUNDS round(s) per cell with the target order rotating, ${WARMUP}s warm-up per target, -j = min(clients, ${BENCH_JOBS:-$NPROC})"
+    "- Server: max_connections=300, fsync=off, synchronous_commit=off, full_page_writes=off, shared_buffers=512MB, autovacuum=off; all connections over TCP on 127.0.0.1"
+    ${PERF:+"- BENCH_PERF=1: perf stat was attached to the proxy during its runs; their TPS includes the counting overhead."}
+    "- pgbench, PostgreSQL, PgBouncer and pgshadow all share these $NPROC CPUs: the proxies compete with the database and the load generator for CPU, so proxy overhead shows up as lost TPS."
+)
+
+read -r LOAD1 _ </proc/loadavg
+if awk -v l="$LOAD1" 'BEGIN { exit !(l > 1.0) }'; then
+    log "warning: load average is $LOAD1 before the benchmark; other work on the machine will show up as noise"
+fi
+
+# ---------------------------------------------------------------- warm-up
+if ((WARMUP > 0)); then
+    for target in "${TARGETS[@]}"; do
+        log "warm-up: $target, -M ${MODES[0]} -c $MAX_CLIENTS for ${WARMUP}s"
+        run_pgbench "$target" "${MODES[0]}" "$MAX_CLIENTS" "$WARMUP"
+        sleep "$PAUSE"
+    done
+fi
+
+# ---------------------------------------------------------------- measurement
+RESULTS=$WORK/results.tsv
+printf 'mode\tclients\ttarget\tround\ttps\tlat_ms\ttxns\tcpu_pgbench\tcpu_postgres\tcpu_proxy\tcpu_other\tcpu_idle\tcpu_steal\tproxy_us_per_txn\tproxy_cs_per_txn\tproxy_syscalls_per_txn\tproxy_reads_per_txn\tproxy_writes_per_txn\tproxy_epoll_waits_per_txn\tproxy_futex_per_txn\n' >"$RESULTS"
+total=$((${#MODES[@]} * ${#CLIENTS[@]} * ROUNDS * 3))
+n=0
+cell=0
+for mode in "${MODES[@]}"; do
+    for clients in "${CLIENTS[@]}"; do
+        for ((round = 0; round < ROUNDS; round++)); do
+            # Rotate the order per round and per cell, so no target is always
+            # first (or last) and slow drift spreads over all three.
+            for ((i = 0; i < 3; i++)); do
+                target=${TARGETS[$(((i + round + cell) % 3))]}
+                n=$((n + 1))
+                run_pgbench "$target" "$mode" "$clients" "$SECONDS_PER_RUN"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$clients" "$target" $((round + 1)) \
+                    "$RUN_TPS" "$RUN_LAT" "$RUN_TXNS" "$RUN_CPU" "$RUN_PERF" >>"$RESULTS"
+                IFS=$'\t' read -r cb cpg cpx cot cid cst _ <<<"$RUN_CPU"
+                log "$(printf '[%d/%d] %-8s c=%-3s %-9s %9.1f tps %7.3f ms  cores: pgbench %s postgres %s proxy %s other %s idle %s' \
+                    "$n" "$total" "$mode" "$clients" "$target" "$RUN_TPS" "$RUN_LAT" "$cb" "$cpg" "$cpx" "$cot" "$cid")"
+                sleep "$PAUSE"
+            done
+        done
+        cell=$((cell + 1))
+    done
+done
+
+# ---------------------------------------------------------------- report
+report() {
+    echo "## pgbench -S: direct vs PgBouncer (session) vs pgshadow"
+    echo
+    printf '%s\n' "${FACTS[@]}"
+    echo
+    awk -F'\t' '
+        # Median of the space-separated numbers in v.
+        function median(v,    a, n, i, j, x) {
+          n = split(v, a, " ")
+          for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > x + 0; j--) a[j + 1] = a[j]; a[j + 1] = x }
+          return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        NR == 1 { next }
+        { key = $1 SUBSEP $2 SUBSEP $3
+          if (!(($1 SUBSEP $2) in seen)) { seen[$1 SUBSEP $2] = 1; order[++n] = $1 SUBSEP $2 }
+          tps[key] = tps[key] " " $5; lat[key] = lat[key] " " $6 }
+        END {
+          print "| mode | clients | direct TPS | pgbouncer TPS | pgshadow TPS | direct lat ms | pgbouncer lat ms | pgshadow lat ms | pgshadow/direct | pgshadow/pgbouncer |"
+          print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+          for (i = 1; i <= n; i++) {
+            split(order[i], k, SUBSEP)
+            d = order[i] SUBSEP "direct"; b = order[i] SUBSEP "pgbouncer"; s = order[i] SUBSEP "pgshadow"
+            td = median(tps[d]); tb = median(tps[b]); ts = median(tps[s])
+            printf "| %s | %s | %.0f | %.0f | %.0f | %.3f | %.3f | %.3f | %.2f | %.2f |\n",
+              k[1], k[2], td, tb, ts, median(lat[d]), median(lat[b]), median(lat[s]),
+              ts / td, ts / tb
+          }
+        }' "$RESULTS"
+    echo
+    echo "TPS and average latency are the median over $ROUNDS run(s) of ${SECONDS_PER_RUN}s per target and cell; TPS excludes connection set-up (pgbench ≥ 14). Ratios divide the median TPS."
+    echo
+    awk -F'\t' -v limit="$NOISE_CORES" '
+        NR > 1 && $11 > limit { noisy++; list = list sprintf("%s%s c=%s %s round %s (%.2f)", (noisy > 1 ? ", " : ""), $1, $2, $3, $4, $11) }
+        NR > 1 { runs++ }
+        END {
+          if (noisy) printf "**Noise warning:** in %d of %d runs, more than %.2f cores were busy outside pgbench, PostgreSQL and the proxy (something else ran on the machine): %s.\n", noisy, runs, limit, list
+          else printf "No run saw more than %.2f cores busy outside pgbench, PostgreSQL and the proxy.\n", limit
+        }' "$RESULTS"
+    echo
+    echo "### CPU split (mean cores busy during the runs) and per-round TPS"
+    echo
+    echo "\"other\" is machine CPU not used by pgbench, PostgreSQL or the proxy (kernel softirq for loopback TCP, and anything else running on the machine); \"proxy µs/txn\" is the proxy process's CPU time per transaction."
+    echo
+    awk -F'\t' '
+        NR == 1 { next }
+        { cell = $1 SUBSEP $2; key = cell SUBSEP $3
+          if (!(cell in seen)) { seen[cell] = 1; order[++n] = cell }
+          r[key] = r[key] (r[key] == "" ? "" : " / ") sprintf("%.0f", $5)
+          for (c = 8; c <= 14; c++) s[key, c] += $c
+          runs[key]++ }
+        END {
+          print "| mode | clients | target | TPS per round | pgbench | postgres | proxy | other | idle | steal | proxy µs/txn |"
+          print "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
+          split("direct pgbouncer pgshadow", targets, " ")
+          for (i = 1; i <= n; i++) {
+            split(order[i], k, SUBSEP)
+            for (t = 1; t <= 3; t++) {
+              key = order[i] SUBSEP targets[t]; m = runs[key]
+              if (m == 0) continue
+              proxy = (t == 1) ? "–" : sprintf("%.2f", s[key, 10] / m)
+              us = (t == 1) ? "–" : sprintf("%.1f", s[key, 14] / m)
+              printf "| %s | %s | %s | %s | %.2f | %.2f | %s | %.2f | %.2f | %.2f | %s |\n",
+                k[1], k[2], targets[t], r[key], s[key, 8] / m, s[key, 9] / m, proxy,
+                s[key, 11] / m, s[key, 12] / m, s[key, 13] / m, us
+            }
+          }
+        }' "$RESULTS"
+    [[ -n $PERF ]] || return 0
+    echo
+    echo "### Proxy system calls per transaction (perf stat, BENCH_PERF=1)"
+    echo
+    echo "Counted in the proxy process only, mean over the rounds. reads = read + recvfrom, writes = write + writev + sendto + sendmsg, epoll = epoll_wait + epoll_pwait. pgbench -S sends 1 statement per transaction (simple: Query; extended: Parse/Bind/Describe/Execute/Sync; prepared: Bind/Describe/Execute/Sync), and each reply arrives in one piece, so the floor is one read and one write per direction."
+    echo
+    awk -F'\t' '
+        NR == 1 { next }
+        { cell = $1 SUBSEP $2; key = cell SUBSEP $3
+          if (!(cell in seen)) { seen[cell] = 1; order[++n] = cell }
+          if ($15 == "") next
+          for (c = 15; c <= 20; c++) s[key, c] += $c
+          runs[key]++ }
+        END {
+          print "| mode | clients | proxy | ctx switches | syscalls | reads | writes | epoll | futex |"
+          print "|---|---:|---|---:|---:|---:|---:|---:|---:|"
+          split("pgbouncer pgshadow", targets, " ")
+          for (i = 1; i <= n; i++) {
+            split(order[i], k, SUBSEP)
+            for (t = 1; t <= 2; t++) {
+              key = order[i] SUBSEP targets[t]; m = runs[key]
+              if (m == 0) continue
+              printf "| %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.3f |\n", k[1], k[2], targets[t],
+                s[key, 15] / m, s[key, 16] / m, s[key, 17] / m, s[key, 18] / m, s[key, 19] / m, s[key, 20] / m
+            }
+          }
+        }' "$RESULTS"
+}
+
+REPORT=$(report)
+printf '%s\n' "$REPORT"
+if [[ -n $MARKDOWN_OUT ]]; then
+    printf '%s\n' "$REPORT" >"$MARKDOWN_OUT"
+    log "report written to $MARKDOWN_OUT"
+fi
+if [[ -n $RAW_OUT ]]; then
+    cp "$RESULTS" "$RAW_OUT"
+    log "raw results written to $RAW_OUT"
+fi
