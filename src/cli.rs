@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the proxy failed while running, 2 bad usage or
 //! an invalid configuration (the message names the key).
 
+use crate::admin::{self, AdminServer};
 use crate::config::Config;
 use crate::observability;
 use crate::proxy::Proxy;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// A Postgres proxy that verifies a schema migration on real reads.
 #[derive(Debug, Parser)]
@@ -105,7 +107,7 @@ fn check_config(file: &Path) -> ExitCode {
 /// Runs the proxy until SIGTERM/SIGINT and a graceful shutdown.
 fn run(config: Config) -> anyhow::Result<()> {
     observability::logs::init(&config.log).map_err(anyhow::Error::msg)?;
-    observability::metrics::describe();
+    let metrics = admin::install_metrics()?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.listen.worker_threads > 0 {
         runtime.worker_threads(config.listen.worker_threads);
@@ -126,9 +128,15 @@ fn run(config: Config) -> anyhow::Result<()> {
             version = env!("CARGO_PKG_VERSION"),
             "listening"
         );
+        let admin = AdminServer::bind(config.admin.address, metrics).await?;
+        tracing::info!(address = %admin.local_addr()?, "admin server listening");
+        let admin_stop = CancellationToken::new();
+        let admin_task = tokio::spawn(admin.run(admin_stop.clone()));
         let (tx, rx) = mpsc::channel(2);
         tokio::spawn(forward_shutdown_signals(tx));
         proxy.run(rx).await;
+        admin_stop.cancel();
+        let _ = admin_task.await;
         Ok(())
     })
 }

@@ -178,6 +178,41 @@ pub struct ShadowConfig {
     pub queue_capacity: usize,
     /// `statement_timeout` of each shadow statement.
     pub statement_timeout_ms: u64,
+    /// Samples started per second at most, over all sessions (0 = no cap).
+    pub max_samples_per_second: u64,
+    /// Each fingerprint's first executions are sampled whatever the rate,
+    /// so rare queries are covered too.
+    pub first_executions: u32,
+    /// Per-fingerprint sample rates (fingerprint in hex → rate 0..1).
+    pub fingerprint_sample_rates: BTreeMap<String, f64>,
+    /// More functions that must never run on the shadow (lowercase; a
+    /// trailing `*` matches a prefix), added to the built-in deny list.
+    pub deny_functions: Vec<String>,
+    /// Relations renamed by the migration: old name → new name (`table` or
+    /// `schema.table`), applied to the new query.
+    pub table_map: BTreeMap<String, String>,
+    /// Largest Query/Parse/Bind message copied for capture; larger
+    /// statements are skipped as `too_large` (they still run normally).
+    pub max_capture_bytes: usize,
+    /// Re-run a mismatch once in a fresh snapshot before reporting it, and
+    /// say whether it was confirmed.
+    pub recheck_mismatches: bool,
+    /// Distinct SQL texts whose parse and rewrite are cached.
+    pub plan_cache_size: usize,
+    /// `shared` (default): old and new run in one snapshot. `separate`:
+    /// in two transactions, so concurrent writes cause false alarms; only
+    /// for showing why the shared snapshot matters.
+    pub snapshot: SnapshotMode,
+}
+
+/// How the old and new query share a snapshot.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    /// One REPEATABLE READ READ ONLY transaction for both.
+    Shared,
+    /// Two transactions (demonstrations only).
+    Separate,
 }
 
 impl Default for ShadowConfig {
@@ -192,6 +227,15 @@ impl Default for ShadowConfig {
             max_in_flight: 4,
             queue_capacity: 1024,
             statement_timeout_ms: 5_000,
+            max_samples_per_second: 0,
+            first_executions: 3,
+            fingerprint_sample_rates: BTreeMap::new(),
+            deny_functions: Vec::new(),
+            table_map: BTreeMap::new(),
+            max_capture_bytes: 1024 * 1024,
+            recheck_mismatches: true,
+            plan_cache_size: 10_000,
+            snapshot: SnapshotMode::Shared,
         }
     }
 }
@@ -224,8 +268,19 @@ impl Default for TiebreakConfig {
 pub struct CompareConfig {
     /// Columns left out of every comparison.
     pub ignore_columns: Vec<String>,
-    /// Rows compared per side at most.
+    /// Rows compared per side at most; further rows are compared through
+    /// digests only.
     pub max_rows: usize,
+    /// Relative tolerance for float4/float8 values (0 = exact).
+    pub float_tolerance: f64,
+    /// Treat numeric values that differ only in trailing zeros (1.50 vs
+    /// 1.5) as equal.
+    pub numeric_scale: bool,
+    /// Require identical column types. By default compatible types are
+    /// equal: int2/int4/int8, text/varchar/bpchar/name, float4/float8.
+    pub strict_types: bool,
+    /// Differing rows listed per mismatch at most.
+    pub max_reported: usize,
 }
 
 impl Default for CompareConfig {
@@ -233,6 +288,10 @@ impl Default for CompareConfig {
         Self {
             ignore_columns: Vec::new(),
             max_rows: 10_000,
+            float_tolerance: 0.0,
+            numeric_scale: false,
+            strict_types: false,
+            max_reported: 10,
         }
     }
 }
@@ -408,6 +467,49 @@ impl Config {
             !s.new_search_path.trim().is_empty(),
             "shadow.new_search_path",
             || "must not be empty".into(),
+        )?;
+        check(
+            s.max_capture_bytes >= 1024,
+            "shadow.max_capture_bytes",
+            || format!("must be at least 1024, got {}", s.max_capture_bytes),
+        )?;
+        check(s.plan_cache_size > 0, "shadow.plan_cache_size", || {
+            "must be at least 1".into()
+        })?;
+        for (fingerprint, rate) in &s.fingerprint_sample_rates {
+            check(
+                fingerprint.len() == 16 && u64::from_str_radix(fingerprint, 16).is_ok(),
+                "shadow.fingerprint_sample_rates",
+                || {
+                    format!(
+                        "{fingerprint:?} is not a fingerprint (16 hex digits, as shown in logs)"
+                    )
+                },
+            )?;
+            check(
+                (0.0..=1.0).contains(rate),
+                "shadow.fingerprint_sample_rates",
+                || format!("rate for {fingerprint} must be between 0 and 1, got {rate}"),
+            )?;
+        }
+        if s.enabled {
+            if let Some(var) = &s.password_env {
+                check(
+                    std::env::var_os(var).is_some(),
+                    "shadow.password_env",
+                    || format!("environment variable {var} is not set"),
+                )?;
+            }
+        }
+        check(
+            self.compare.float_tolerance >= 0.0 && self.compare.float_tolerance.is_finite(),
+            "compare.float_tolerance",
+            || {
+                format!(
+                    "must be a finite number >= 0, got {}",
+                    self.compare.float_tolerance
+                )
+            },
         )?;
         check(
             !self.tiebreak.default_column.is_empty(),

@@ -4,7 +4,7 @@
 //! Labels are always drawn from small fixed sets (an enum's labels), never
 //! from SQL text, user names or addresses, so the series count is bounded.
 
-use ::metrics::{describe_counter, describe_gauge, Unit};
+use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 /// Client connections currently open.
 pub const CLIENT_CONNECTIONS: &str = "pgshadow_client_connections";
@@ -17,6 +17,24 @@ pub const SESSIONS_ENDED_TOTAL: &str = "pgshadow_sessions_ended_total";
 pub const CANCEL_REQUESTS_TOTAL: &str = "pgshadow_cancel_requests_total";
 /// Failed attempts to reach the upstream server.
 pub const UPSTREAM_CONNECT_ERRORS_TOTAL: &str = "pgshadow_upstream_connect_errors_total";
+
+/// Statements executed by clients (simple Queries and Binds).
+pub const QUERIES_TOTAL: &str = "pgshadow_queries_total";
+/// Comparisons, by `result` ([`crate::shadow::outcome::OutcomeKind::label`]).
+pub const COMPARISONS_TOTAL: &str = "pgshadow_comparisons_total";
+/// Statements not compared, by `reason` ([`crate::capture::skip::SkipReason::label`]).
+pub const SKIPPED_TOTAL: &str = "pgshadow_skipped_total";
+/// Time of the old and new query of a comparison, by `side` (`old`, `new`).
+pub const SHADOW_DURATION_SECONDS: &str = "pgshadow_shadow_duration_seconds";
+/// Samples waiting for a shadow worker.
+pub const QUEUE_DEPTH: &str = "pgshadow_queue_depth";
+/// Mismatches rechecked in a fresh snapshot, by `confirmed` (`true`, `false`).
+pub const RECHECKS_TOTAL: &str = "pgshadow_rechecks_total";
+
+/// Bucket bounds of [`SHADOW_DURATION_SECONDS`], in seconds.
+pub const DURATION_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 /// Registers help text for every metric with the installed recorder.
 /// Harmless when no recorder is installed.
@@ -45,5 +63,35 @@ pub fn describe() {
         UPSTREAM_CONNECT_ERRORS_TOTAL,
         Unit::Count,
         "Failed attempts to connect to the upstream server."
+    );
+    describe_counter!(
+        QUERIES_TOTAL,
+        Unit::Count,
+        "Statements executed by clients (simple Queries and extended-protocol Binds)."
+    );
+    describe_counter!(
+        COMPARISONS_TOTAL,
+        Unit::Count,
+        "Shadow comparisons, by result (match, mismatch, old_error, new_error, both_error, timeout, rewrite_error, shadow_error)."
+    );
+    describe_counter!(
+        SKIPPED_TOTAL,
+        Unit::Count,
+        "Statements not compared, by reason."
+    );
+    describe_histogram!(
+        SHADOW_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of the old and new query of a shadow comparison, by side."
+    );
+    describe_gauge!(
+        QUEUE_DEPTH,
+        Unit::Count,
+        "Samples waiting for a shadow worker."
+    );
+    describe_counter!(
+        RECHECKS_TOTAL,
+        Unit::Count,
+        "Mismatches rechecked in a fresh snapshot, by whether the recheck confirmed them."
     );
 }

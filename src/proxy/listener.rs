@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use super::cancel::CancelRegistry;
 use super::session;
+use crate::shadow::{Shadow, ShadowError};
 
 /// Why the proxy could not start.
 #[derive(Debug, Error)]
@@ -30,6 +31,9 @@ pub enum ProxyError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    /// The shadow could not start.
+    #[error(transparent)]
+    Shadow(#[from] ShadowError),
 }
 
 /// What every session of one proxy shares.
@@ -40,6 +44,8 @@ pub(crate) struct ProxyContext {
     pub(crate) drain: CancellationToken,
     /// Fires when the shutdown grace period is over.
     pub(crate) terminate: CancellationToken,
+    /// The shadow, when `shadow.enabled`.
+    pub(crate) shadow: Option<Arc<Shadow>>,
 }
 
 /// A bound proxy, ready to serve.
@@ -49,12 +55,18 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Binds `listen.address`.
+    /// Binds `listen.address` and, when `shadow.enabled`, starts the
+    /// shadow (which then needs a running Tokio runtime).
     pub async fn bind(config: Arc<Config>) -> Result<Proxy, ProxyError> {
         let address = config.listen.address;
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| ProxyError::Bind { address, source })?;
+        let shadow = if config.shadow.enabled {
+            Some(Shadow::start(&config, None)?)
+        } else {
+            None
+        };
         Ok(Proxy {
             listener,
             ctx: Arc::new(ProxyContext {
@@ -62,8 +74,14 @@ impl Proxy {
                 cancel_registry: CancelRegistry::default(),
                 drain: CancellationToken::new(),
                 terminate: CancellationToken::new(),
+                shadow,
             }),
         })
+    }
+
+    /// The shadow, when enabled (for run-time controls).
+    pub fn shadow(&self) -> Option<&Arc<Shadow>> {
+        self.ctx.shadow.as_ref()
     }
 
     /// The address actually bound (useful with port 0).

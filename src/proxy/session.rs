@@ -7,6 +7,7 @@
 //! When the relay ends, the session makes sure nothing is left behind:
 //! a query still running for a client that went away is cancelled.
 
+use crate::capture::tracker::{SessionSettings, Tracker};
 use crate::observability::metrics::{
     CLIENT_CONNECTIONS, SESSIONS_ENDED_TOTAL, UPSTREAM_CONNECT_ERRORS_TOTAL,
 };
@@ -169,12 +170,21 @@ async fn run(ctx: &ProxyContext, mut client: TcpStream, traffic: &Traffic) -> Se
     }
     tracing::debug!(%upstream_addr, "startup forwarded");
 
+    let tracker = ctx.shadow.as_ref().map(|shadow| {
+        let mut settings = SessionSettings::default();
+        for (name, value) in &startup.params {
+            settings.set(name, value);
+        }
+        Tracker::new(shadow.clone(), startup.database(), settings)
+    });
     let relay_ctx = RelayContext {
         max_client_message: config.listen.max_message_bytes,
         cancel_registry: &ctx.cancel_registry,
         upstream_addr,
         drain: &ctx.drain,
         terminate: &ctx.terminate,
+        capture_limit: ctx.shadow.as_ref().map_or(0, |s| s.capture_limit()),
+        tracker,
     };
     let (end, state) = relay::run(&mut client, &mut server, relay_ctx, traffic).await;
     let at_boundary = traffic.client_at_boundary.load(Ordering::Relaxed);

@@ -107,6 +107,7 @@ impl Pg {
 pub struct Proxy {
     child: Child,
     pub port: u16,
+    pub admin_port: u16,
     logs: Arc<Mutex<Vec<String>>>,
     exited: Option<mpsc::Receiver<()>>,
     _config: tempfile::NamedTempFile,
@@ -119,10 +120,12 @@ impl Proxy {
         let toml = format!(
             "[listen]\naddress = \"127.0.0.1:0\"\n{listen_extra}\n\
              [upstream]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n\
-             [log]\nlevel = \"debug\"\n{log_extra}\n{rest}",
+             [log]\nlevel = \"debug\"\n{log_extra}\n\
+             [admin]\naddress = \"127.0.0.1:0\"\n{admin_extra}\n{rest}",
             listen_extra = section_part(extra_toml, "listen"),
             log_extra = section_part(extra_toml, "log"),
-            rest = without_sections(extra_toml, &["listen", "log"]),
+            admin_extra = section_part(extra_toml, "admin"),
+            rest = without_sections(extra_toml, &["listen", "log", "admin"]),
         );
         Self::start_with_config(&toml)
     }
@@ -152,8 +155,11 @@ impl Proxy {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(port) = listening_port(&line) {
-                    let _ = addr_tx.send(port);
+                if let Some(port) = listening_port(&line, "listening") {
+                    let _ = addr_tx.send((false, port));
+                }
+                if let Some(port) = listening_port(&line, "admin server listening") {
+                    let _ = addr_tx.send((true, port));
                 }
                 if std::env::var_os("PGSHADOW_TEST_ECHO").is_some() {
                     eprintln!("[pgshadow] {line}");
@@ -162,19 +168,25 @@ impl Proxy {
             }
             let _ = exit_tx.send(());
         });
-        let port = match addr_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(p) => p,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "pgshadow did not report its address; its log:\n{}",
-                    logs.lock().unwrap().join("\n")
-                );
+        let (mut port, mut admin_port) = (None, None);
+        while port.is_none() || admin_port.is_none() {
+            match addr_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((true, p)) => admin_port = Some(p),
+                Ok((false, p)) => port = Some(p),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "pgshadow did not report its addresses; its log:\n{}",
+                        logs.lock().unwrap().join("\n")
+                    );
+                }
             }
-        };
+        }
+        let (port, admin_port) = (port.unwrap_or_default(), admin_port.unwrap_or_default());
         Proxy {
             child,
             port,
+            admin_port,
             logs,
             exited: Some(exit_rx),
             _config: config,
@@ -213,6 +225,17 @@ impl Proxy {
         self.child.wait().ok()?.code()
     }
 
+    /// Fetches `/metrics` from the admin server.
+    pub fn metrics_text(&self) -> String {
+        http_get(self.admin_port, "/metrics")
+    }
+
+    /// The value of one metric series, e.g.
+    /// `pgshadow_skipped_total{reason="not_read"}`; 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics_text(), series)
+    }
+
     /// Resident set size of the proxy right now, and its peak, in KiB.
     pub fn rss_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -239,16 +262,18 @@ impl Drop for Proxy {
     }
 }
 
-/// The port in pgshadow's "listening" line, text or JSON.
-fn listening_port(line: &str) -> Option<u16> {
+/// The port in the log line with this message, text or JSON.
+fn listening_port(line: &str, message: &str) -> Option<u16> {
     let address = if line.starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        if v["fields"]["message"] != "listening" {
+        if v["fields"]["message"] != message {
             return None;
         }
         v["fields"]["address"].as_str()?.to_string()
     } else {
-        if !line.contains(" listening ") {
+        let (_, after) = line.split_once(": ")?;
+        let (text, _) = after.split_once(" address=")?;
+        if text.rsplit(": ").next()? != message {
             return None;
         }
         field(line, "address")?.to_string()
@@ -419,4 +444,32 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (bool, String, 
          --- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
     );
     (out.status.success(), stdout, stderr)
+}
+
+/// A plain HTTP/1.1 GET on localhost; returns the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to admin");
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    body.to_string()
+}
+
+/// The value of a series in Prometheus text; 0 when absent. Label order
+/// in `series` must match the exporter's (alphabetical by key).
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
 }

@@ -1,0 +1,15 @@
+//! Statement capture: which statements the application ran, whether each
+//! succeeded, and which ones are handed to the shadow.
+//!
+//! The relay hands copies of a few client and server messages to a
+//! per-session [`tracker::Tracker`]. It pairs requests with replies through
+//! an explicit queue of expected replies and, when a sampled read has
+//! completed successfully on the primary, emits a
+//! [`tracker::Sample`]. Only cheap
+//! work happens here ([`lexer`]); parsing and rewriting happen off the
+//! relay, in the shadow workers.
+
+pub mod fingerprint;
+pub mod lexer;
+pub mod skip;
+pub mod tracker;

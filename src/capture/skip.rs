@@ -1,0 +1,104 @@
+//! Why a statement was not compared.
+//!
+//! Every statement the proxy sees is either compared or skipped for
+//! exactly one of these reasons, each a value of the `reason` label of
+//! `pgshadow_skipped_total`.
+
+use std::fmt;
+
+/// The reason a statement was not compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// Not provably a plain read (writes, DDL, session commands, FOR
+    /// UPDATE, SELECT INTO, data-modifying CTEs, EXPLAIN, …).
+    NotRead,
+    /// The SQL could not be parsed (or is not valid UTF-8).
+    Unparsable,
+    /// A simple Query with more than one statement.
+    MultiStatement,
+    /// Calls a function whose effects escape a read-only transaction
+    /// (advisory locks, pg_notify, set_config, dblink, sequences, …).
+    SideEffectFunction,
+    /// Depends on session-private state that another connection cannot
+    /// see: temporary tables, a client-changed search_path,
+    /// pg_backend_pid(), currval(), …
+    SessionDependent,
+    /// Not picked by the sampler.
+    NotSampled,
+    /// LIMIT/OFFSET without an ORDER BY that makes the rows deterministic.
+    LimitWithoutOrder,
+    /// The shadow queue was full.
+    QueueFull,
+    /// Over `shadow.max_samples_per_second`.
+    RateLimited,
+    /// The fingerprint is muted.
+    Muted,
+    /// Shadow comparison is switched off.
+    Disabled,
+    /// The statement or its parameters are larger than the capture limit.
+    TooLarge,
+    /// Calls a volatile function whose result differs from run to run
+    /// (`random()`, `clock_timestamp()`, `gen_random_uuid()`, …) outside
+    /// ORDER BY: every comparison would differ.
+    Nondeterministic,
+}
+
+impl SkipReason {
+    /// Every reason, for pre-registering metric series.
+    pub const ALL: [SkipReason; 13] = [
+        SkipReason::NotRead,
+        SkipReason::Unparsable,
+        SkipReason::MultiStatement,
+        SkipReason::SideEffectFunction,
+        SkipReason::SessionDependent,
+        SkipReason::NotSampled,
+        SkipReason::LimitWithoutOrder,
+        SkipReason::QueueFull,
+        SkipReason::RateLimited,
+        SkipReason::Muted,
+        SkipReason::Disabled,
+        SkipReason::TooLarge,
+        SkipReason::Nondeterministic,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipReason::NotRead => "not_read",
+            SkipReason::Unparsable => "unparsable",
+            SkipReason::MultiStatement => "multi_statement",
+            SkipReason::SideEffectFunction => "side_effect_function",
+            SkipReason::SessionDependent => "session_dependent",
+            SkipReason::NotSampled => "not_sampled",
+            SkipReason::LimitWithoutOrder => "limit_without_order",
+            SkipReason::QueueFull => "queue_full",
+            SkipReason::RateLimited => "rate_limited",
+            SkipReason::Muted => "muted",
+            SkipReason::Disabled => "disabled",
+            SkipReason::TooLarge => "too_large",
+            SkipReason::Nondeterministic => "nondeterministic",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique_snake_case() {
+        let mut labels: Vec<_> = SkipReason::ALL.iter().map(|r| r.label()).collect();
+        assert!(labels
+            .iter()
+            .all(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), SkipReason::ALL.len());
+    }
+}

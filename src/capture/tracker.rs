@@ -1,0 +1,796 @@
+//! Per-session statement tracking.
+//!
+//! The tracker sees copies of the client's Query, Parse, Bind, Execute and
+//! Close messages, the type bytes of every other message in both
+//! directions, and the status of each ReadyForQuery. From these it keeps:
+//!
+//! - the session's prepared statements and portals (named and unnamed),
+//!   so an Execute can be traced back to its SQL and parameters;
+//! - a FIFO of the replies the server still owes ([`Expected`]), which
+//!   pairs every reply with its request. After an ErrorResponse the server
+//!   skips everything up to the next Sync, and so does the queue.
+//!
+//! Work is proportional to what is needed: the sampling decision is made
+//! when a statement is bound (or a Query arrives), and parameters are
+//! copied only for executions that were picked. A picked execution becomes
+//! a [`Sample`] only once the primary has completed it without error.
+
+use super::fingerprint::Fingerprint;
+use super::lexer::{self, Lexed};
+use super::skip::SkipReason;
+use crate::protocol::backend::TransactionStatus;
+use crate::protocol::frontend::{self, tag as fe};
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Statements kept per session at most; beyond, new named statements are
+/// not tracked (their executions are skipped as `too_large`).
+const MAX_TRACKED_STATEMENTS: usize = 10_000;
+
+/// Where the tracker sends its decisions: the sampler and the shadow queue.
+pub trait SampleGate {
+    /// Whether to sample one execution of `fingerprint`; called once per
+    /// execution of a statement that may be a read. `Err` carries the
+    /// reason it is not sampled.
+    fn decide(&self, fingerprint: Fingerprint) -> Result<(), SkipReason>;
+    /// Counts a statement that will not be compared.
+    fn skip(&self, reason: SkipReason);
+    /// Counts one statement execution seen on the primary path.
+    fn executed(&self);
+    /// Hands a completed sample to the shadow. Must not block.
+    fn submit(&self, sample: Sample);
+}
+
+/// Session settings the shadow applies with SET LOCAL, as last reported by
+/// the server (ParameterStatus) or sent in the startup packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// `TimeZone`.
+    pub timezone: Option<String>,
+    /// `DateStyle`.
+    pub datestyle: Option<String>,
+    /// `IntervalStyle`.
+    pub intervalstyle: Option<String>,
+    /// `extra_float_digits` (not reported by the server; startup only).
+    pub extra_float_digits: Option<String>,
+    /// `client_encoding`: parameters and SQL are in this encoding.
+    pub client_encoding: Option<String>,
+}
+
+impl SessionSettings {
+    /// The settings as `(name, value)` pairs, for SET LOCAL.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("TimeZone", &self.timezone),
+            ("DateStyle", &self.datestyle),
+            ("IntervalStyle", &self.intervalstyle),
+            ("extra_float_digits", &self.extra_float_digits),
+            ("client_encoding", &self.client_encoding),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    }
+
+    /// Applies one setting by its server name; others are ignored.
+    pub fn set(&mut self, name: &str, value: &str) {
+        let slot = match name.to_ascii_lowercase().as_str() {
+            "timezone" => &mut self.timezone,
+            "datestyle" => &mut self.datestyle,
+            "intervalstyle" => &mut self.intervalstyle,
+            "extra_float_digits" => &mut self.extra_float_digits,
+            "client_encoding" => &mut self.client_encoding,
+            _ => return,
+        };
+        *slot = Some(value.to_string());
+    }
+}
+
+/// One execution of a read, completed on the primary, to be replayed.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Groups executions of the same statement.
+    pub fingerprint: Fingerprint,
+    /// The SQL as the client sent it.
+    pub sql: Arc<str>,
+    /// Parameter type OIDs from Parse (empty for a simple Query).
+    pub param_types: Arc<[u32]>,
+    /// Parameter format codes exactly as bound.
+    pub param_formats: Vec<i16>,
+    /// Parameter values exactly as bound (`None` = NULL).
+    pub params: Vec<Option<Bytes>>,
+    /// Session settings at the time of the execution.
+    pub settings: Arc<SessionSettings>,
+    /// The database the client is connected to.
+    pub database: Arc<str>,
+    /// When the primary completed it.
+    pub completed_at: Instant,
+}
+
+/// A statement the client prepared.
+#[derive(Debug)]
+struct Statement {
+    /// The SQL, when it is valid UTF-8 (otherwise it cannot be parsed).
+    sql: Option<Arc<str>>,
+    param_types: Arc<[u32]>,
+    lexed: Lexed,
+}
+
+/// Parameters copied for a picked execution.
+#[derive(Debug)]
+struct Ticket {
+    statement: Arc<Statement>,
+    param_formats: Vec<i16>,
+    params: Vec<Option<Bytes>>,
+}
+
+/// A bound portal; carries the ticket while its execution is pending.
+#[derive(Debug)]
+struct Portal {
+    ticket: Option<Ticket>,
+}
+
+/// A reply the server owes, in request order.
+#[derive(Debug)]
+enum Expected {
+    /// ParseComplete for this statement name (`None`: untracked Parse).
+    Parse(Option<Vec<u8>>),
+    /// BindComplete for this portal name (`None`: untracked Bind).
+    Bind(Option<Vec<u8>>),
+    /// ParameterDescription/RowDescription/NoData.
+    Describe,
+    /// Rows then CommandComplete, PortalSuspended or EmptyQueryResponse.
+    Execute {
+        portal: Vec<u8>,
+        ticket: Option<Ticket>,
+    },
+    /// CloseComplete.
+    Close,
+    /// ReadyForQuery ending an extended-protocol batch.
+    Sync,
+    /// A simple Query, ended by ReadyForQuery.
+    Query {
+        candidate: Option<(Fingerprint, Arc<str>)>,
+        completed: bool,
+        failed: bool,
+    },
+    /// FunctionCallResponse then ReadyForQuery.
+    FunctionCall,
+}
+
+/// Tracks one session's statements; see the module docs.
+pub struct Tracker<G> {
+    gate: G,
+    database: Arc<str>,
+    settings: Arc<SessionSettings>,
+    statements: HashMap<Vec<u8>, Arc<Statement>>,
+    unnamed_statement: Option<Arc<Statement>>,
+    portals: HashMap<Vec<u8>, Portal>,
+    unnamed_portal: Option<Portal>,
+    expected: VecDeque<Expected>,
+    /// The session created temporary objects or changed its search_path:
+    /// its reads cannot be replayed elsewhere.
+    session_dependent: bool,
+}
+
+impl<G: SampleGate> Tracker<G> {
+    /// A tracker for a session on `database` with its startup settings.
+    pub fn new(gate: G, database: &str, settings: SessionSettings) -> Self {
+        Self {
+            gate,
+            database: Arc::from(database),
+            settings: Arc::new(settings),
+            statements: HashMap::new(),
+            unnamed_statement: None,
+            portals: HashMap::new(),
+            unnamed_portal: None,
+            expected: VecDeque::new(),
+            session_dependent: false,
+        }
+    }
+
+    /// The gate, for callers that share it.
+    pub fn gate(&self) -> &G {
+        &self.gate
+    }
+
+    /// A reported setting changed (ParameterStatus).
+    pub fn on_parameter_status(&mut self, name: &str, value: &str) {
+        let mut next = (*self.settings).clone();
+        next.set(name, value);
+        if next != *self.settings {
+            self.settings = Arc::new(next);
+        }
+    }
+
+    // ----- client messages -------------------------------------------
+
+    /// A simple Query (`body` is the message body).
+    pub fn on_query(&mut self, body: &[u8]) {
+        self.gate.executed();
+        let candidate = match frontend::query(body) {
+            Ok(sql) => {
+                let lexed = lexer::lex_bytes(sql);
+                self.note_session_state(&lexed);
+                match self.eligible(&lexed, std::str::from_utf8(sql).ok()) {
+                    Ok(sql) => match self.gate.decide(lexed.fingerprint) {
+                        Ok(()) => Some((lexed.fingerprint, Arc::from(sql))),
+                        Err(reason) => {
+                            self.gate.skip(reason);
+                            None
+                        }
+                    },
+                    Err(reason) => {
+                        self.gate.skip(reason);
+                        None
+                    }
+                }
+            }
+            Err(_) => {
+                self.gate.skip(SkipReason::Unparsable);
+                None
+            }
+        };
+        self.expected.push_back(Expected::Query {
+            candidate,
+            completed: false,
+            failed: false,
+        });
+    }
+
+    /// A Parse message.
+    pub fn on_parse(&mut self, body: &[u8]) {
+        let Ok(parse) = frontend::parse(body) else {
+            self.on_untracked(fe::PARSE);
+            return;
+        };
+        let statement = Arc::new(Statement {
+            sql: std::str::from_utf8(parse.sql).ok().map(Arc::from),
+            param_types: Arc::from(parse.param_types),
+            lexed: lexer::lex_bytes(parse.sql),
+        });
+        let name = parse.name.to_vec();
+        if name.is_empty() {
+            self.unnamed_statement = Some(statement);
+        } else if self.statements.len() < MAX_TRACKED_STATEMENTS {
+            self.statements.insert(name.clone(), statement);
+        }
+        self.expected.push_back(Expected::Parse(Some(name)));
+    }
+
+    /// A Bind message: one execution of a statement. The sampling decision
+    /// is made here, and the parameters are copied only if it is picked.
+    pub fn on_bind(&mut self, body: &[u8]) {
+        let Ok(bind) = frontend::bind(body) else {
+            self.on_untracked(fe::BIND);
+            return;
+        };
+        self.gate.executed();
+        let statement = if bind.statement.is_empty() {
+            self.unnamed_statement.clone()
+        } else {
+            self.statements.get(bind.statement).cloned()
+        };
+        let ticket = match statement {
+            None => {
+                // Not tracked (too many statements, or prepared with SQL
+                // PREPARE): we do not know what it runs.
+                self.gate.skip(SkipReason::TooLarge);
+                None
+            }
+            Some(statement) => {
+                self.note_session_state(&statement.lexed);
+                let verdict = self
+                    .eligible(&statement.lexed, statement.sql.as_deref())
+                    .map(|_| ())
+                    .and_then(|()| self.gate.decide(statement.lexed.fingerprint));
+                match verdict {
+                    Ok(()) => Some(Ticket {
+                        param_formats: bind.param_formats.clone(),
+                        params: bind
+                            .params
+                            .iter()
+                            .map(|p| p.map(Bytes::copy_from_slice))
+                            .collect(),
+                        statement,
+                    }),
+                    Err(reason) => {
+                        self.gate.skip(reason);
+                        None
+                    }
+                }
+            }
+        };
+        let portal = Portal { ticket };
+        let name = bind.portal.to_vec();
+        if name.is_empty() {
+            self.unnamed_portal = Some(portal);
+        } else {
+            self.portals.insert(name.clone(), portal);
+        }
+        self.expected.push_back(Expected::Bind(Some(name)));
+    }
+
+    /// An Execute message.
+    pub fn on_execute(&mut self, body: &[u8]) {
+        let (portal, ticket) = match frontend::execute(body) {
+            Ok((name, _)) => {
+                let ticket = self.portal_mut(name).and_then(|p| p.ticket.take());
+                (name.to_vec(), ticket)
+            }
+            Err(_) => (Vec::new(), None),
+        };
+        self.expected
+            .push_back(Expected::Execute { portal, ticket });
+    }
+
+    /// A Close message.
+    pub fn on_close(&mut self, body: &[u8]) {
+        if let Ok((kind, name)) = frontend::target(body) {
+            match (kind, name.is_empty()) {
+                (b'S', true) => self.unnamed_statement = None,
+                (b'S', false) => {
+                    self.statements.remove(name);
+                }
+                (_, true) => self.unnamed_portal = None,
+                (_, false) => {
+                    self.portals.remove(name);
+                }
+            }
+        }
+        self.expected.push_back(Expected::Close);
+    }
+
+    /// A client message whose content the tracker does not need (or that
+    /// was too large to copy): keeps the reply queue in step.
+    pub fn on_untracked(&mut self, tag: u8) {
+        match tag {
+            fe::QUERY => {
+                self.gate.executed();
+                self.gate.skip(SkipReason::TooLarge);
+                self.expected.push_back(Expected::Query {
+                    candidate: None,
+                    completed: false,
+                    failed: false,
+                });
+            }
+            fe::PARSE => {
+                // Only the unnamed statement can have been replaced: a
+                // named one must be closed before its name is reused.
+                self.unnamed_statement = None;
+                self.expected.push_back(Expected::Parse(None));
+            }
+            fe::BIND => {
+                self.gate.executed();
+                self.gate.skip(SkipReason::TooLarge);
+                self.unnamed_portal = None;
+                self.expected.push_back(Expected::Bind(None));
+            }
+            fe::EXECUTE => self.expected.push_back(Expected::Execute {
+                portal: Vec::new(),
+                ticket: None,
+            }),
+            fe::CLOSE => self.expected.push_back(Expected::Close),
+            fe::DESCRIBE => self.expected.push_back(Expected::Describe),
+            fe::SYNC => self.expected.push_back(Expected::Sync),
+            fe::FUNCTION_CALL => self.expected.push_back(Expected::FunctionCall),
+            _ => {}
+        }
+    }
+
+    // ----- server messages -------------------------------------------
+
+    /// A server message, by type byte. ReadyForQuery goes through
+    /// [`Tracker::on_ready_for_query`] instead.
+    pub fn on_server_message(&mut self, tag: u8) {
+        match tag {
+            b'1' => self.pop_if(|e| matches!(e, Expected::Parse(_))),
+            b'2' => self.pop_if(|e| matches!(e, Expected::Bind(_))),
+            b'3' => self.pop_if(|e| matches!(e, Expected::Close)),
+            b'n' | b'T' => self.pop_if(|e| matches!(e, Expected::Describe)),
+            b'C' => match self.expected.front_mut() {
+                Some(Expected::Query { completed, .. }) => *completed = true,
+                Some(Expected::Execute { .. }) => {
+                    if let Some(Expected::Execute {
+                        ticket: Some(ticket),
+                        ..
+                    }) = self.expected.pop_front()
+                    {
+                        self.emit(ticket);
+                    }
+                }
+                _ => {}
+            },
+            b's' => {
+                // PortalSuspended: the portal will be executed again; the
+                // ticket waits for its final completion.
+                if let Some(Expected::Execute { portal, ticket }) = self.pop_front_if_execute() {
+                    if let Some(p) = self.portal_mut(&portal) {
+                        p.ticket = ticket;
+                    }
+                }
+            }
+            b'I' => {
+                if matches!(self.expected.front(), Some(Expected::Execute { .. })) {
+                    self.expected.pop_front();
+                }
+            }
+            b'E' => self.on_error(),
+            _ => {}
+        }
+    }
+
+    /// ReadyForQuery: ends a Query, a Sync batch or a FunctionCall.
+    pub fn on_ready_for_query(&mut self, status: TransactionStatus) {
+        match self.expected.pop_front() {
+            Some(Expected::Query {
+                candidate: Some((fingerprint, sql)),
+                completed: true,
+                failed: false,
+            }) => self.submit(fingerprint, sql, Arc::from([]), Vec::new(), Vec::new()),
+            Some(Expected::Query { .. } | Expected::Sync | Expected::FunctionCall) | None => {}
+            Some(_) => {
+                // Out of step (a reply we did not expect): start afresh
+                // rather than pair later replies with the wrong requests.
+                tracing::debug!("statement tracking resynchronised at ReadyForQuery");
+                self.expected.clear();
+            }
+        }
+        if status == TransactionStatus::Idle {
+            // Portals do not outlive their transaction.
+            self.portals.clear();
+            self.unnamed_portal = None;
+        }
+    }
+
+    // ----- internals -------------------------------------------------
+
+    /// After an ErrorResponse: the request it answers failed, and the
+    /// server discards everything up to the next Sync.
+    fn on_error(&mut self) {
+        match self.expected.front_mut() {
+            Some(Expected::Query { failed, .. }) => {
+                *failed = true;
+                return;
+            }
+            Some(Expected::Sync | Expected::FunctionCall) | None => return,
+            Some(_) => {}
+        }
+        while let Some(front) = self.expected.front() {
+            if matches!(front, Expected::Sync) {
+                break;
+            }
+            match self.expected.pop_front() {
+                Some(Expected::Parse(Some(name))) => self.forget_statement(&name),
+                Some(Expected::Bind(Some(name))) => {
+                    if name.is_empty() {
+                        self.unnamed_portal = None;
+                    } else {
+                        self.portals.remove(&name);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn forget_statement(&mut self, name: &[u8]) {
+        if name.is_empty() {
+            self.unnamed_statement = None;
+        } else {
+            self.statements.remove(name);
+        }
+    }
+
+    fn pop_if(&mut self, pred: impl Fn(&Expected) -> bool) {
+        if self.expected.front().is_some_and(pred) {
+            self.expected.pop_front();
+        }
+    }
+
+    fn pop_front_if_execute(&mut self) -> Option<Expected> {
+        if matches!(self.expected.front(), Some(Expected::Execute { .. })) {
+            self.expected.pop_front()
+        } else {
+            None
+        }
+    }
+
+    fn portal_mut(&mut self, name: &[u8]) -> Option<&mut Portal> {
+        if name.is_empty() {
+            self.unnamed_portal.as_mut()
+        } else {
+            self.portals.get_mut(name)
+        }
+    }
+
+    /// The cheap checks every statement gets before sampling; returns the
+    /// SQL text when the statement may be a read.
+    fn eligible<'s>(&self, lexed: &Lexed, sql: Option<&'s str>) -> Result<&'s str, SkipReason> {
+        let sql = sql.ok_or(SkipReason::Unparsable)?;
+        if lexed.statements > 1 {
+            return Err(SkipReason::MultiStatement);
+        }
+        if !lexed.may_be_read() {
+            return Err(SkipReason::NotRead);
+        }
+        if self.session_dependent {
+            return Err(SkipReason::SessionDependent);
+        }
+        Ok(sql)
+    }
+
+    /// Notices statements that make the session's reads unreplayable.
+    fn note_session_state(&mut self, lexed: &Lexed) {
+        let w = |i| lexed.word(i);
+        let sets_search_path = w(0) == "set"
+            && (w(1) == "search_path"
+                || (matches!(w(1), "session" | "local") && w(2) == "search_path"));
+        let creates_temp = w(0) == "create"
+            && (matches!(w(1), "temp" | "temporary")
+                || (matches!(w(1), "global" | "local") && matches!(w(2), "temp" | "temporary")));
+        if sets_search_path || creates_temp {
+            self.session_dependent = true;
+        }
+        if w(0) == "discard" && w(1) == "all" {
+            self.session_dependent = false;
+        }
+    }
+
+    fn emit(&mut self, ticket: Ticket) {
+        let Some(sql) = ticket.statement.sql.clone() else {
+            return;
+        };
+        self.submit(
+            ticket.statement.lexed.fingerprint,
+            sql,
+            ticket.statement.param_types.clone(),
+            ticket.param_formats,
+            ticket.params,
+        );
+    }
+
+    fn submit(
+        &self,
+        fingerprint: Fingerprint,
+        sql: Arc<str>,
+        param_types: Arc<[u32]>,
+        param_formats: Vec<i16>,
+        params: Vec<Option<Bytes>>,
+    ) {
+        self.gate.submit(Sample {
+            fingerprint,
+            sql,
+            param_types,
+            param_formats,
+            params,
+            settings: self.settings.clone(),
+            database: self.database.clone(),
+            completed_at: Instant::now(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Samples everything, records what happens.
+    #[derive(Default)]
+    struct Recorder {
+        submitted: RefCell<Vec<Sample>>,
+        skipped: RefCell<Vec<SkipReason>>,
+        executed: RefCell<usize>,
+    }
+
+    impl SampleGate for &Recorder {
+        fn decide(&self, _: Fingerprint) -> Result<(), SkipReason> {
+            Ok(())
+        }
+        fn skip(&self, reason: SkipReason) {
+            self.skipped.borrow_mut().push(reason);
+        }
+        fn executed(&self) {
+            *self.executed.borrow_mut() += 1;
+        }
+        fn submit(&self, sample: Sample) {
+            self.submitted.borrow_mut().push(sample);
+        }
+    }
+
+    fn cstr(s: &str) -> Vec<u8> {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        v
+    }
+
+    fn parse(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
+        let mut b = cstr(name);
+        b.extend(cstr(sql));
+        b.extend((types.len() as i16).to_be_bytes());
+        for t in types {
+            b.extend(t.to_be_bytes());
+        }
+        b
+    }
+
+    fn bind(portal: &str, stmt: &str, params: &[&[u8]]) -> Vec<u8> {
+        let mut b = cstr(portal);
+        b.extend(cstr(stmt));
+        b.extend(1i16.to_be_bytes());
+        b.extend(1i16.to_be_bytes());
+        b.extend((params.len() as i16).to_be_bytes());
+        for p in params {
+            b.extend((p.len() as i32).to_be_bytes());
+            b.extend_from_slice(p);
+        }
+        b.extend(0i16.to_be_bytes());
+        b
+    }
+
+    fn execute(portal: &str) -> Vec<u8> {
+        let mut b = cstr(portal);
+        b.extend(0i32.to_be_bytes());
+        b
+    }
+
+    fn tracker(r: &Recorder) -> Tracker<&Recorder> {
+        Tracker::new(r, "app", SessionSettings::default())
+    }
+
+    fn server(t: &mut Tracker<&Recorder>, tags: &[u8]) {
+        for &tag in tags {
+            if tag == b'Z' {
+                t.on_ready_for_query(TransactionStatus::Idle);
+            } else {
+                t.on_server_message(tag);
+            }
+        }
+    }
+
+    #[test]
+    fn a_successful_simple_query_is_submitted_at_ready_for_query() {
+        let r = Recorder::default();
+        let mut t = tracker(&r);
+        t.on_query(&cstr("SELECT * FROM entries WHERE id = 1"));
+        server(&mut t, b"TDC");
+        assert!(r.submitted.borrow().is_empty(), "not before ReadyForQuery");
+        server(&mut t, b"Z");
+        let s = r.submitted.borrow();
+        assert_eq!(s.len(), 1);
+        assert_eq!(&*s[0].sql, "SELECT * FROM entries WHERE id = 1");
+        assert_eq!(&*s[0].database, "app");
+    }
+
+    #[test]
+    fn failed_statements_and_non_reads_are_never_submitted() {
+        let r = Recorder::default();
+        let mut t = tracker(&r);
+        t.on_query(&cstr("SELECT 1/0"));
+        server(&mut t, b"EZ");
+        t.on_query(&cstr("INSERT INTO t VALUES (1)"));
+        server(&mut t, b"CZ");
+        t.on_query(&cstr("SELECT 1; SELECT 2"));
+        server(&mut t, b"TDCTDCZ");
+        assert!(r.submitted.borrow().is_empty());
+        assert_eq!(
+            *r.skipped.borrow(),
+            vec![SkipReason::NotRead, SkipReason::MultiStatement]
+        );
+        assert_eq!(*r.executed.borrow(), 3);
+    }
+
+    #[test]
+    fn named_statements_are_captured_at_every_execution_with_their_parameters() {
+        let r = Recorder::default();
+        let mut t = tracker(&r);
+        t.on_parse(&parse("s1", "SELECT * FROM entries WHERE id = $1", &[23]));
+        t.on_untracked(fe::SYNC);
+        server(&mut t, b"1Z");
+        for i in 0..5u32 {
+            t.on_bind(&bind("", "s1", &[&i.to_be_bytes()]));
+            t.on_execute(&execute(""));
+            t.on_untracked(fe::SYNC);
+            server(&mut t, b"2DCZ");
+        }
+        let s = r.submitted.borrow();
+        assert_eq!(s.len(), 5);
+        assert_eq!(
+            s[3].params,
+            vec![Some(Bytes::copy_from_slice(&3u32.to_be_bytes()))]
+        );
+        assert_eq!(s[3].param_formats, vec![1]);
+        assert_eq!(&*s[3].param_types, &[23]);
+    }
+
+    #[test]
+    fn an_error_in_a_pipeline_discards_everything_up_to_sync() {
+        let r = Recorder::default();
+        let mut t = tracker(&r);
+        // Batch 1: first statement fails; the second is skipped by the server.
+        t.on_parse(&parse("", "SELECT 1/0", &[]));
+        t.on_bind(&bind("", "", &[]));
+        t.on_execute(&execute(""));
+        t.on_parse(&parse("", "SELECT 2", &[]));
+        t.on_bind(&bind("", "", &[]));
+        t.on_execute(&execute(""));
+        t.on_untracked(fe::SYNC);
+        // Batch 2 succeeds.
+        t.on_parse(&parse("", "SELECT 3", &[]));
+        t.on_bind(&bind("", "", &[]));
+        t.on_execute(&execute(""));
+        t.on_untracked(fe::SYNC);
+        server(&mut t, b"12EZ");
+        assert!(r.submitted.borrow().is_empty());
+        server(&mut t, b"12DCZ");
+        let s = r.submitted.borrow();
+        assert_eq!(s.len(), 1);
+        assert_eq!(&*s[0].sql, "SELECT 3");
+    }
+
+    #[test]
+    fn a_suspended_portal_is_submitted_when_it_completes() {
+        let r = Recorder::default();
+        let mut t = tracker(&r);
+        t.on_parse(&parse("", "SELECT * FROM big", &[]));
+        t.on_bind(&bind("c1", "", &[]));
+        t.on_execute(&execute("c1"));
+        t.on_untracked(fe::FLUSH);
+        server(&mut t, b"12DDs");
+        assert!(r.submitted.borrow().is_empty());
+        t.on_execute(&execute("c1"));
+        t.on_untracked(fe::SYNC);
+        server(&mut t, b"DCZ");
+        assert_eq!(r.submitted.borrow().len(), 1);
+    }
+
+    #[test]
+    fn session_state_changes_make_later_reads_session_dependent() {
+        let r = Recorder::default();
+        let mut t = tracker(&r);
+        t.on_query(&cstr("CREATE TEMP TABLE scratch (id int)"));
+        server(&mut t, b"CZ");
+        t.on_query(&cstr("SELECT * FROM scratch"));
+        server(&mut t, b"TCZ");
+        assert!(r.submitted.borrow().is_empty());
+        assert_eq!(
+            r.skipped.borrow().last(),
+            Some(&SkipReason::SessionDependent)
+        );
+        t.on_query(&cstr("DISCARD ALL"));
+        server(&mut t, b"CZ");
+        t.on_query(&cstr("SELECT 1"));
+        server(&mut t, b"TDCZ");
+        assert_eq!(r.submitted.borrow().len(), 1);
+    }
+
+    #[test]
+    fn settings_follow_parameter_status() {
+        let r = Recorder::default();
+        let mut t = tracker(&r);
+        t.on_parameter_status("TimeZone", "Asia/Tokyo");
+        t.on_parameter_status("application_name", "ignored");
+        t.on_query(&cstr("SELECT now()"));
+        server(&mut t, b"TDCZ");
+        let s = r.submitted.borrow();
+        let pairs: Vec<_> = s[0].settings.pairs().collect();
+        assert_eq!(pairs, vec![("TimeZone", "Asia/Tokyo")]);
+    }
+
+    #[test]
+    fn oversized_messages_keep_the_reply_queue_in_step() {
+        let r = Recorder::default();
+        let mut t = tracker(&r);
+        t.on_untracked(fe::PARSE);
+        t.on_untracked(fe::BIND);
+        t.on_untracked(fe::EXECUTE);
+        t.on_untracked(fe::SYNC);
+        server(&mut t, b"12CZ");
+        t.on_query(&cstr("SELECT 1"));
+        server(&mut t, b"TDCZ");
+        assert_eq!(r.submitted.borrow().len(), 1);
+        assert!(r.skipped.borrow().contains(&SkipReason::TooLarge));
+    }
+}

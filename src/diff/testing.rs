@@ -1,0 +1,93 @@
+//! Small builders for the diff's tests: results written as tables.
+
+use super::result::{Column, ResultBuilder, ResultSet};
+use super::types::{INT4, TEXT};
+use super::{CompareOptions, Ordering, SortKey};
+use bytes::Bytes;
+
+/// Stands for SQL NULL in a test table.
+pub(crate) const NULL: &str = "\u{0}NULL";
+
+/// A result with these `(name, type)` columns and rows, all kept.
+pub(crate) fn table(columns: &[(&str, u32)], rows: &[&[&str]]) -> ResultSet {
+    table_kept(columns, rows, usize::MAX)
+}
+
+/// A result of which only the first `max_rows` rows are kept.
+pub(crate) fn table_kept(columns: &[(&str, u32)], rows: &[&[&str]], max_rows: usize) -> ResultSet {
+    build(ResultBuilder::new(max_rows), columns, rows)
+}
+
+/// Like [`table_kept`], digesting the tail under `opts`' rules.
+pub(crate) fn table_normalised(
+    columns: &[(&str, u32)],
+    rows: &[&[&str]],
+    max_rows: usize,
+    opts: &CompareOptions,
+) -> ResultSet {
+    build(ResultBuilder::normalised(max_rows, opts), columns, rows)
+}
+
+fn build(mut builder: ResultBuilder, columns: &[(&str, u32)], rows: &[&[&str]]) -> ResultSet {
+    builder.columns(
+        columns
+            .iter()
+            .map(|(name, type_oid)| Column {
+                name: (*name).to_owned(),
+                type_oid: *type_oid,
+            })
+            .collect(),
+    );
+    for row in rows {
+        builder.push(
+            row.iter()
+                .map(|v| (*v != NULL).then(|| Bytes::copy_from_slice(v.as_bytes())))
+                .collect(),
+        );
+    }
+    builder.finish()
+}
+
+/// `(id int4, title text)` with these rows.
+pub(crate) fn titles(rows: &[(&str, &str)]) -> ResultSet {
+    let rows: Vec<[&str; 2]> = rows.iter().map(|(id, title)| [*id, *title]).collect();
+    let rows: Vec<&[&str]> = rows.iter().map(|r| r.as_slice()).collect();
+    table(&[("id", INT4), ("title", TEXT)], &rows)
+}
+
+/// `ORDER BY <keys>` with a tiebreaker: every row has its place.
+pub(crate) fn total(keys: &[&str]) -> Ordering {
+    Ordering::Ordered {
+        keys: names(keys),
+        total: true,
+        limited: false,
+    }
+}
+
+/// `ORDER BY <keys>` that may leave ties, cut by LIMIT when `limited`.
+pub(crate) fn partial(keys: &[&str], limited: bool) -> Ordering {
+    Ordering::Ordered {
+        keys: names(keys),
+        total: false,
+        limited,
+    }
+}
+
+fn names(keys: &[&str]) -> Vec<SortKey> {
+    keys.iter()
+        .map(|k| SortKey::Name((*k).to_owned()))
+        .collect()
+}
+
+/// Default options.
+pub(crate) fn plain() -> CompareOptions {
+    CompareOptions::default()
+}
+
+/// Default options with `id` as the id column.
+pub(crate) fn with_id() -> CompareOptions {
+    CompareOptions {
+        id_column: Some("id".to_owned()),
+        ..CompareOptions::default()
+    }
+}

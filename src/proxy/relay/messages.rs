@@ -1,0 +1,430 @@
+//! What the relay does with the messages it looks at.
+//!
+//! - From the client: the type byte of every message (it must be a
+//!   frontend type), Terminate (a clean goodbye), and, when statement
+//!   capture is on, copies of Query, Parse, Bind, Execute and Close.
+//! - From the server: Authentication (channel binding is stripped from
+//!   SASL offers), BackendKeyData (registered for cancel routing),
+//!   ReadyForQuery (which tells when the session is idle) and, for capture,
+//!   the type bytes of the replies that pair with requests.
+
+use super::state::{lock, Phase, SessionState};
+use crate::protocol::backend::{self, tag as server_tag};
+use crate::protocol::error_response::parse_error_fields;
+use crate::protocol::framing::{
+    Disposition, FrameHandler, FramingError, Header, TagDisplay, Verdict,
+};
+use crate::protocol::frontend::{self, tag as client_tag};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use crate::proxy::cancel::CancelRegistry;
+
+/// Largest server message the relay holds back for inspection. Bigger ones
+/// (never seen in practice for the inspected types) are streamed.
+const MAX_INSPECTED_SERVER_MESSAGE: usize = 64 * 1024;
+
+/// A protocol violation by the client, with a message for its
+/// ErrorResponse.
+#[derive(Debug)]
+pub(crate) struct ClientViolation(pub(crate) String);
+
+impl From<FramingError> for ClientViolation {
+    fn from(e: FramingError) -> Self {
+        ClientViolation(e.to_string())
+    }
+}
+
+/// A protocol violation by the server.
+#[derive(Debug)]
+pub(crate) struct ServerViolation(pub(crate) String);
+
+impl From<FramingError> for ServerViolation {
+    fn from(e: FramingError) -> Self {
+        ServerViolation(format!("upstream sent an invalid message: {e}"))
+    }
+}
+
+/// Client-to-server decisions.
+pub(super) struct ClientMessages<'a> {
+    pub(super) state: &'a Mutex<SessionState>,
+    pub(super) max_body_len: usize,
+    /// Largest message copied for capture; 0 when capture is off.
+    pub(super) capture_limit: usize,
+}
+
+/// Client messages whose content statement capture reads.
+fn captured_content(tag: u8) -> bool {
+    matches!(
+        tag,
+        client_tag::QUERY
+            | client_tag::PARSE
+            | client_tag::BIND
+            | client_tag::EXECUTE
+            | client_tag::CLOSE
+    )
+}
+
+impl FrameHandler for ClientMessages<'_> {
+    type Error = ClientViolation;
+
+    fn max_body_len(&self) -> usize {
+        self.max_body_len
+    }
+
+    fn check_tag(&self, tag: u8) -> Result<(), ClientViolation> {
+        if frontend::is_frontend_tag(tag) {
+            Ok(())
+        } else {
+            Err(ClientViolation(format!(
+                "invalid frontend message type {}",
+                TagDisplay(tag)
+            )))
+        }
+    }
+
+    fn on_header(&mut self, header: Header) -> Result<Disposition, ClientViolation> {
+        if header.tag == client_tag::TERMINATE {
+            return Ok(Disposition::Inspect);
+        }
+        let mut s = lock(self.state);
+        s.sent_since_ready = true;
+        if frontend::expects_ready_for_query(header.tag) {
+            s.awaiting_ready = s.awaiting_ready.saturating_add(1);
+        }
+        if let Some(tracker) = s.tracker.as_mut() {
+            if captured_content(header.tag) && header.body_len <= self.capture_limit {
+                return Ok(Disposition::Inspect);
+            }
+            tracker.on_untracked(header.tag);
+        }
+        Ok(Disposition::Stream)
+    }
+
+    fn on_message(&mut self, header: Header, frame: &[u8]) -> Result<Verdict, ClientViolation> {
+        if header.tag == client_tag::TERMINATE {
+            return Ok(Verdict::ForwardAndStop);
+        }
+        let body = frame.get(5..).unwrap_or_default();
+        let mut s = lock(self.state);
+        if let Some(tracker) = s.tracker.as_mut() {
+            match header.tag {
+                client_tag::QUERY => tracker.on_query(body),
+                client_tag::PARSE => tracker.on_parse(body),
+                client_tag::BIND => tracker.on_bind(body),
+                client_tag::EXECUTE => tracker.on_execute(body),
+                client_tag::CLOSE => tracker.on_close(body),
+                _ => {}
+            }
+        }
+        Ok(Verdict::Forward)
+    }
+}
+
+/// Server-to-client decisions.
+pub(super) struct ServerMessages<'a> {
+    pub(super) state: &'a Mutex<SessionState>,
+    pub(super) cancel_registry: &'a CancelRegistry,
+    pub(super) upstream_addr: SocketAddr,
+    /// Statement capture is on: replies are paired with requests.
+    pub(super) capturing: bool,
+}
+
+/// Server messages that statement capture pairs with requests (by type
+/// byte alone).
+fn paired_reply(tag: u8) -> bool {
+    matches!(
+        tag,
+        b'1' | b'2' | b'3' | b'n' | b'T' | b'C' | b's' | b'I' | b'E'
+    )
+}
+
+impl FrameHandler for ServerMessages<'_> {
+    type Error = ServerViolation;
+
+    fn max_body_len(&self) -> usize {
+        usize::MAX
+    }
+
+    fn on_header(&mut self, header: Header) -> Result<Disposition, ServerViolation> {
+        if header.body_len > MAX_INSPECTED_SERVER_MESSAGE {
+            return Ok(Disposition::Stream);
+        }
+        let inspect = match header.tag {
+            server_tag::READY_FOR_QUERY => true,
+            server_tag::PARAMETER_STATUS => self.capturing,
+            server_tag::AUTHENTICATION
+            | server_tag::BACKEND_KEY_DATA
+            | server_tag::ERROR_RESPONSE => {
+                let mut s = lock(self.state);
+                if s.phase == Phase::Authenticating {
+                    true
+                } else {
+                    if let Some(t) = s.tracker.as_mut() {
+                        t.on_server_message(header.tag);
+                    }
+                    false
+                }
+            }
+            tag if self.capturing && paired_reply(tag) => {
+                if let Some(t) = lock(self.state).tracker.as_mut() {
+                    t.on_server_message(tag);
+                }
+                false
+            }
+            _ => false,
+        };
+        Ok(if inspect {
+            Disposition::Inspect
+        } else {
+            Disposition::Stream
+        })
+    }
+
+    fn on_message(&mut self, header: Header, frame: &[u8]) -> Result<Verdict, ServerViolation> {
+        let body = frame.get(5..).unwrap_or_default();
+        match header.tag {
+            server_tag::READY_FOR_QUERY => Ok(self.ready_for_query(body)),
+            server_tag::AUTHENTICATION => match backend::strip_channel_binding(frame) {
+                Ok(Some(rewritten)) => {
+                    tracing::debug!("removed SCRAM-SHA-256-PLUS from the offered SASL mechanisms");
+                    Ok(Verdict::Replace(rewritten))
+                }
+                Ok(None) => Ok(Verdict::Forward),
+                Err(e) => {
+                    tracing::warn!(error = %e, "undecodable authentication request forwarded as is");
+                    Ok(Verdict::Forward)
+                }
+            },
+            server_tag::BACKEND_KEY_DATA => {
+                match backend::backend_key_data(body) {
+                    Ok(key) => {
+                        tracing::Span::current().record("pid", key.pid);
+                        let registration = self.cancel_registry.register(key, self.upstream_addr);
+                        lock(self.state).registration = Some(registration);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable BackendKeyData forwarded as is")
+                    }
+                }
+                Ok(Verdict::Forward)
+            }
+            server_tag::PARAMETER_STATUS => {
+                if let Ok((name, value)) = backend::parameter_status(body) {
+                    if let Some(t) = lock(self.state).tracker.as_mut() {
+                        t.on_parameter_status(&name, &value);
+                    }
+                }
+                Ok(Verdict::Forward)
+            }
+            server_tag::ERROR_RESPONSE => {
+                if let Ok(fields) = parse_error_fields(body) {
+                    tracing::info!(
+                        sqlstate = %fields.code,
+                        message = %fields.message,
+                        "upstream refused the session"
+                    );
+                }
+                Ok(Verdict::Forward)
+            }
+            _ => Ok(Verdict::Forward),
+        }
+    }
+}
+
+impl ServerMessages<'_> {
+    fn ready_for_query(&self, body: &[u8]) -> Verdict {
+        let mut s = lock(self.state);
+        if let Ok(status) = backend::ready_for_query(body) {
+            s.transaction = status;
+        }
+        if s.phase == Phase::Authenticating {
+            s.phase = Phase::Ready;
+            tracing::debug!("session ready");
+        } else {
+            s.awaiting_ready = s.awaiting_ready.saturating_sub(1);
+            if s.awaiting_ready == 0 {
+                s.sent_since_ready = false;
+            }
+            let status = s.transaction;
+            if let Some(t) = s.tracker.as_mut() {
+                t.on_ready_for_query(status);
+            }
+        }
+        if s.draining && s.idle() {
+            Verdict::ForwardAndStop
+        } else {
+            Verdict::Forward
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::framing::{encode_message, Framer};
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+
+    /// Feeds `input` in pieces through a framer with `handler`, as a pump
+    /// does, and returns the forwarded bytes and whether it failed.
+    fn relay<H: FrameHandler>(input: &[u8], cuts: &[usize], handler: &mut H) -> (Vec<u8>, bool) {
+        let mut framer = Framer::new();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        ends.push(input.len());
+        ends.sort_unstable();
+        for end in ends {
+            buf.extend_from_slice(&input[start..end.max(start)]);
+            start = end.max(start);
+            match framer.advance(&mut buf, handler) {
+                Ok(a) => {
+                    out.extend_from_slice(&buf.split_to(a.forward));
+                    if a.stop {
+                        return (out, false);
+                    }
+                }
+                Err(_) => return (out, true),
+            }
+        }
+        (out, false)
+    }
+
+    fn frontend_message() -> impl Strategy<Value = Vec<u8>> {
+        (
+            proptest::sample::select(b"BCdcfDEHFPpQS".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..300),
+        )
+            .prop_map(|(tag, body)| encode_message(tag, &body))
+    }
+
+    fn backend_message() -> impl Strategy<Value = Vec<u8>> {
+        (
+            proptest::sample::select(b"RKZESCDTAN123dcGHsnItVv".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..300),
+        )
+            .prop_map(|(tag, body)| encode_message(tag, &body))
+    }
+
+    proptest! {
+        #[test]
+        fn valid_client_streams_pass_through_unchanged_at_any_chunking(
+            msgs in proptest::collection::vec(frontend_message(), 1..30),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let input = msgs.concat();
+            let state = Mutex::new(SessionState::new(None));
+            let mut handler = ClientMessages { state: &state, max_body_len: 1 << 20, capture_limit: 0 };
+            let (out, failed) = relay(&input, &cuts, &mut handler);
+            prop_assert!(!failed);
+            prop_assert_eq!(out, input);
+            let expected_ready = msgs.iter().filter(|m| frontend::expects_ready_for_query(m[0])).count();
+            prop_assert_eq!(lock(&state).awaiting_ready as usize, expected_ready);
+        }
+
+        #[test]
+        fn random_client_bytes_never_panic(
+            input in proptest::collection::vec(any::<u8>(), 0..2000),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let state = Mutex::new(SessionState::new(None));
+            let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0 };
+            let (out, _) = relay(&input, &cuts, &mut handler);
+            prop_assert!(input.starts_with(&out));
+        }
+
+        #[test]
+        fn mutated_client_streams_never_panic(
+            msgs in proptest::collection::vec(frontend_message(), 1..20),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let mut input = msgs.concat();
+            for (at, x) in flips {
+                let i = at % input.len();
+                input[i] ^= x;
+            }
+            let state = Mutex::new(SessionState::new(None));
+            let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0 };
+            let (out, _) = relay(&input, &cuts, &mut handler);
+            prop_assert!(input.starts_with(&out));
+        }
+
+        #[test]
+        fn random_and_mutated_server_streams_never_panic(
+            msgs in proptest::collection::vec(backend_message(), 0..20),
+            noise in proptest::collection::vec(any::<u8>(), 0..500),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let mut input = msgs.concat();
+            input.extend(noise);
+            if !input.is_empty() {
+                for (at, x) in flips {
+                    let i = at % input.len();
+                    input[i] ^= x;
+                }
+            }
+            let state = Mutex::new(SessionState::new(None));
+            let registry = CancelRegistry::default();
+            let mut handler = ServerMessages {
+                state: &state,
+                cancel_registry: &registry,
+                upstream_addr: SocketAddr::from(([127, 0, 0, 1], 5432)),
+                capturing: false,
+            };
+            let _ = relay(&input, &cuts, &mut handler);
+        }
+    }
+
+    #[test]
+    fn ready_for_query_settles_the_busy_state() {
+        let state = Mutex::new(SessionState::new(None));
+        let registry = CancelRegistry::default();
+        let mut server = ServerMessages {
+            state: &state,
+            cancel_registry: &registry,
+            upstream_addr: SocketAddr::from(([127, 0, 0, 1], 5432)),
+            capturing: false,
+        };
+        let mut client = ClientMessages {
+            state: &state,
+            max_body_len: 1 << 20,
+            capture_limit: 0,
+        };
+        let ready = encode_message(b'Z', b"I");
+        relay(&ready, &[], &mut server);
+        assert_eq!(lock(&state).phase, Phase::Ready);
+        assert!(lock(&state).idle());
+        // Two pipelined queries: busy until both are answered.
+        relay(
+            &[
+                encode_message(b'Q', b"SELECT 1\0"),
+                encode_message(b'Q', b"SELECT 2\0"),
+            ]
+            .concat(),
+            &[],
+            &mut client,
+        );
+        assert_eq!(lock(&state).awaiting_ready, 2);
+        relay(&ready, &[], &mut server);
+        assert!(lock(&state).busy());
+        relay(&ready, &[], &mut server);
+        assert!(!lock(&state).busy());
+        // An extended batch flushed without Sync keeps the session busy.
+        relay(
+            &[
+                encode_message(b'E', b"\0\0\0\0\0"),
+                encode_message(b'H', b""),
+            ]
+            .concat(),
+            &[],
+            &mut client,
+        );
+        assert!(lock(&state).busy());
+        relay(&[encode_message(b'Z', b"T")].concat(), &[], &mut server);
+        assert!(!lock(&state).idle(), "a transaction is open");
+    }
+}

@@ -1,0 +1,238 @@
+//! From the application's SQL text to the two statements the shadow runs.
+//!
+//! [`plan`] parses a statement once (sqlparser, PostgreSqlDialect), decides
+//! whether it may be replayed at all (DESIGN §2: only provable plain reads
+//! without effects outside a read-only transaction), and produces:
+//!
+//! - the OLD side's SQL: the original text, or, when a tiebreaker was
+//!   appended to the outermost ORDER BY (DESIGN §5), that rewrite;
+//! - the NEW side's SQL: the same plus `[shadow] table_map` renames;
+//! - how the diff must compare the rows ([`Ordering`]) and which output
+//!   column identifies a row.
+//!
+//! Rewrites are printed from the AST with `Display` and accepted only if
+//! the printed text parses back to the same AST; otherwise the statement is
+//! compared unrewritten and tie-tolerant. A statement that needs no change
+//! keeps its exact original text on both sides.
+//!
+//! Parsing costs ~50 µs, so plans are cached per distinct text in a
+//! [`PlanCache`].
+//!
+//! Layout: `parse` tokenizes and guards the stack, `classify` decides
+//! eligibility, `scope` resolves the relations and ids a query provably
+//! has, `tiebreak` decides the ORDER BY rewrite, `table_map` renames
+//! relations, `names` folds identifiers, `functions` knows functions by
+//! name, `cache` holds plans.
+
+mod cache;
+mod classify;
+mod functions;
+mod names;
+mod parse;
+mod scope;
+mod table_map;
+mod tiebreak;
+
+pub use cache::{CachedPlan, PlanCache};
+
+use crate::capture::lexer;
+use crate::capture::skip::SkipReason;
+use crate::diff::Ordering;
+use sqlparser::ast::{OrderByKind, Query, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::TokenWithSpan;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The rewrite rules, from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RewriteRules {
+    /// `[tiebreak] default_column`: the id column of tables not listed in
+    /// `id_columns`, e.g. `"id"`. Empty: no tiebreaker for those tables.
+    pub default_id_column: String,
+    /// `[tiebreak] columns`: table → its stable id column. Keys are
+    /// `"table"` or `"schema.table"` (lower case); the schema-qualified key
+    /// wins.
+    pub id_columns: BTreeMap<String, String>,
+    /// `[shadow] table_map`: old relation → new relation (`"table"` or
+    /// `"schema.table"` on both sides), applied to the NEW side only.
+    pub table_map: BTreeMap<String, String>,
+    /// `[shadow] deny_functions`: more function names (lower case) whose
+    /// effects escape a read-only transaction; a trailing `*` matches a
+    /// prefix.
+    pub deny_functions: Vec<String>,
+}
+
+/// What happened to the outermost ORDER BY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tiebreak {
+    /// The id was appended as the last key: the order is total.
+    Appended,
+    /// The ORDER BY already holds the id.
+    AlreadyTotal,
+    /// No ORDER BY: rows are compared as multisets.
+    NoOrderBy,
+    /// `FETCH … WITH TIES`: appending the id would change which rows come
+    /// back, so the order stays partial.
+    WithTies,
+    /// The id could not provably be appended (the reason is a short
+    /// snake_case word such as `"distinct"`, `"group_by"`,
+    /// `"derived_table"`); the comparison is tie-tolerant.
+    NotApplicable(&'static str),
+}
+
+impl Tiebreak {
+    /// Stable label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Tiebreak::Appended => "appended",
+            Tiebreak::AlreadyTotal => "already_total",
+            Tiebreak::NoOrderBy => "no_order_by",
+            Tiebreak::WithTies => "with_ties",
+            Tiebreak::NotApplicable(_) => "not_applicable",
+        }
+    }
+}
+
+/// How to run and compare one statement.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// What runs on the old side (the tiebreaker appended if applicable).
+    pub old_sql: Arc<str>,
+    /// What runs on the new side (tiebreaker and table map).
+    pub new_sql: Arc<str>,
+    /// How the diff orders rows. `total` is false for a UNION even with an
+    /// appended id, because its branches may repeat an id.
+    pub ordering: Ordering,
+    /// What happened to the ORDER BY.
+    pub tiebreak: Tiebreak,
+    /// The output column that carries the row id, when the select list
+    /// provably holds it exactly once over a single relation (`*`, `id`,
+    /// `e.sys_id AS key` → `"key"`); the diff keys rows by it.
+    pub id_column: Option<String>,
+    /// `old_sql` or `new_sql` differs from the input text.
+    pub rewritten: bool,
+}
+
+/// Classifies `sql` and plans its replay. `Err(reason)` when the statement
+/// must not be replayed: the first of not a single statement
+/// (`MultiStatement`), unparsable, not a plain read, side-effect function,
+/// session-dependent, LIMIT without ORDER BY.
+///
+/// A statement with thousands of operators (`… OR … OR …`) is skipped as
+/// `TooLarge`: its parse tree is too deep to walk safely (see `parse`).
+pub fn plan(sql: &str, rules: &RewriteRules) -> Result<Plan, SkipReason> {
+    if lexer::lex(sql).statements > 1 {
+        return Err(SkipReason::MultiStatement);
+    }
+    parse::with_tokens(sql, |tokens| plan_tokens(sql, tokens, rules))
+}
+
+/// [`plan`] once the text is tokenized.
+fn plan_tokens(
+    sql: &str,
+    tokens: Vec<TokenWithSpan>,
+    rules: &RewriteRules,
+) -> Result<Plan, SkipReason> {
+    let mut statements = Parser::new(&PostgreSqlDialect {})
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|_| SkipReason::Unparsable)?;
+    let statement = match (statements.pop(), statements.is_empty()) {
+        (Some(statement), true) => statement,
+        (Some(_), false) => return Err(SkipReason::MultiStatement),
+        // An empty text is nothing to compare.
+        (None, _) => return Err(SkipReason::NotRead),
+    };
+    classify::classify(&statement, rules)?;
+    let Statement::Query(query) = statement else {
+        return Err(SkipReason::NotRead);
+    };
+    let analysis = tiebreak::analyse(&query, rules);
+    let (analysis, old_sql, new_sql) = match render(sql, &query, &analysis, rules) {
+        Some((old_sql, new_sql)) => (analysis, old_sql, new_sql),
+        None if !analysis.appended.is_empty() => {
+            let analysis = analysis.without_append("round_trip");
+            let (old_sql, new_sql) =
+                render(sql, &query, &analysis, rules).ok_or(SkipReason::Unparsable)?;
+            (analysis, old_sql, new_sql)
+        }
+        // The table map's rewrite does not print back faithfully: the new
+        // side cannot be expressed.
+        None => return Err(SkipReason::Unparsable),
+    };
+    let rewritten = *old_sql != *sql || *new_sql != *sql;
+    Ok(Plan {
+        old_sql,
+        new_sql,
+        ordering: analysis.ordering,
+        tiebreak: analysis.tiebreak,
+        id_column: analysis.id_column,
+        rewritten,
+    })
+}
+
+/// `tiebreak.apply_to_primary`: the application's statement with the
+/// tiebreaker appended to its own ORDER BY (nothing else changed, no table
+/// map), or `None` when there is nothing to append or the statement is not
+/// an eligible read.
+pub fn tiebreak_for_primary(sql: &str, rules: &RewriteRules) -> Option<String> {
+    match plan(sql, rules) {
+        Ok(plan) if plan.tiebreak == Tiebreak::Appended => Some(plan.old_sql.to_string()),
+        _ => None,
+    }
+}
+
+/// The old and new texts for `query` with `analysis.appended` applied, or
+/// `None` when a rewritten text does not parse back to the rewritten AST.
+fn render(
+    sql: &str,
+    query: &Query,
+    analysis: &tiebreak::Analysis,
+    rules: &RewriteRules,
+) -> Option<(Arc<str>, Arc<str>)> {
+    let mut old = query.clone();
+    let old_sql: Arc<str> = if analysis.appended.is_empty() {
+        Arc::from(sql)
+    } else {
+        tiebreak::with_outermost_mut(&mut old, |outer| {
+            if let Some(OrderByKind::Expressions(keys)) =
+                outer.order_by.as_mut().map(|o| &mut o.kind)
+            {
+                keys.extend(analysis.appended.iter().cloned());
+            }
+        });
+        Arc::from(print_checked(&old)?)
+    };
+    let mut new = old;
+    let new_sql = if table_map::apply(&mut new, rules) {
+        Arc::from(print_checked(&new)?)
+    } else {
+        old_sql.clone()
+    };
+    Some((old_sql, new_sql))
+}
+
+/// Prints `query` and accepts the text only if it parses back to the same
+/// AST (spans and token positions are ignored by sqlparser's equality).
+///
+/// The round trip proves the printer faithful to the AST, not the AST to
+/// the text. One known misparse is refused as well: an identifier quoted
+/// other than with `"` does not exist in PostgreSQL, so the parser took
+/// something else for one (`'a'\n'b'`, a continued string literal, parses
+/// as `'a' AS 'b'`), and a print of it would be wrong.
+fn print_checked(query: &Query) -> Option<String> {
+    if names::has_foreign_quotes(query) {
+        return None;
+    }
+    let text = query.to_string();
+    let reparsed = Parser::parse_sql(&PostgreSqlDialect {}, &text).ok()?;
+    match reparsed.as_slice() {
+        [Statement::Query(again)] if **again == *query => Some(text),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

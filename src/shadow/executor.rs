@@ -1,0 +1,301 @@
+//! From a sample to an outcome: plan, run, classify, diff, recheck.
+
+use super::conn::{ConnError, ShadowConn};
+use super::outcome::{display_params, Outcome, OutcomeKind};
+use super::pool::Pool;
+use super::run::{run, RunResult, RunSpec, SideResult, Snapshot};
+use crate::capture::skip::SkipReason;
+use crate::capture::tracker::Sample;
+use crate::config::{Config, SnapshotMode};
+use crate::diff::{compare, CompareOptions, Ordering};
+use crate::protocol::error_response::ErrorFields;
+use crate::rewrite::{CachedPlan, Plan, PlanCache};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// SQLSTATE of `query_canceled`, which a statement timeout raises.
+const QUERY_CANCELED: &str = "57014";
+/// SQLSTATEs that, when both rewritten queries fail with them, point at the
+/// rewrite (an appended tiebreaker the statement does not allow) rather
+/// than at the schemas.
+const REWRITE_SQLSTATES: [&str; 4] = ["42703", "42P10", "42803", "42601"];
+
+/// Runs samples; shared by all workers.
+pub struct Executor {
+    plans: Arc<PlanCache>,
+    pool: Pool,
+    old_search_path: String,
+    new_search_path: String,
+    statement_timeout: Duration,
+    max_rows: usize,
+    snapshot: Snapshot,
+    recheck: bool,
+    compare: CompareOptions,
+    default_id: String,
+}
+
+/// What handling a sample led to.
+#[derive(Debug)]
+pub enum Handled {
+    /// It was compared.
+    Compared(Box<Outcome>),
+    /// The full parse ruled it out.
+    Skipped(SkipReason),
+}
+
+impl Executor {
+    /// An executor for `config`, logging in with `pool`.
+    pub fn new(config: &Config, plans: Arc<PlanCache>, pool: Pool) -> Self {
+        let c = &config.compare;
+        Self {
+            plans,
+            pool,
+            old_search_path: config.shadow.old_search_path.clone(),
+            new_search_path: config.shadow.new_search_path.clone(),
+            statement_timeout: Duration::from_millis(config.shadow.statement_timeout_ms),
+            max_rows: c.max_rows,
+            snapshot: match config.shadow.snapshot {
+                SnapshotMode::Shared => Snapshot::Shared,
+                SnapshotMode::Separate => Snapshot::Separate,
+            },
+            recheck: config.shadow.recheck_mismatches,
+            compare: CompareOptions {
+                ignore_columns: c.ignore_columns.clone(),
+                float_tolerance: c.float_tolerance,
+                numeric_scale: c.numeric_scale,
+                strict_types: c.strict_types,
+                id_column: None,
+                max_reported: c.max_reported,
+            },
+            default_id: config.tiebreak.default_column.clone(),
+        }
+    }
+
+    /// The cached plan, or one computed on a blocking thread: a parse
+    /// takes ~50 µs, pathological texts much longer, and neither may stall
+    /// the runtime's workers.
+    async fn plan(&self, sql: &Arc<str>) -> CachedPlan {
+        if let Some(hit) = self.plans.cached(sql) {
+            return hit;
+        }
+        let plans = self.plans.clone();
+        let sql = sql.clone();
+        match tokio::task::spawn_blocking(move || plans.plan(&sql)).await {
+            Ok(plan) => plan,
+            Err(_) => Arc::new(Err(SkipReason::Unparsable)),
+        }
+    }
+
+    /// Handles one sample to the end.
+    pub async fn handle(&self, sample: &Sample) -> Handled {
+        let plan = self.plan(&sample.sql).await;
+        let plan = match plan.as_ref() {
+            Ok(plan) => plan,
+            Err(reason) => return Handled::Skipped(*reason),
+        };
+        let mut outcome = self.outcome_shell(sample, plan);
+        let options = self.options_for(plan);
+        let first = match self.run_once(sample, plan, &options).await {
+            Ok(r) => r,
+            Err(e) => {
+                outcome.kind = OutcomeKind::ShadowError;
+                outcome.detail = Some(e.to_string());
+                return Handled::Compared(Box::new(outcome));
+            }
+        };
+        self.classify(sample, plan, &options, first, &mut outcome)
+            .await;
+        if outcome.kind == OutcomeKind::Mismatch && self.recheck {
+            outcome.confirmed = Some(match self.run_once(sample, plan, &options).await {
+                Ok(RunResult {
+                    old: SideResult::Rows(old),
+                    new: SideResult::Rows(new),
+                    ..
+                }) => {
+                    let again = compare(&old, &new, &plan.ordering, &options);
+                    again.is_some_and(|d| Some(d.kind) == outcome.diff.as_ref().map(|o| o.kind))
+                }
+                _ => false,
+            });
+        }
+        Handled::Compared(Box::new(outcome))
+    }
+
+    fn options_for(&self, plan: &Plan) -> CompareOptions {
+        CompareOptions {
+            id_column: plan
+                .id_column
+                .clone()
+                .or_else(|| Some(self.default_id.clone())),
+            ..self.compare.clone()
+        }
+    }
+
+    /// Takes a connection, runs both queries, and returns the connection
+    /// (or closes it when it is out of step).
+    async fn run_once(
+        &self,
+        sample: &Sample,
+        plan: &Plan,
+        options: &CompareOptions,
+    ) -> Result<RunResult, ConnError> {
+        let spec = RunSpec {
+            old_sql: &plan.old_sql,
+            new_sql: &plan.new_sql,
+            old_search_path: &self.old_search_path,
+            new_search_path: &self.new_search_path,
+            statement_timeout: self.statement_timeout,
+            max_rows: self.max_rows,
+            compare: options,
+            snapshot: self.snapshot,
+        };
+        let mut conn = self.pool.get(&sample.database).await?;
+        // The statement timeout bounds each statement on the server; this
+        // bounds the whole run against a silent network.
+        let limit = self.statement_timeout * 4 + Duration::from_secs(5);
+        let result = tokio::time::timeout(limit, run(&mut conn, sample, &spec)).await;
+        match result {
+            Ok(Ok(r)) => {
+                self.pool.put(&sample.database, conn);
+                Ok(r)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ConnError::Timeout {
+                address: "shadow run".into(),
+                timeout: limit,
+            }),
+        }
+    }
+
+    /// Only one side's query, for telling `old_error` from `both_error`
+    /// when the old query failed and took the shared transaction down.
+    async fn run_new_alone(
+        &self,
+        sample: &Sample,
+        new_sql: &str,
+        options: &CompareOptions,
+    ) -> Option<SideResult> {
+        let mut conn: ShadowConn = self.pool.get(&sample.database).await.ok()?;
+        let spec = RunSpec {
+            old_sql: "SELECT 1",
+            new_sql,
+            old_search_path: &self.old_search_path,
+            new_search_path: &self.new_search_path,
+            statement_timeout: self.statement_timeout,
+            max_rows: self.max_rows,
+            compare: options,
+            snapshot: self.snapshot,
+        };
+        let limit = self.statement_timeout * 4 + Duration::from_secs(5);
+        let r = tokio::time::timeout(limit, run(&mut conn, sample, &spec))
+            .await
+            .ok()?
+            .ok()?;
+        self.pool.put(&sample.database, conn);
+        Some(r.new)
+    }
+
+    async fn classify(
+        &self,
+        sample: &Sample,
+        plan: &Plan,
+        options: &CompareOptions,
+        r: RunResult,
+        out: &mut Outcome,
+    ) {
+        out.snapshot_xmin = r.snapshot_xmin;
+        out.old_time = r.old_time;
+        out.new_time = r.new_time;
+        let new = match (&r.old, self.snapshot) {
+            // In one transaction, the new query never ran after the old one
+            // failed: run it alone to see whether it fails too.
+            (SideResult::Error(_), Snapshot::Shared) => self
+                .run_new_alone(sample, &plan.new_sql, options)
+                .await
+                .unwrap_or(r.new),
+            _ => r.new,
+        };
+        match (r.old, new) {
+            (SideResult::Rows(old), SideResult::Rows(new)) => {
+                match compare(&old, &new, &plan.ordering, options) {
+                    None => out.kind = OutcomeKind::Match,
+                    Some(diff) => {
+                        out.ordering = diff.ordering;
+                        out.kind = OutcomeKind::Mismatch;
+                        out.diff = Some(diff);
+                    }
+                }
+            }
+            (old, new) => {
+                let old_error = error_of(old);
+                let new_error = error_of(new);
+                out.kind = error_kind(plan, old_error.as_ref(), new_error.as_ref());
+                out.old_error = old_error;
+                out.new_error = new_error;
+            }
+        }
+    }
+
+    fn outcome_shell(&self, sample: &Sample, plan: &Plan) -> Outcome {
+        Outcome {
+            fingerprint: sample.fingerprint,
+            kind: OutcomeKind::Match,
+            confirmed: None,
+            database: sample.database.clone(),
+            client_sql: sample.sql.clone(),
+            old_sql: plan.old_sql.clone(),
+            new_sql: plan.new_sql.clone(),
+            params: display_params(&sample.param_formats, &sample.params),
+            settings: sample
+                .settings
+                .pairs()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            snapshot_xmin: None,
+            old_time: Duration::ZERO,
+            new_time: Duration::ZERO,
+            diff: None,
+            old_error: None,
+            new_error: None,
+            detail: None,
+            ordering: ordering_label(&plan.ordering),
+            tiebreak: plan.tiebreak.label(),
+        }
+    }
+}
+
+fn error_of(side: SideResult) -> Option<ErrorFields> {
+    match side {
+        SideResult::Error(e) => Some(e),
+        SideResult::Rows(_) => None,
+    }
+}
+
+/// Errors are kept apart from mismatches: a timeout is not a difference,
+/// and a rewrite the statement does not allow is pgshadow's problem.
+fn error_kind(plan: &Plan, old: Option<&ErrorFields>, new: Option<&ErrorFields>) -> OutcomeKind {
+    let timed_out = |e: Option<&ErrorFields>| e.is_some_and(|e| e.code == QUERY_CANCELED);
+    if timed_out(old) || timed_out(new) {
+        return OutcomeKind::Timeout;
+    }
+    match (old, new) {
+        (Some(o), Some(n)) => {
+            if plan.rewritten && o.code == n.code && REWRITE_SQLSTATES.contains(&o.code.as_str()) {
+                OutcomeKind::RewriteError
+            } else {
+                OutcomeKind::BothError
+            }
+        }
+        (Some(_), None) => OutcomeKind::OldError,
+        (None, Some(_)) => OutcomeKind::NewError,
+        (None, None) => OutcomeKind::Match,
+    }
+}
+
+fn ordering_label(ordering: &Ordering) -> &'static str {
+    match ordering {
+        Ordering::Unordered => "unordered",
+        Ordering::Ordered { total: true, .. } => "total",
+        Ordering::Ordered { total: false, .. } => "tie_runs",
+    }
+}

@@ -1,0 +1,253 @@
+//! The shadow: sampled reads re-run against the old and the new schema.
+//!
+//! The relay never waits for it. A session's tracker asks the [`Shadow`]
+//! whether to sample an execution ([`sampler`]) and, once the primary has
+//! completed it, hands the sample over with a non-blocking `try_send` into
+//! a bounded queue; a full queue drops the sample and counts it. A
+//! dispatcher takes samples off the queue as workers free up
+//! (`shadow.max_in_flight`) and runs each through the [`executor`]: plan
+//! (cached parse and rewrite), one REPEATABLE READ READ ONLY transaction
+//! on a pooled connection ([`run`]), diff, recheck, outcome.
+
+pub mod conn;
+pub mod executor;
+pub mod outcome;
+pub mod pool;
+pub mod run;
+pub mod sampler;
+
+use crate::capture::fingerprint::Fingerprint;
+use crate::capture::skip::SkipReason;
+use crate::capture::tracker::{Sample, SampleGate};
+use crate::config::Config;
+use crate::observability::metrics::{
+    COMPARISONS_TOTAL, QUERIES_TOTAL, QUEUE_DEPTH, RECHECKS_TOTAL, SHADOW_DURATION_SECONDS,
+    SKIPPED_TOTAL,
+};
+use crate::rewrite::{PlanCache, RewriteRules};
+use conn::ConnParams;
+use executor::{Executor, Handled};
+use metrics::{Counter, Gauge};
+use outcome::{Outcome, OutcomeKind};
+use pool::Pool;
+use sampler::Sampler;
+use std::collections::HashMap;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::{mpsc, Semaphore};
+
+/// Why the shadow could not start.
+#[derive(Debug, Error)]
+pub enum ShadowError {
+    /// `shadow.password_env` names a variable that is not set.
+    #[error("shadow.password_env: environment variable {0} is not set")]
+    MissingPassword(String),
+}
+
+/// Metric handles registered once, so the relay's per-statement counting
+/// is a single atomic add.
+struct Counters {
+    queries: Counter,
+    skipped: HashMap<SkipReason, Counter>,
+    queue_depth: Gauge,
+}
+
+impl Counters {
+    fn new() -> Self {
+        Self {
+            queries: metrics::counter!(QUERIES_TOTAL),
+            skipped: SkipReason::ALL
+                .iter()
+                .map(|r| (*r, metrics::counter!(SKIPPED_TOTAL, "reason" => r.label())))
+                .collect(),
+            queue_depth: metrics::gauge!(QUEUE_DEPTH),
+        }
+    }
+}
+
+/// The shadow, shared by every session.
+pub struct Shadow {
+    sampler: Sampler,
+    queue: mpsc::Sender<Sample>,
+    queue_capacity: usize,
+    capture_limit: usize,
+    counters: Counters,
+}
+
+impl Shadow {
+    /// Starts the dispatcher on the current runtime. `outcomes`, when
+    /// given, receives every outcome (the mismatch store, tests).
+    pub fn start(
+        config: &Config,
+        outcomes: Option<mpsc::Sender<Arc<Outcome>>>,
+    ) -> Result<Arc<Shadow>, ShadowError> {
+        let s = &config.shadow;
+        let password = match &s.password_env {
+            Some(var) => {
+                Some(std::env::var(var).map_err(|_| ShadowError::MissingPassword(var.clone()))?)
+            }
+            None => None,
+        };
+        let rules = RewriteRules {
+            default_id_column: config.tiebreak.default_column.to_lowercase(),
+            id_columns: lowercase_map(&config.tiebreak.columns),
+            table_map: lowercase_map(&s.table_map),
+            deny_functions: s.deny_functions.iter().map(|f| f.to_lowercase()).collect(),
+        };
+        let pool = Pool::new(
+            ConnParams {
+                host: config.upstream.host.clone(),
+                port: config.upstream.port,
+                user: s.user.clone(),
+                password,
+                database: String::new(),
+                connect_timeout: config.upstream.connect_timeout(),
+            },
+            s.max_in_flight,
+        );
+        let executor = Arc::new(Executor::new(
+            config,
+            Arc::new(PlanCache::new(s.plan_cache_size, rules)),
+            pool,
+        ));
+        let overrides: HashMap<Fingerprint, f64> = s
+            .fingerprint_sample_rates
+            .iter()
+            .filter_map(|(k, v)| Some((k.parse().ok()?, *v)))
+            .collect();
+        let (tx, rx) = mpsc::channel(s.queue_capacity);
+        let shadow = Arc::new(Shadow {
+            sampler: Sampler::new(
+                true,
+                s.sample_rate,
+                overrides,
+                s.first_executions,
+                s.max_samples_per_second,
+            ),
+            queue: tx,
+            queue_capacity: s.queue_capacity,
+            capture_limit: s.max_capture_bytes,
+            counters: Counters::new(),
+        });
+        tokio::spawn(dispatch(
+            rx,
+            executor,
+            s.max_in_flight,
+            shadow.clone(),
+            outcomes,
+        ));
+        Ok(shadow)
+    }
+
+    /// The sampling policy, adjustable at run time.
+    pub fn sampler(&self) -> &Sampler {
+        &self.sampler
+    }
+
+    /// Largest client message copied for capture.
+    pub fn capture_limit(&self) -> usize {
+        self.capture_limit
+    }
+
+    fn update_queue_depth(&self) {
+        let depth = self.queue_capacity.saturating_sub(self.queue.capacity());
+        self.counters.queue_depth.set(depth as f64);
+    }
+
+    fn count_skip(&self, reason: SkipReason) {
+        if let Some(c) = self.counters.skipped.get(&reason) {
+            c.increment(1);
+        }
+    }
+}
+
+impl SampleGate for Arc<Shadow> {
+    fn decide(&self, fingerprint: Fingerprint) -> Result<(), SkipReason> {
+        self.sampler.decide(fingerprint)
+    }
+
+    fn skip(&self, reason: SkipReason) {
+        self.count_skip(reason);
+    }
+
+    fn executed(&self) {
+        self.counters.queries.increment(1);
+    }
+
+    fn submit(&self, sample: Sample) {
+        if let Err(reason) = self.sampler.admit() {
+            self.count_skip(reason);
+            return;
+        }
+        match self.queue.try_send(sample) {
+            Ok(()) => self.update_queue_depth(),
+            Err(mpsc::error::TrySendError::Full(_)) => self.count_skip(SkipReason::QueueFull),
+            // The dispatcher is gone (shutdown): nothing to compare with.
+            Err(mpsc::error::TrySendError::Closed(_)) => self.count_skip(SkipReason::Disabled),
+        }
+    }
+}
+
+/// Takes samples off the queue as workers free up.
+async fn dispatch(
+    mut rx: mpsc::Receiver<Sample>,
+    executor: Arc<Executor>,
+    max_in_flight: usize,
+    shadow: Arc<Shadow>,
+    outcomes: Option<mpsc::Sender<Arc<Outcome>>>,
+) {
+    let workers = Arc::new(Semaphore::new(max_in_flight));
+    loop {
+        // Wait for a free worker before taking a sample, so waiting samples
+        // stay in the bounded queue (where overflow is counted).
+        let Ok(permit) = workers.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(sample) = rx.recv().await else {
+            return;
+        };
+        shadow.update_queue_depth();
+        let executor = executor.clone();
+        let shadow = shadow.clone();
+        let outcomes = outcomes.clone();
+        tokio::spawn(async move {
+            let handled = executor.handle(&sample).await;
+            drop(permit);
+            match handled {
+                Handled::Skipped(reason) => shadow.count_skip(reason),
+                Handled::Compared(outcome) => {
+                    record(&outcome);
+                    if let Some(tx) = outcomes {
+                        // Never wait: a slow consumer loses outcomes, the
+                        // proxy does not slow down.
+                        let _ = tx.try_send(Arc::from(outcome));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Logs and counts one outcome.
+fn record(outcome: &Outcome) {
+    outcome.log();
+    metrics::counter!(COMPARISONS_TOTAL, "result" => outcome.kind.label()).increment(1);
+    if !matches!(outcome.kind, OutcomeKind::ShadowError) {
+        metrics::histogram!(SHADOW_DURATION_SECONDS, "side" => "old")
+            .record(outcome.old_time.as_secs_f64());
+        metrics::histogram!(SHADOW_DURATION_SECONDS, "side" => "new")
+            .record(outcome.new_time.as_secs_f64());
+    }
+    if let Some(confirmed) = outcome.confirmed {
+        metrics::counter!(RECHECKS_TOTAL, "confirmed" => if confirmed { "true" } else { "false" })
+            .increment(1);
+    }
+}
+
+fn lowercase_map(
+    map: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    map.iter()
+        .map(|(k, v)| (k.to_lowercase(), v.to_lowercase()))
+        .collect()
+}

@@ -1,0 +1,179 @@
+//! The result of comparing one sample, as logged, counted and stored.
+
+use crate::capture::fingerprint::Fingerprint;
+use crate::diff::Diff;
+use crate::protocol::error_response::ErrorFields;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a comparison found. Each is a value of the `result` label of
+/// `pgshadow_comparisons_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutcomeKind {
+    /// Both schemas returned the same rows.
+    Match,
+    /// They differ (see the diff).
+    Mismatch,
+    /// Only the old query failed.
+    OldError,
+    /// Only the new query failed: the new schema lacks something.
+    NewError,
+    /// Both failed (often: the statement depends on session state).
+    BothError,
+    /// A statement hit `shadow.statement_timeout_ms`.
+    Timeout,
+    /// The rewritten statement is invalid (a tiebreaker or table rule the
+    /// statement does not support).
+    RewriteError,
+    /// The shadow could not run the sample at all (connection, login).
+    ShadowError,
+}
+
+impl OutcomeKind {
+    /// Every kind, for pre-registering metric series.
+    pub const ALL: [OutcomeKind; 8] = [
+        OutcomeKind::Match,
+        OutcomeKind::Mismatch,
+        OutcomeKind::OldError,
+        OutcomeKind::NewError,
+        OutcomeKind::BothError,
+        OutcomeKind::Timeout,
+        OutcomeKind::RewriteError,
+        OutcomeKind::ShadowError,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutcomeKind::Match => "match",
+            OutcomeKind::Mismatch => "mismatch",
+            OutcomeKind::OldError => "old_error",
+            OutcomeKind::NewError => "new_error",
+            OutcomeKind::BothError => "both_error",
+            OutcomeKind::Timeout => "timeout",
+            OutcomeKind::RewriteError => "rewrite_error",
+            OutcomeKind::ShadowError => "shadow_error",
+        }
+    }
+}
+
+/// One comparison, with everything needed to reproduce it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The statement's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// What was found.
+    pub kind: OutcomeKind,
+    /// For mismatches: whether a recheck in a fresh snapshot saw it again.
+    pub confirmed: Option<bool>,
+    /// The database.
+    pub database: Arc<str>,
+    /// The SQL the client ran.
+    pub client_sql: Arc<str>,
+    /// The old query as run.
+    pub old_sql: Arc<str>,
+    /// The new query as run.
+    pub new_sql: Arc<str>,
+    /// Parameters, shown as text where they are text (binary in hex).
+    pub params: Vec<Option<String>>,
+    /// Session settings applied with SET LOCAL.
+    pub settings: Vec<(String, String)>,
+    /// Snapshot xmin of the run.
+    pub snapshot_xmin: Option<u64>,
+    /// Time of the old and new query.
+    pub old_time: Duration,
+    /// Time of the new query.
+    pub new_time: Duration,
+    /// The difference, for mismatches.
+    pub diff: Option<Diff>,
+    /// The old side's error.
+    pub old_error: Option<ErrorFields>,
+    /// The new side's error.
+    pub new_error: Option<ErrorFields>,
+    /// Why the shadow could not run it (shadow errors).
+    pub detail: Option<String>,
+    /// How row order was compared (`total`, `tie_runs`, `unordered`, …).
+    pub ordering: &'static str,
+    /// What happened to the tiebreaker.
+    pub tiebreak: &'static str,
+}
+
+impl Outcome {
+    /// Writes the outcome as one structured log line: WARN for mismatches,
+    /// INFO for errors, DEBUG for matches.
+    pub fn log(&self) {
+        let code = |e: &Option<ErrorFields>| e.as_ref().map(|e| e.code.clone()).unwrap_or_default();
+        let message =
+            |e: &Option<ErrorFields>| e.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+        match self.kind {
+            OutcomeKind::Match => tracing::debug!(
+                fingerprint = %self.fingerprint,
+                ordering = self.ordering,
+                old_ms = self.old_time.as_secs_f64() * 1e3,
+                new_ms = self.new_time.as_secs_f64() * 1e3,
+                "shadow match"
+            ),
+            OutcomeKind::Mismatch => {
+                let (kind, columns, summary) = self
+                    .diff
+                    .as_ref()
+                    .map(|d| {
+                        (
+                            d.kind.label(),
+                            d.differing_columns.join(","),
+                            d.summary.clone(),
+                        )
+                    })
+                    .unwrap_or_default();
+                tracing::warn!(
+                    fingerprint = %self.fingerprint,
+                    diff = kind,
+                    columns = %columns,
+                    confirmed = self.confirmed.unwrap_or(false),
+                    snapshot_xmin = self.snapshot_xmin.unwrap_or(0),
+                    ordering = self.ordering,
+                    tiebreak = self.tiebreak,
+                    summary = %summary,
+                    old_sql = %self.old_sql,
+                    new_sql = %self.new_sql,
+                    "shadow mismatch"
+                )
+            }
+            _ => tracing::info!(
+                fingerprint = %self.fingerprint,
+                result = self.kind.label(),
+                old_sqlstate = %code(&self.old_error),
+                old_error = %message(&self.old_error),
+                new_sqlstate = %code(&self.new_error),
+                new_error = %message(&self.new_error),
+                detail = self.detail.as_deref().unwrap_or(""),
+                new_sql = %self.new_sql,
+                "shadow comparison failed"
+            ),
+        }
+    }
+}
+
+/// Renders bound parameters for reports: text-format values as text,
+/// binary ones as `\x…` hex.
+pub fn display_params(formats: &[i16], params: &[Option<bytes::Bytes>]) -> Vec<Option<String>> {
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let binary = match formats {
+                [] => false,
+                [one] => *one == 1,
+                many => many.get(i).copied() == Some(1),
+            };
+            p.as_ref().map(|v| {
+                if binary {
+                    let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
+                    format!("\\x{hex}")
+                } else {
+                    String::from_utf8_lossy(v).into_owned()
+                }
+            })
+        })
+        .collect()
+}

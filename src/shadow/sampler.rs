@@ -1,0 +1,221 @@
+//! Which executions are compared.
+//!
+//! Decisions must be cheap and never wait: they run on the relay for every
+//! read. The rate and the kill switch are atomics that can change at run
+//! time; overrides and mutes are swapped in whole (`arc-swap`).
+
+use crate::capture::fingerprint::Fingerprint;
+use crate::capture::skip::SkipReason;
+use arc_swap::ArcSwap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+/// Fingerprints remembered for "first executions" per shard; when a shard
+/// is full it starts over, so memory stays bounded.
+const SEEN_PER_SHARD: usize = 8192;
+const SHARDS: usize = 16;
+
+/// Runtime-adjustable sampling policy.
+pub struct Sampler {
+    enabled: AtomicBool,
+    /// Global rate, as f64 bits.
+    rate: AtomicU64,
+    overrides: ArcSwap<HashMap<Fingerprint, f64>>,
+    muted: ArcSwap<HashSet<Fingerprint>>,
+    first_executions: u32,
+    seen: [Mutex<HashMap<Fingerprint, u32>>; SHARDS],
+    limiter: RateLimiter,
+}
+
+impl Sampler {
+    /// A sampler with the configured policy.
+    pub fn new(
+        enabled: bool,
+        rate: f64,
+        overrides: HashMap<Fingerprint, f64>,
+        first_executions: u32,
+        max_per_second: u64,
+    ) -> Self {
+        Self {
+            enabled: AtomicBool::new(enabled),
+            rate: AtomicU64::new(rate.clamp(0.0, 1.0).to_bits()),
+            overrides: ArcSwap::from_pointee(overrides),
+            muted: ArcSwap::from_pointee(HashSet::new()),
+            first_executions,
+            seen: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            limiter: RateLimiter::new(max_per_second),
+        }
+    }
+
+    /// Whether to sample one execution of `fingerprint`.
+    pub fn decide(&self, fingerprint: Fingerprint) -> Result<(), SkipReason> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return Err(SkipReason::Disabled);
+        }
+        if self.muted.load().contains(&fingerprint) {
+            return Err(SkipReason::Muted);
+        }
+        if self.first_executions > 0 && self.is_early_execution(fingerprint) {
+            return Ok(());
+        }
+        let rate = self
+            .overrides
+            .load()
+            .get(&fingerprint)
+            .copied()
+            .unwrap_or_else(|| self.rate());
+        if rate >= 1.0 || (rate > 0.0 && rand::random::<f64>() < rate) {
+            Ok(())
+        } else {
+            Err(SkipReason::NotSampled)
+        }
+    }
+
+    /// Takes a slot under `max_samples_per_second`.
+    pub fn admit(&self) -> Result<(), SkipReason> {
+        self.limiter.admit()
+    }
+
+    /// Counts this execution; true while it is among the fingerprint's
+    /// first `first_executions`, so rare queries are covered too.
+    fn is_early_execution(&self, fingerprint: Fingerprint) -> bool {
+        let shard = &self.seen[(fingerprint.0 as usize) % SHARDS];
+        let mut seen = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= SEEN_PER_SHARD && !seen.contains_key(&fingerprint) {
+            seen.clear();
+        }
+        let n = seen.entry(fingerprint).or_insert(0);
+        *n = n.saturating_add(1);
+        *n <= self.first_executions
+    }
+
+    /// The global sample rate.
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(Ordering::Relaxed))
+    }
+
+    /// Changes the global sample rate (clamped to 0..1).
+    pub fn set_rate(&self, rate: f64) {
+        self.rate
+            .store(rate.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Whether sampling is switched on.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// The kill switch.
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// Replaces the per-fingerprint rates.
+    pub fn set_overrides(&self, overrides: HashMap<Fingerprint, f64>) {
+        self.overrides.store(Arc::new(overrides));
+    }
+
+    /// Replaces the muted fingerprints.
+    pub fn set_muted(&self, muted: HashSet<Fingerprint>) {
+        self.muted.store(Arc::new(muted));
+    }
+}
+
+/// At most `max` admissions per wall-clock second (0 = unlimited).
+struct RateLimiter {
+    max: u64,
+    origin: Instant,
+    /// Current one-second window (seconds since `origin`) in the high 32
+    /// bits, admissions in it in the low 32.
+    window: AtomicU64,
+}
+
+impl RateLimiter {
+    fn new(max: u64) -> Self {
+        Self {
+            max,
+            origin: Instant::now(),
+            window: AtomicU64::new(0),
+        }
+    }
+
+    fn admit(&self) -> Result<(), SkipReason> {
+        if self.max == 0 {
+            return Ok(());
+        }
+        let second = self.origin.elapsed().as_secs() & 0xffff_ffff;
+        let mut current = self.window.load(Ordering::Relaxed);
+        loop {
+            let (window, count) = (current >> 32, current & 0xffff_ffff);
+            let next = if window == second {
+                if count >= self.max {
+                    return Err(SkipReason::RateLimited);
+                }
+                current + 1
+            } else {
+                (second << 32) | 1
+            };
+            match self.window.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_executions_of_a_fingerprint_are_sampled_regardless_of_rate() {
+        let s = Sampler::new(true, 0.0, HashMap::new(), 3, 0);
+        let fp = Fingerprint(7);
+        let picked: Vec<bool> = (0..6).map(|_| s.decide(fp).is_ok()).collect();
+        assert_eq!(picked, [true, true, true, false, false, false]);
+        assert_eq!(s.decide(fp), Err(SkipReason::NotSampled));
+        assert!(
+            s.decide(Fingerprint(8)).is_ok(),
+            "a new fingerprint starts over"
+        );
+    }
+
+    #[test]
+    fn rate_overrides_kill_switch_and_mutes() {
+        let s = Sampler::new(true, 1.0, HashMap::from([(Fingerprint(1), 0.0)]), 0, 0);
+        assert!(s.decide(Fingerprint(2)).is_ok());
+        assert_eq!(s.decide(Fingerprint(1)), Err(SkipReason::NotSampled));
+        s.set_muted(HashSet::from([Fingerprint(2)]));
+        assert_eq!(s.decide(Fingerprint(2)), Err(SkipReason::Muted));
+        s.set_enabled(false);
+        assert_eq!(s.decide(Fingerprint(3)), Err(SkipReason::Disabled));
+        s.set_enabled(true);
+        s.set_rate(0.0);
+        assert_eq!(s.decide(Fingerprint(3)), Err(SkipReason::NotSampled));
+    }
+
+    #[test]
+    fn a_fractional_rate_samples_about_that_fraction() {
+        let s = Sampler::new(true, 0.25, HashMap::new(), 0, 0);
+        let n = 20_000;
+        let picked = (0..n).filter(|_| s.decide(Fingerprint(9)).is_ok()).count();
+        let share = picked as f64 / n as f64;
+        assert!((0.22..0.28).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn the_rate_limiter_admits_at_most_max_per_second() {
+        let limiter = RateLimiter::new(5);
+        let admitted = (0..100).filter(|_| limiter.admit().is_ok()).count();
+        // All 100 calls happen within one or two one-second windows.
+        assert!((5..=10).contains(&admitted), "{admitted}");
+        assert!(RateLimiter::new(0).admit().is_ok());
+    }
+}
