@@ -163,6 +163,10 @@ pub struct ShadowConfig {
     pub enabled: bool,
     /// Fraction of eligible reads compared, 0 to 1.
     pub sample_rate: f64,
+    /// Host of the shadow connections; defaults to `upstream.host`.
+    pub host: Option<String>,
+    /// Port of the shadow connections; defaults to `upstream.port`.
+    pub port: Option<u16>,
     /// Role the shadow connections log in as (ideally read-only).
     pub user: String,
     /// Environment variable holding that role's password.
@@ -220,6 +224,8 @@ impl Default for ShadowConfig {
         Self {
             enabled: false,
             sample_rate: 0.01,
+            host: None,
+            port: None,
             user: "pgshadow".into(),
             password_env: None,
             old_search_path: "public".into(),
@@ -244,6 +250,10 @@ impl Default for ShadowConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TiebreakConfig {
+    /// Append the tiebreaker to the shadow's queries. Off, rows that tie on
+    /// the sort key are compared tie-tolerantly, and paginated queries
+    /// with ties raise false alarms.
+    pub enabled: bool,
     /// Id column for tables not listed in `columns`.
     pub default_column: String,
     /// Table name to its stable id column.
@@ -255,6 +265,7 @@ pub struct TiebreakConfig {
 impl Default for TiebreakConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             default_column: "id".into(),
             columns: BTreeMap::new(),
             apply_to_primary: false,

@@ -20,7 +20,8 @@ use tokio_util::task::TaskTracker;
 
 use super::cancel::CancelRegistry;
 use super::session;
-use crate::shadow::{Shadow, ShadowError};
+use crate::rewrite::PlanCache;
+use crate::shadow::{primary_rules, Shadow, ShadowError};
 
 /// Why the proxy could not start.
 #[derive(Debug, Error)]
@@ -46,6 +47,8 @@ pub(crate) struct ProxyContext {
     pub(crate) terminate: CancellationToken,
     /// The shadow, when `shadow.enabled`.
     pub(crate) shadow: Option<Arc<Shadow>>,
+    /// Plans for `tiebreak.apply_to_primary`.
+    pub(crate) primary_rewrites: Option<Arc<PlanCache>>,
 }
 
 /// A bound proxy, ready to serve.
@@ -67,6 +70,12 @@ impl Proxy {
         } else {
             None
         };
+        let primary_rewrites = config.tiebreak.apply_to_primary.then(|| {
+            Arc::new(PlanCache::new(
+                config.shadow.plan_cache_size,
+                primary_rules(&config),
+            ))
+        });
         Ok(Proxy {
             listener,
             ctx: Arc::new(ProxyContext {
@@ -74,6 +83,7 @@ impl Proxy {
                 cancel_registry: CancelRegistry::default(),
                 drain: CancellationToken::new(),
                 terminate: CancellationToken::new(),
+                primary_rewrites,
                 shadow,
             }),
         })

@@ -185,6 +185,7 @@ async fn run(ctx: &ProxyContext, mut client: TcpStream, traffic: &Traffic) -> Se
         terminate: &ctx.terminate,
         capture_limit: ctx.shadow.as_ref().map_or(0, |s| s.capture_limit()),
         tracker,
+        primary_rewrites: ctx.primary_rewrites.as_deref(),
     };
     let (end, state) = relay::run(&mut client, &mut server, relay_ctx, traffic).await;
     let at_boundary = traffic.client_at_boundary.load(Ordering::Relaxed);

@@ -1,16 +1,18 @@
 //! From a sample to an outcome: plan, run, classify, diff, recheck.
 
-use super::conn::{ConnError, ShadowConn};
+use super::conn::ConnError;
 use super::outcome::{display_params, Outcome, OutcomeKind};
 use super::pool::Pool;
 use super::run::{run, RunResult, RunSpec, SideResult, Snapshot};
+use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
 use crate::config::{Config, SnapshotMode};
 use crate::diff::{compare, CompareOptions, Ordering};
 use crate::protocol::error_response::ErrorFields;
 use crate::rewrite::{CachedPlan, Plan, PlanCache};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// SQLSTATE of `query_canceled`, which a statement timeout raises.
@@ -20,9 +22,18 @@ const QUERY_CANCELED: &str = "57014";
 /// than at the schemas.
 const REWRITE_SQLSTATES: [&str; 4] = ["42703", "42P10", "42803", "42601"];
 
+/// Fingerprints remembered as "no tiebreaker"; beyond this the set starts
+/// over (a forgotten one costs one failed attempt).
+const MAX_WITHOUT_TIEBREAK: usize = 10_000;
+
 /// Runs samples; shared by all workers.
 pub struct Executor {
     plans: Arc<PlanCache>,
+    /// The same rules without the tiebreaker: for statements where the
+    /// appended id column does not exist (a view or relation without it).
+    untied_plans: Arc<PlanCache>,
+    /// Fingerprints whose tiebreaker failed: planned untied from then on.
+    untied: Mutex<HashSet<Fingerprint>>,
     pool: Pool,
     old_search_path: String,
     new_search_path: String,
@@ -45,10 +56,17 @@ pub enum Handled {
 
 impl Executor {
     /// An executor for `config`, logging in with `pool`.
-    pub fn new(config: &Config, plans: Arc<PlanCache>, pool: Pool) -> Self {
+    pub fn new(
+        config: &Config,
+        plans: Arc<PlanCache>,
+        untied_plans: Arc<PlanCache>,
+        pool: Pool,
+    ) -> Self {
         let c = &config.compare;
         Self {
             plans,
+            untied_plans,
+            untied: Mutex::new(HashSet::new()),
             pool,
             old_search_path: config.shadow.old_search_path.clone(),
             new_search_path: config.shadow.new_search_path.clone(),
@@ -74,11 +92,16 @@ impl Executor {
     /// The cached plan, or one computed on a blocking thread: a parse
     /// takes ~50 µs, pathological texts much longer, and neither may stall
     /// the runtime's workers.
-    async fn plan(&self, sql: &Arc<str>) -> CachedPlan {
-        if let Some(hit) = self.plans.cached(sql) {
+    async fn plan(&self, sql: &Arc<str>, untied: bool) -> CachedPlan {
+        let cache = if untied {
+            &self.untied_plans
+        } else {
+            &self.plans
+        };
+        if let Some(hit) = cache.cached(sql) {
             return hit;
         }
-        let plans = self.plans.clone();
+        let plans = cache.clone();
         let sql = sql.clone();
         match tokio::task::spawn_blocking(move || plans.plan(&sql)).await {
             Ok(plan) => plan,
@@ -88,7 +111,37 @@ impl Executor {
 
     /// Handles one sample to the end.
     pub async fn handle(&self, sample: &Sample) -> Handled {
-        let plan = self.plan(&sample.sql).await;
+        let untied = self.untied_set().contains(&sample.fingerprint);
+        let handled = self.handle_with(sample, untied).await;
+        match handled {
+            // Both sides refused the appended id column: the relation has
+            // none (typically a view). Compare without the tiebreaker, and
+            // remember not to try again.
+            Handled::Compared(ref o) if o.kind == OutcomeKind::RewriteError && !untied => {
+                tracing::info!(
+                    fingerprint = %sample.fingerprint,
+                    error = o.old_error.as_ref().map(|e| e.message.as_str()).unwrap_or(""),
+                    "tiebreaker column not available for this statement; comparing tie-tolerantly"
+                );
+                {
+                    let mut set = self.untied_set();
+                    if set.len() >= MAX_WITHOUT_TIEBREAK {
+                        set.clear();
+                    }
+                    set.insert(sample.fingerprint);
+                }
+                self.handle_with(sample, true).await
+            }
+            other => other,
+        }
+    }
+
+    fn untied_set(&self) -> std::sync::MutexGuard<'_, HashSet<Fingerprint>> {
+        self.untied.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn handle_with(&self, sample: &Sample, untied: bool) -> Handled {
+        let plan = self.plan(&sample.sql, untied).await;
         let plan = match plan.as_ref() {
             Ok(plan) => plan,
             Err(reason) => return Handled::Skipped(*reason),
@@ -139,10 +192,38 @@ impl Executor {
         plan: &Plan,
         options: &CompareOptions,
     ) -> Result<RunResult, ConnError> {
+        let old = (plan.old_sql.as_ref(), self.old_search_path.as_str());
+        self.execute(sample, old, &plan.new_sql, options).await
+    }
+
+    /// Only the new query, for telling `old_error` from `both_error` when
+    /// the old query failed and took the shared transaction down: it runs
+    /// first in a fresh transaction (as the "old" side, under the new
+    /// search_path), with the sample's own parameters.
+    async fn run_new_alone(
+        &self,
+        sample: &Sample,
+        new_sql: &str,
+        options: &CompareOptions,
+    ) -> Option<SideResult> {
+        let first = (new_sql, self.new_search_path.as_str());
+        let r = self.execute(sample, first, new_sql, options).await.ok()?;
+        Some(r.old)
+    }
+
+    /// Takes a connection, runs one pair of queries, and returns the
+    /// connection (or closes it when it is out of step).
+    async fn execute(
+        &self,
+        sample: &Sample,
+        (old_sql, old_search_path): (&str, &str),
+        new_sql: &str,
+        options: &CompareOptions,
+    ) -> Result<RunResult, ConnError> {
         let spec = RunSpec {
-            old_sql: &plan.old_sql,
-            new_sql: &plan.new_sql,
-            old_search_path: &self.old_search_path,
+            old_sql,
+            new_sql,
+            old_search_path,
             new_search_path: &self.new_search_path,
             statement_timeout: self.statement_timeout,
             max_rows: self.max_rows,
@@ -153,8 +234,7 @@ impl Executor {
         // The statement timeout bounds each statement on the server; this
         // bounds the whole run against a silent network.
         let limit = self.statement_timeout * 4 + Duration::from_secs(5);
-        let result = tokio::time::timeout(limit, run(&mut conn, sample, &spec)).await;
-        match result {
+        match tokio::time::timeout(limit, run(&mut conn, sample, &spec)).await {
             Ok(Ok(r)) => {
                 self.pool.put(&sample.database, conn);
                 Ok(r)
@@ -165,34 +245,6 @@ impl Executor {
                 timeout: limit,
             }),
         }
-    }
-
-    /// Only one side's query, for telling `old_error` from `both_error`
-    /// when the old query failed and took the shared transaction down.
-    async fn run_new_alone(
-        &self,
-        sample: &Sample,
-        new_sql: &str,
-        options: &CompareOptions,
-    ) -> Option<SideResult> {
-        let mut conn: ShadowConn = self.pool.get(&sample.database).await.ok()?;
-        let spec = RunSpec {
-            old_sql: "SELECT 1",
-            new_sql,
-            old_search_path: &self.old_search_path,
-            new_search_path: &self.new_search_path,
-            statement_timeout: self.statement_timeout,
-            max_rows: self.max_rows,
-            compare: options,
-            snapshot: self.snapshot,
-        };
-        let limit = self.statement_timeout * 4 + Duration::from_secs(5);
-        let r = tokio::time::timeout(limit, run(&mut conn, sample, &spec))
-            .await
-            .ok()?
-            .ok()?;
-        self.pool.put(&sample.database, conn);
-        Some(r.new)
     }
 
     async fn classify(

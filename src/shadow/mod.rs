@@ -31,7 +31,7 @@ use metrics::{Counter, Gauge};
 use outcome::{Outcome, OutcomeKind};
 use pool::Pool;
 use sampler::Sampler;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::{mpsc, Semaphore};
@@ -88,16 +88,13 @@ impl Shadow {
             }
             None => None,
         };
-        let rules = RewriteRules {
-            default_id_column: config.tiebreak.default_column.to_lowercase(),
-            id_columns: lowercase_map(&config.tiebreak.columns),
-            table_map: lowercase_map(&s.table_map),
-            deny_functions: s.deny_functions.iter().map(|f| f.to_lowercase()).collect(),
-        };
         let pool = Pool::new(
             ConnParams {
-                host: config.upstream.host.clone(),
-                port: config.upstream.port,
+                host: s
+                    .host
+                    .clone()
+                    .unwrap_or_else(|| config.upstream.host.clone()),
+                port: s.port.unwrap_or(config.upstream.port),
                 user: s.user.clone(),
                 password,
                 database: String::new(),
@@ -107,7 +104,8 @@ impl Shadow {
         );
         let executor = Arc::new(Executor::new(
             config,
-            Arc::new(PlanCache::new(s.plan_cache_size, rules)),
+            Arc::new(PlanCache::new(s.plan_cache_size, shadow_rules(config))),
+            Arc::new(PlanCache::new(s.plan_cache_size, untied_rules(config))),
             pool,
         ));
         let overrides: HashMap<Fingerprint, f64> = s
@@ -244,10 +242,60 @@ fn record(outcome: &Outcome) {
     }
 }
 
-fn lowercase_map(
-    map: &std::collections::BTreeMap<String, String>,
-) -> std::collections::BTreeMap<String, String> {
+fn lowercase_map(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     map.iter()
         .map(|(k, v)| (k.to_lowercase(), v.to_lowercase()))
         .collect()
+}
+
+/// The rewrite rules of the shadow's queries: tiebreaker (unless switched
+/// off), table map, deny list.
+pub fn shadow_rules(config: &Config) -> RewriteRules {
+    let t = &config.tiebreak;
+    RewriteRules {
+        default_id_column: if t.enabled {
+            t.default_column.to_lowercase()
+        } else {
+            String::new()
+        },
+        id_columns: if t.enabled {
+            lowercase_map(&t.columns)
+        } else {
+            BTreeMap::new()
+        },
+        table_map: lowercase_map(&config.shadow.table_map),
+        deny_functions: config
+            .shadow
+            .deny_functions
+            .iter()
+            .map(|f| f.to_lowercase())
+            .collect(),
+    }
+}
+
+/// The shadow's rules without any tiebreaker, for statements whose
+/// relations lack the id column.
+fn untied_rules(config: &Config) -> RewriteRules {
+    RewriteRules {
+        default_id_column: String::new(),
+        id_columns: BTreeMap::new(),
+        ..shadow_rules(config)
+    }
+}
+
+/// The rules of `tiebreak.apply_to_primary`: only tables listed in
+/// `tiebreak.columns` get a tiebreaker on the application's own queries,
+/// so a table without the default id column can never make them fail.
+pub fn primary_rules(config: &Config) -> RewriteRules {
+    RewriteRules {
+        default_id_column: String::new(),
+        id_columns: lowercase_map(&config.tiebreak.columns),
+        table_map: BTreeMap::new(),
+        deny_functions: config
+            .shadow
+            .deny_functions
+            .iter()
+            .map(|f| f.to_lowercase())
+            .collect(),
+    }
 }

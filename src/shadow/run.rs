@@ -13,6 +13,7 @@
 //! SET LOCAL search_path = <new>
 //! Parse/Bind/Describe/Execute/Sync  (new query)
 //! COMMIT
+//! DISCARD ALL                        -- back to the pool without session state
 //! ```
 //!
 //! In a REPEATABLE READ transaction every statement sees the snapshot taken
@@ -111,6 +112,9 @@ pub async fn run(
     }
     push_extended(&mut out, sample, spec.new_sql)?;
     push_query(&mut out, "COMMIT")?;
+    // Back to the pool clean: a function the statement called may have
+    // taken a session-level lock or changed a setting.
+    push_query(&mut out, "DISCARD ALL")?;
     let started = Instant::now();
     conn.send(&out).await?;
 
@@ -121,7 +125,8 @@ pub async fn run(
         .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok());
     if let Some(e) = begin_result.error {
         // The transaction could not start: that is the shadow's problem,
-        // not the schemas'. Drain the rest and report it on both sides.
+        // not the schemas'. Report it on both sides and close the
+        // connection (its replies are not drained).
         conn.poisoned = true;
         return Ok(RunResult {
             old: SideResult::Error(e.clone()),
@@ -142,10 +147,11 @@ pub async fn run(
     let mut new = read_extended(conn, spec).await?;
     let new_time = new_started.elapsed();
     let commit = read_simple(conn, 0).await?;
+    let discard = read_simple(conn, 0).await?;
     if let (Some(e), SideResult::Rows(_)) = (between.error, &new) {
         new = SideResult::Error(e);
     }
-    if commit.status != Some(b'I') {
+    if commit.status != Some(b'I') || discard.error.is_some() || discard.status != Some(b'I') {
         conn.poisoned = true;
     }
     Ok(RunResult {

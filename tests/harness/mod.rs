@@ -117,6 +117,11 @@ impl Proxy {
     /// Starts pgshadow in front of `upstream_port` with extra TOML appended
     /// to a minimal config (listen on a free port, log at debug).
     pub fn start(upstream_port: u16, extra_toml: &str) -> Proxy {
+        Self::start_with_env(upstream_port, extra_toml, &[])
+    }
+
+    /// Like [`Proxy::start`], with extra environment variables.
+    pub fn start_with_env(upstream_port: u16, extra_toml: &str, env: &[(&str, &str)]) -> Proxy {
         let toml = format!(
             "[listen]\naddress = \"127.0.0.1:0\"\n{listen_extra}\n\
              [upstream]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n\
@@ -127,11 +132,15 @@ impl Proxy {
             admin_extra = section_part(extra_toml, "admin"),
             rest = without_sections(extra_toml, &["listen", "log", "admin"]),
         );
-        Self::start_with_config(&toml)
+        Self::spawn(&toml, env)
     }
 
     /// Starts pgshadow with a complete config file.
     pub fn start_with_config(toml: &str) -> Proxy {
+        Self::spawn(toml, &[])
+    }
+
+    fn spawn(toml: &str, env: &[(&str, &str)]) -> Proxy {
         let config = tempfile::Builder::new()
             .suffix(".toml")
             .tempfile()
@@ -142,6 +151,7 @@ impl Proxy {
             .arg("--config")
             .arg(config.path())
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -113,11 +113,49 @@ pub fn create(pg: &Pg) {
 }
 
 /// The `[shadow]`/`[tiebreak]` config every test starts from, with
-/// `extra` lines appended to `[shadow]`.
+/// `extra_shadow` lines appended to `[shadow]`.
 pub fn shadow_config(extra_shadow: &str) -> String {
-    format!(
-        "[shadow]\nenabled = true\nsample_rate = 1.0\nuser = \"{SHADOW_ROLE}\"\n\
-         old_search_path = \"public\"\nnew_search_path = \"v2\"\nmax_in_flight = 4\n{extra_shadow}\n\
-         [tiebreak]\ndefault_column = \"id\"\ncolumns = {{ entries = \"sys_id\", entry_fields = \"sys_id\" }}\n"
-    )
+    config(extra_shadow, "")
+}
+
+/// Same, with `extra_tiebreak` lines appended to `[tiebreak]`. Keys in the
+/// extras replace the defaults.
+pub fn config(extra_shadow: &str, extra_tiebreak: &str) -> String {
+    let section = |defaults: &[(&str, String)], extra: &str| {
+        let overridden = |key: &str| {
+            extra
+                .lines()
+                .any(|l| l.split('=').next().map(str::trim) == Some(key))
+        };
+        let mut out: String = defaults
+            .iter()
+            .filter(|(k, _)| !overridden(k))
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect();
+        out.push_str(extra);
+        out.push('\n');
+        out
+    };
+    let shadow = section(
+        &[
+            ("enabled", "true".into()),
+            ("sample_rate", "1.0".into()),
+            ("user", format!("\"{SHADOW_ROLE}\"")),
+            ("old_search_path", "\"public\"".into()),
+            ("new_search_path", "\"v2\"".into()),
+            ("max_in_flight", "4".into()),
+        ],
+        extra_shadow,
+    );
+    let tiebreak = section(
+        &[
+            ("default_column", "\"id\"".into()),
+            (
+                "columns",
+                "{ entries = \"sys_id\", entry_fields = \"sys_id\" }".into(),
+            ),
+        ],
+        extra_tiebreak,
+    );
+    format!("[shadow]\n{shadow}[tiebreak]\n{tiebreak}")
 }

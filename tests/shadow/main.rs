@@ -7,8 +7,14 @@
 mod harness;
 
 mod concurrency;
+mod extended;
 mod fixture;
+mod inconsistencies;
+mod never_writes;
+mod overload;
 mod smoke;
+mod ties;
+mod trouble;
 
 use harness::{wait_until, Proxy};
 use std::time::Duration;

@@ -9,12 +9,14 @@
 //!   the type bytes of the replies that pair with requests.
 
 use super::state::{lock, Phase, SessionState};
+use crate::capture::lexer;
 use crate::protocol::backend::{self, tag as server_tag};
 use crate::protocol::error_response::parse_error_fields;
 use crate::protocol::framing::{
-    Disposition, FrameHandler, FramingError, Header, TagDisplay, Verdict,
+    encode_message, Disposition, FrameHandler, FramingError, Header, TagDisplay, Verdict,
 };
 use crate::protocol::frontend::{self, tag as client_tag};
+use crate::rewrite::PlanCache;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
@@ -45,8 +47,14 @@ impl From<FramingError> for ServerViolation {
     }
 }
 
+/// Largest Query/Parse considered for `tiebreak.apply_to_primary`.
+const MAX_PRIMARY_REWRITE: usize = 1024 * 1024;
+
 /// Client-to-server decisions.
 pub(super) struct ClientMessages<'a> {
+    /// `tiebreak.apply_to_primary`: where the application's own ORDER BY
+    /// statements get their tiebreaker.
+    pub(super) primary_rewrites: Option<&'a PlanCache>,
     pub(super) state: &'a Mutex<SessionState>,
     pub(super) max_body_len: usize,
     /// Largest message copied for capture; 0 when capture is off.
@@ -92,13 +100,20 @@ impl FrameHandler for ClientMessages<'_> {
         if frontend::expects_ready_for_query(header.tag) {
             s.awaiting_ready = s.awaiting_ready.saturating_add(1);
         }
+        let rewrite = self.primary_rewrites.is_some()
+            && matches!(header.tag, client_tag::QUERY | client_tag::PARSE)
+            && header.body_len <= MAX_PRIMARY_REWRITE;
         if let Some(tracker) = s.tracker.as_mut() {
             if captured_content(header.tag) && header.body_len <= self.capture_limit {
                 return Ok(Disposition::Inspect);
             }
             tracker.on_untracked(header.tag);
         }
-        Ok(Disposition::Stream)
+        Ok(if rewrite {
+            Disposition::Inspect
+        } else {
+            Disposition::Stream
+        })
     }
 
     fn on_message(&mut self, header: Header, frame: &[u8]) -> Result<Verdict, ClientViolation> {
@@ -108,6 +123,7 @@ impl FrameHandler for ClientMessages<'_> {
         let body = frame.get(5..).unwrap_or_default();
         let mut s = lock(self.state);
         if let Some(tracker) = s.tracker.as_mut() {
+            // The tracker sees what the application sent.
             match header.tag {
                 client_tag::QUERY => tracker.on_query(body),
                 client_tag::PARSE => tracker.on_parse(body),
@@ -117,8 +133,59 @@ impl FrameHandler for ClientMessages<'_> {
                 _ => {}
             }
         }
-        Ok(Verdict::Forward)
+        drop(s);
+        let replacement = self
+            .primary_rewrites
+            .and_then(|cache| with_tiebreaker(cache, header.tag, body));
+        Ok(match replacement {
+            Some(frame) => Verdict::Replace(frame),
+            None => Verdict::Forward,
+        })
     }
+}
+
+/// `tiebreak.apply_to_primary`: the Query or Parse message rebuilt with the
+/// tiebreaker appended to its ORDER BY, or `None` to forward it as is.
+/// Only statements that may be single reads with an ORDER BY are parsed
+/// (once per distinct text; the plan cache remembers).
+fn with_tiebreaker(cache: &PlanCache, tag: u8, body: &[u8]) -> Option<Vec<u8>> {
+    let (sql, rest) = match tag {
+        client_tag::QUERY => (frontend::query(body).ok()?, Vec::new()),
+        client_tag::PARSE => {
+            let p = frontend::parse(body).ok()?;
+            let mut rest = p.name.to_vec();
+            rest.push(0);
+            (p.sql, rest)
+        }
+        _ => return None,
+    };
+    let lexed = lexer::lex_bytes(sql);
+    if lexed.statements != 1 || !lexed.may_be_read() || !mentions_order(sql) {
+        return None;
+    }
+    let new_sql = cache.primary_rewrite(std::str::from_utf8(sql).ok()?)?;
+    let mut out = Vec::with_capacity(body.len() + 64);
+    match tag {
+        client_tag::QUERY => {
+            out.extend_from_slice(new_sql.as_bytes());
+            out.push(0);
+        }
+        _ => {
+            // Parse: name, new SQL, then the parameter types unchanged.
+            let types = body.get(rest.len() + sql.len() + 1..)?;
+            out.extend_from_slice(&rest);
+            out.extend_from_slice(new_sql.as_bytes());
+            out.push(0);
+            out.extend_from_slice(types);
+        }
+    }
+    tracing::debug!("tiebreaker appended to the application's ORDER BY");
+    Some(encode_message(tag, &out))
+}
+
+/// A cheap, conservative test for the word ORDER (any case).
+fn mentions_order(sql: &[u8]) -> bool {
+    sql.windows(5).any(|w| w.eq_ignore_ascii_case(b"order"))
 }
 
 /// Server-to-client decisions.
@@ -316,7 +383,7 @@ mod tests {
         ) {
             let input = msgs.concat();
             let state = Mutex::new(SessionState::new(None));
-            let mut handler = ClientMessages { state: &state, max_body_len: 1 << 20, capture_limit: 0 };
+            let mut handler = ClientMessages { state: &state, max_body_len: 1 << 20, capture_limit: 0, primary_rewrites: None };
             let (out, failed) = relay(&input, &cuts, &mut handler);
             prop_assert!(!failed);
             prop_assert_eq!(out, input);
@@ -330,7 +397,7 @@ mod tests {
             cuts in proptest::collection::vec(any::<usize>(), 0..20),
         ) {
             let state = Mutex::new(SessionState::new(None));
-            let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0 };
+            let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0, primary_rewrites: None };
             let (out, _) = relay(&input, &cuts, &mut handler);
             prop_assert!(input.starts_with(&out));
         }
@@ -347,7 +414,7 @@ mod tests {
                 input[i] ^= x;
             }
             let state = Mutex::new(SessionState::new(None));
-            let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0 };
+            let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0, primary_rewrites: None };
             let (out, _) = relay(&input, &cuts, &mut handler);
             prop_assert!(input.starts_with(&out));
         }
@@ -393,6 +460,7 @@ mod tests {
             state: &state,
             max_body_len: 1 << 20,
             capture_limit: 0,
+            primary_rewrites: None,
         };
         let ready = encode_message(b'Z', b"I");
         relay(&ready, &[], &mut server);

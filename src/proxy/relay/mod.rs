@@ -16,6 +16,7 @@ pub(crate) use state::{SessionState, Traffic};
 
 use crate::capture::tracker::Tracker;
 use crate::protocol::framing::{FrameHandler, Framer};
+use crate::rewrite::PlanCache;
 use crate::shadow::Shadow;
 use bytes::{Buf, BytesMut};
 use messages::{ClientMessages, ServerMessages};
@@ -69,6 +70,8 @@ pub(crate) struct RelayContext<'a> {
     pub(crate) tracker: Option<Tracker<Arc<Shadow>>>,
     /// Largest client message copied for capture.
     pub(crate) capture_limit: usize,
+    /// `tiebreak.apply_to_primary`.
+    pub(crate) primary_rewrites: Option<&'a PlanCache>,
 }
 
 /// Relays between `client` and `server` until one side ends the session.
@@ -87,6 +90,7 @@ pub(crate) async fn run(
             state: &state,
             max_body_len: ctx.max_client_message,
             capture_limit: if capturing { ctx.capture_limit } else { 0 },
+            primary_rewrites: ctx.primary_rewrites,
         };
         let mut from_server = ServerMessages {
             state: &state,
