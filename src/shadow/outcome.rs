@@ -134,6 +134,7 @@ impl Outcome {
                     ordering = self.ordering,
                     tiebreak = self.tiebreak,
                     summary = %summary,
+                    params = %self.params_for_log(),
                     old_sql = %self.old_sql,
                     new_sql = %self.new_sql,
                     "shadow mismatch"
@@ -151,6 +152,33 @@ impl Outcome {
                 "shadow comparison failed"
             ),
         }
+    }
+}
+
+impl Outcome {
+    /// Parameters as `$1='a', $2=NULL`, bounded for a log line.
+    fn params_for_log(&self) -> String {
+        const MAX: usize = 300;
+        let mut out = String::new();
+        for (i, p) in self.params.iter().enumerate() {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            match p {
+                Some(v) => out.push_str(&format!("${}='{}'", i + 1, v.replace('\'', "''"))),
+                None => out.push_str(&format!("${}=NULL", i + 1)),
+            }
+            if out.len() > MAX {
+                let cut = (0..=MAX)
+                    .rev()
+                    .find(|&i| out.is_char_boundary(i))
+                    .unwrap_or(0);
+                out.truncate(cut);
+                out.push('…');
+                break;
+            }
+        }
+        out
     }
 }
 

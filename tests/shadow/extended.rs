@@ -203,8 +203,13 @@ async fn a_difference_in_the_row_a_bound_parameter_selects_is_reported() {
     assert!(line.contains("columns=version "), "{line}");
     assert!(
         line.contains(&format!(
-            "summary=sys_id={broken}: version old=1 new=5 old_sql="
+            "summary=sys_id={broken}: version old=1 new=5 params="
         )),
+        "{line}"
+    );
+    // The reproduction carries the parameters as bound (int8, binary).
+    assert!(
+        line.contains(&format!("params=$1='\\x{broken:016x}', $2=")),
         "{line}"
     );
     assert!(line.contains("confirmed=true"), "{line}");

@@ -58,3 +58,24 @@ async fn a_read_through_the_proxy_is_compared_and_a_changed_value_is_reported_by
     );
     assert!(line.contains("confirmed=true"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_without_order_is_skipped_with_its_reason_not_compared() {
+    let pg = Pg::start();
+    fixture::create(&pg);
+    let proxy = Proxy::start(pg.port(), &fixture::shadow_config(""));
+    let client = connect(proxy.port).await;
+    let rows = client
+        .query(
+            "SELECT sys_id FROM entries WHERE environment_id = $1 LIMIT 5",
+            &[&2i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 5);
+    let skipped = crate::harness::wait_until(Duration::from_secs(10), || {
+        (crate::skipped(&proxy, "limit_without_order") == 1.0).then_some(())
+    });
+    assert!(skipped.is_some(), "{}", proxy.metrics_text());
+    assert_eq!(crate::all_comparisons(&proxy), 0.0);
+}

@@ -3,7 +3,7 @@
 //! the outcome is counted as an error, not a mismatch.
 
 use crate::fixture;
-use crate::harness::{connect, Pg, Proxy, SCRAM_PASSWORD, SCRAM_USER};
+use crate::harness::{connect, Pg, Proxy, MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER};
 use crate::{comparisons, wait_for_comparisons};
 use std::time::Duration;
 
@@ -92,21 +92,26 @@ async fn a_wrong_shadow_password_is_a_shadow_error() {
     });
     assert!(line.contains("28P01"), "{line}");
 
-    // The right password works (SCRAM-SHA-256 login of the shadow itself).
-    let proxy = Proxy::start_with_env(pg.port(), &config, &[("SHADOW_PW", SCRAM_PASSWORD)]);
-    same_answer(
-        &pg,
-        &proxy,
-        "SELECT sys_id FROM entries ORDER BY sys_id LIMIT 3",
-    )
-    .await;
-    wait_for_comparisons(&proxy, 1.0);
-    assert_eq!(
-        comparisons(&proxy, "match"),
-        1.0,
-        "{}",
-        proxy.metrics_text()
-    );
+    // The right password works: the shadow's own SCRAM-SHA-256 and MD5
+    // logins.
+    for (user, password) in [(SCRAM_USER, SCRAM_PASSWORD), (MD5_USER, MD5_PASSWORD)] {
+        let config =
+            fixture::shadow_config(&format!("password_env = \"SHADOW_PW\"\nuser = \"{user}\""));
+        let proxy = Proxy::start_with_env(pg.port(), &config, &[("SHADOW_PW", password)]);
+        same_answer(
+            &pg,
+            &proxy,
+            "SELECT sys_id FROM entries ORDER BY sys_id LIMIT 3",
+        )
+        .await;
+        wait_for_comparisons(&proxy, 1.0);
+        assert_eq!(
+            comparisons(&proxy, "match"),
+            1.0,
+            "{user}: {}",
+            proxy.metrics_text()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
