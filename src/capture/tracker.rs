@@ -260,17 +260,18 @@ impl<G: SampleGate> Tracker<G> {
     }
 
     /// A Bind message: one execution of a statement. The sampling decision
-    /// is made here, and the parameters are copied only if it is picked.
+    /// is made here, and the parameters are decoded and copied only for an
+    /// execution that is picked.
     pub fn on_bind(&mut self, body: &[u8]) {
-        let Ok(bind) = frontend::bind(body) else {
+        let Ok((portal_name, statement_name)) = frontend::bind_target(body) else {
             self.on_untracked(fe::BIND);
             return;
         };
         self.gate.executed();
-        let statement = if bind.statement.is_empty() {
+        let statement = if statement_name.is_empty() {
             self.unnamed_statement.clone()
         } else {
-            self.statements.get(bind.statement).cloned()
+            self.statements.get(statement_name).cloned()
         };
         let ticket = match statement {
             None => {
@@ -284,10 +285,11 @@ impl<G: SampleGate> Tracker<G> {
                 let verdict = self
                     .eligible(&statement.lexed, statement.sql.as_deref())
                     .map(|_| ())
-                    .and_then(|()| self.gate.decide(statement.lexed.fingerprint));
+                    .and_then(|()| self.gate.decide(statement.lexed.fingerprint))
+                    .and_then(|()| frontend::bind(body).map_err(|_| SkipReason::Unparsable));
                 match verdict {
-                    Ok(()) => Some(Ticket {
-                        param_formats: bind.param_formats.clone(),
+                    Ok(bind) => Some(Ticket {
+                        param_formats: bind.param_formats,
                         params: bind
                             .params
                             .iter()
@@ -303,7 +305,7 @@ impl<G: SampleGate> Tracker<G> {
             }
         };
         let portal = Portal { ticket };
-        let name = bind.portal.to_vec();
+        let name = portal_name.to_vec();
         if name.is_empty() {
             self.unnamed_portal = Some(portal);
         } else {

@@ -107,6 +107,16 @@ pub struct Bind<'a> {
     pub result_formats: Vec<i16>,
 }
 
+/// The portal and statement names of a Bind body, without decoding (or
+/// allocating for) its parameters: enough for statement tracking when the
+/// execution is not sampled.
+pub fn bind_target(body: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
+    let mut r = BodyReader::new(body);
+    let portal = r.cstr("portal name")?;
+    let statement = r.cstr("statement name")?;
+    Ok((portal, statement))
+}
+
 /// Decodes a Bind body.
 pub fn bind(body: &[u8]) -> Result<Bind<'_>, DecodeError> {
     let mut r = BodyReader::new(body);
