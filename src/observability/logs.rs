@@ -11,6 +11,10 @@ use tracing_subscriber::EnvFilter;
 
 /// Parses `log.level`: a bare level (`info`) or a `tracing` filter
 /// (`info,pgshadow::proxy=debug`).
+///
+/// A bare level applies to pgshadow's own lines; libraries log at most at
+/// `info`, so `debug` shows what the proxy decides, not every token the SQL
+/// parser reads. A filter is taken as written.
 pub fn parse_filter(level: &str) -> Result<EnvFilter, String> {
     let level = level.trim();
     if level.contains('=') || level.contains(',') {
@@ -19,7 +23,9 @@ pub fn parse_filter(level: &str) -> Result<EnvFilter, String> {
     let parsed = LevelFilter::from_str(level).map_err(|_| {
         format!("unknown level {level:?}: use error, warn, info, debug, trace or a filter like \"info,pgshadow::proxy=debug\"")
     })?;
-    Ok(EnvFilter::default().add_directive(parsed.into()))
+    let libraries = parsed.min(LevelFilter::INFO);
+    EnvFilter::try_new(format!("{libraries},pgshadow={parsed}"))
+        .map_err(|e| format!("invalid level {level:?}: {e}"))
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides
@@ -55,5 +61,17 @@ mod tests {
         assert!(parse_filter("DEBUG").is_ok());
         assert!(parse_filter("info,pgshadow::proxy=debug").is_ok());
         assert!(parse_filter("loud").unwrap_err().contains("unknown level"));
+    }
+
+    #[test]
+    fn a_bare_level_keeps_libraries_at_info() {
+        let filter = parse_filter("debug").unwrap().to_string();
+        assert!(filter.contains("pgshadow=debug"), "{filter}");
+        assert!(
+            !filter.replace("pgshadow=debug", "").contains("debug"),
+            "{filter}"
+        );
+        let quiet = parse_filter("warn").unwrap().to_string();
+        assert!(!quiet.contains("info"), "{quiet}");
     }
 }

@@ -69,10 +69,16 @@ impl Mismatch {
         after.split(' ').next().unwrap_or("").trim_matches('"')
     }
 
-    /// The summary runs up to the next field, `old_sql=`.
+    /// The summary runs up to the next field: `params=` when the
+    /// statement had parameters, else `old_sql=`.
     fn summary(&self) -> &str {
         let after = self.line.split_once(" summary=").map_or("", |(_, s)| s);
-        after.split_once(" old_sql=").map_or(after, |(s, _)| s)
+        let end = [" params=", " old_sql="]
+            .iter()
+            .filter_map(|field| after.find(field))
+            .min()
+            .unwrap_or(after.len());
+        &after[..end]
     }
 
     /// Asserts the kind, the differing columns and the summary, and that
