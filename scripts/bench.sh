@@ -1,36 +1,56 @@
 #!/usr/bin/env bash
-# Benchmarks the primary path: pgbench -S (select-only) against
-#   direct     PostgreSQL itself,
-#   pgbouncer  PgBouncer in session mode (the reference pooler),
-#   pgshadow   pgshadow (release build, shadow disabled),
-# in the simple, extended and prepared query modes at several client counts,
-# and prints one Markdown report (machine facts, the comparison table, and the
-# CPU split between pgbench, PostgreSQL and the proxy) on stdout.
+# Benchmarks pgshadow with pgbench -S (select-only), in two parts:
+#
+#   relay   the primary path: pgbench -S against
+#             direct     PostgreSQL itself,
+#             pgbouncer  PgBouncer in session mode (the reference pooler),
+#             pgshadow   pgshadow (release build, shadow disabled),
+#           in the simple, extended and prepared query modes at several
+#           client counts;
+#   shadow  the cost of the shadow: pgbench -S -M prepared -c 16 against
+#           pgshadow with the shadow off, and on with sample_rate 0, 0.01
+#           and 1.0 (old schema "public", new schema "v2" = views on the
+#           public tables, so every comparison must match); per run it
+#           scrapes the instance's /metrics for comparisons, mismatches and
+#           dropped samples, and checks the targets (PASS/FAIL, reported
+#           only: the script does not fail on a missed target).
+#
+# It prints one Markdown report (machine facts, the tables, and the CPU split
+# between pgbench, PostgreSQL and the proxy) on stdout.
 #
 # Everything runs on this machine: a throw-away cluster, its own PgBouncer and
-# pgshadow, all in one temporary directory that is removed on exit, also on
-# Ctrl-C or error. See BENCHMARKS.md for what the numbers mean.
+# pgshadow instances, all in one temporary directory that is removed on exit,
+# also on Ctrl-C or error. See BENCHMARKS.md for what the numbers mean.
 #
 # Usage: scripts/bench.sh [--markdown-out FILE] [--raw-out FILE] [--check]
 #   --check  only look for the programs the benchmark needs, print them, exit
 #
 # Environment (defaults in brackets):
-#   BENCH_SECONDS  [10]    pgbench -T of every measured run
-#   BENCH_CLIENTS  ["1 16 64"]
-#   BENCH_MODES    ["simple extended prepared"]
+#   BENCH_PARTS    ["relay shadow"] which parts to run (relay, shadow; they
+#                          always run in that order)
+#   BENCH_SHADOW   [unset] 0: skip the shadow part; 1: run it (whatever
+#                          BENCH_PARTS says)
+#   BENCH_SECONDS  [10]    pgbench -T of every measured run (both parts)
+#   BENCH_CLIENTS  ["1 16 64"]                 relay part only
+#   BENCH_MODES    ["simple extended prepared"] relay part only
 #   BENCH_ROUNDS   [3]     measured runs per target and cell; the order of
-#                          the three targets rotates from round to round
+#                          the targets (shadow part: the configurations)
+#                          rotates from round to round
 #   BENCH_WARMUP   [5]     seconds of warm-up per target before measuring
 #   BENCH_SCALE    [10]    pgbench -i -s
-#   BENCH_JOBS     [min(clients, nproc)] pgbench -j
+#   BENCH_JOBS     [min(clients, nproc)] pgbench -j of the relay part
+#   BENCH_SHADOW_MODE    [prepared] pgbench -M of the shadow part
+#   BENCH_SHADOW_CLIENTS [16]       pgbench -c of the shadow part
+#   BENCH_SHADOW_JOBS    [2]        pgbench -j of the shadow part (at most -c)
 #   BENCH_PAUSE    [1]     seconds of rest between runs
 #   BENCH_OUT      same as --markdown-out
-#   BENCH_RAW_OUT  same as --raw-out (one TSV line per measured run)
+#   BENCH_RAW_OUT  same as --raw-out (one TSV line per measured run; the
+#                  shadow part's runs go to FILE with -shadow before .tsv)
 #   BENCH_NO_BUILD [unset] 1: skip `cargo build --release`, use the existing binary
 #   BENCH_PERF     [unset] 1: count the proxies' context switches and system
 #                          calls per transaction with `perf stat` (adds a
 #                          small overhead to the proxy runs: a profile, not a
-#                          TPS measurement)
+#                          TPS measurement; relay part only)
 #   PGSHADOW_PG_BINDIR     directory with initdb/postgres/pgbench/psql
 #   PGBOUNCER              pgbouncer binary [pgbouncer on PATH or /usr/sbin/pgbouncer]
 set -euo pipefail
@@ -99,6 +119,61 @@ for m in "${MODES[@]}"; do
     case $m in simple | extended | prepared) ;; *) die "BENCH_MODES: unknown mode '$m' (simple, extended, prepared)" ;; esac
 done
 
+# Which parts run.
+RUN_RELAY="" RUN_SHADOW=""
+PARTS_LIST=${BENCH_PARTS:-relay shadow}
+read -r -a PARTS <<<"${PARTS_LIST//,/ }"
+for part in "${PARTS[@]}"; do
+    case $part in
+        relay) RUN_RELAY=1 ;;
+        shadow) RUN_SHADOW=1 ;;
+        *) die "BENCH_PARTS: unknown part '$part' (relay, shadow)" ;;
+    esac
+done
+case ${BENCH_SHADOW:-} in
+    "") ;;
+    0) RUN_SHADOW="" ;;
+    1) RUN_SHADOW=1 ;;
+    *) die "BENCH_SHADOW must be 0 or 1, got '$BENCH_SHADOW'" ;;
+esac
+[[ -n $RUN_RELAY || -n $RUN_SHADOW ]] || die "nothing to run: BENCH_PARTS='$PARTS_LIST' BENCH_SHADOW='${BENCH_SHADOW:-}'"
+
+# The shadow part: one cell, four pgshadow configurations.
+SHADOW_MODE=${BENCH_SHADOW_MODE:-prepared}
+SHADOW_CLIENTS=${BENCH_SHADOW_CLIENTS:-16}
+SHADOW_JOBS=${BENCH_SHADOW_JOBS:-2}
+case $SHADOW_MODE in simple | extended | prepared) ;; *) die "BENCH_SHADOW_MODE: unknown mode '$SHADOW_MODE' (simple, extended, prepared)" ;; esac
+for pair in "BENCH_SHADOW_CLIENTS=$SHADOW_CLIENTS" "BENCH_SHADOW_JOBS=$SHADOW_JOBS"; do
+    is_uint "${pair#*=}" && ((${pair#*=} > 0)) || die "${pair%%=*} must be a positive integer, got '${pair#*=}'"
+done
+((SHADOW_JOBS <= SHADOW_CLIENTS)) || SHADOW_JOBS=$SHADOW_CLIENTS
+# Configuration ids (also the pgbench targets), their labels in the report,
+# and their [shadow] sections. All but [shadow] is the same for the four.
+readonly SHADOW_CONFIGS=(shadow-off rate-0 rate-0.01 rate-1)
+declare -A SHADOW_LABEL=(
+    [shadow-off]="shadow off" [rate-0]="sample_rate 0" [rate-0.01]="sample_rate 0.01" [rate-1]="sample_rate 1.0"
+)
+shadow_section() {
+    local rate first
+    case $1 in
+        shadow-off) printf '[shadow]\nenabled = false\n'; return ;;
+        rate-0) rate=0.0 first=0 ;;
+        rate-0.01) rate=0.01 first=3 ;;
+        rate-1) rate=1.0 first=3 ;;
+    esac
+    cat <<EOF
+[shadow]
+enabled = true
+sample_rate = $rate
+first_executions = $first
+user = "postgres"
+old_search_path = "public"
+new_search_path = "v2"
+max_in_flight = 4
+queue_capacity = 1024
+EOF
+}
+
 # pgbench threads: one per client up to one per CPU. pgbench shares the CPUs
 # with the servers; more threads than cores only adds scheduling, while a
 # single thread would make pgbench the bottleneck at 16 and 64 clients.
@@ -144,7 +219,11 @@ PG_ISREADY=$(find_client pg_isready postgresql-client)
 [[ -z ${PGBOUNCER:-} || -x ${PGBOUNCER:-} ]] || die "PGBOUNCER=$PGBOUNCER is not an executable file"
 PGBOUNCER=${PGBOUNCER:-$(command -v pgbouncer 2>/dev/null || true)}
 [[ -n $PGBOUNCER ]] || { [[ -x /usr/sbin/pgbouncer ]] && PGBOUNCER=/usr/sbin/pgbouncer; }
-[[ -n $PGBOUNCER && -x $PGBOUNCER ]] || die "pgbouncer not found on PATH or at /usr/sbin/pgbouncer: apt-get install -y pgbouncer (or set PGBOUNCER)"
+# Only the relay part uses PgBouncer.
+[[ -z $RUN_RELAY || (-n $PGBOUNCER && -x $PGBOUNCER) ]] ||
+    die "pgbouncer not found on PATH or at /usr/sbin/pgbouncer: apt-get install -y pgbouncer (or set PGBOUNCER), or run only the shadow part (BENCH_PARTS=shadow)"
+# The shadow part reads pgshadow's /metrics: curl, or bash's /dev/tcp.
+CURL=$(command -v curl 2>/dev/null || true)
 command -v cargo >/dev/null || [[ -n ${BENCH_NO_BUILD:-} ]] || die "cargo not found: install Rust (https://rustup.rs) or set BENCH_NO_BUILD=1 with a built target/release/pgshadow"
 TIME_BIN=/usr/bin/time
 [[ -x $TIME_BIN ]] || die "/usr/bin/time not found (used to measure pgbench's CPU): apt-get install -y time"
@@ -170,7 +249,9 @@ fi
 
 if [[ -n $CHECK_ONLY ]]; then
     printf '%-10s %s\n' server "$PG_BIN" pgbench "$PGBENCH" psql "$PSQL" pg_isready "$PG_ISREADY" \
-        pgbouncer "$PGBOUNCER" "run as" "${AS_SERVER_USER[*]:-$(id -un)}"
+        pgbouncer "${PGBOUNCER:-(not found; only the relay part needs it)}" \
+        metrics "${CURL:-bash /dev/tcp (no curl)}" "run as" "${AS_SERVER_USER[*]:-$(id -un)}" \
+        parts "${RUN_RELAY:+relay }${RUN_SHADOW:+shadow}"
     exit 0
 fi
 
@@ -181,7 +262,11 @@ DB=bench
 
 # ---------------------------------------------------------------- lifecycle
 WORK=""
-PG_PID="" BOUNCER_PID="" SHADOW_PID="" PGBENCH_PID="" PERF_PID=""
+PG_PID="" BOUNCER_PID="" PGBENCH_PID="" PERF_PID=""
+# The pgshadow instances: the relay part's one, and one per shadow configuration.
+declare -A TARGET_PORT=() TARGET_PID=() ADMIN_PORT=()
+SHADOW_PIDS=()
+USED_PORTS=" "
 
 alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
 
@@ -203,12 +288,15 @@ cleanup() {
     trap - EXIT INT TERM
     stop_pid "$PGBENCH_PID" TERM 5
     stop_pid "$PERF_PID" INT 5
-    stop_pid "$SHADOW_PID" TERM 10    # graceful shutdown; no sessions are left
+    local pid
+    for pid in "${SHADOW_PIDS[@]}"; do
+        stop_pid "$pid" TERM 10       # graceful shutdown; no sessions are left
+    done
     stop_pid "$BOUNCER_PID" TERM 10   # SIGTERM: immediate shutdown
     stop_pid "$PG_PID" INT 20         # SIGINT: fast shutdown
     if [[ -n $WORK && -d $WORK ]]; then
         if ((rc != 0 && rc != 130 && rc != 143)); then
-            for f in "$WORK"/postgres.log "$WORK"/pgbouncer.log "$WORK"/pgshadow.log; do
+            for f in "$WORK"/postgres.log "$WORK"/pgbouncer.log "$WORK"/pgshadow*.log; do
                 [[ -s $f ]] && { log "--- last lines of $(basename "$f") ---"; tail -n 15 "$f" >&2; }
             done
         fi
@@ -226,6 +314,7 @@ free_port() {
     local port tries=0
     while ((tries++ < 100)); do
         port=$((20000 + RANDOM % 40000))
+        [[ $USED_PORTS != *" $port "* ]] || continue
         if command -v ss >/dev/null; then
             [[ -z $(ss -Htan "( sport = :$port )" 2>/dev/null) ]] && { echo "$port"; return; }
         elif ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -234,6 +323,13 @@ free_port() {
         fi
     done
     die "no free TCP port found"
+}
+# take_port VAR: a free port, distinct from every port taken so far (two
+# daemons started one after the other must not pick the same one).
+take_port() {
+    local -n port_ref=$1
+    port_ref=$(free_port)
+    USED_PORTS+="$port_ref "
 }
 
 # Runs "$@" until it succeeds or $2 seconds pass; fails early if pid $1 died.
@@ -251,7 +347,19 @@ wait_until() {
 select_1() { "$PSQL" -X -h 127.0.0.1 -p "$1" -U postgres -d "$DB" -Atqc 'SELECT 1' | grep -qx 1; }
 
 # ---------------------------------------------------------------- build
+# The commit the binary is built from, and whether the tree differs from it
+# (with a digest of the tracked changes, to tell two dirty builds apart).
+# Taken just before the build: someone may be editing the tree meanwhile.
+git_commit() {
+    local c g=(git -c safe.directory="$REPO" -C "$REPO")
+    c=$("${g[@]}" rev-parse --short=12 HEAD 2>/dev/null) || { echo unknown; return; }
+    if [[ -n $("${g[@]}" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+        c="$c (+ uncommitted changes under src/ or Cargo.*; tracked diff sha256 $("${g[@]}" diff HEAD -- src Cargo.toml Cargo.lock | sha256sum | cut -c1-12))"
+    fi
+    echo "$c"
+}
 cd "$REPO"
+GIT_DESC=$(git_commit)
 SHADOW_BIN=$REPO/target/release/pgshadow
 if [[ -z ${BENCH_NO_BUILD:-} ]]; then
     log "building pgshadow (cargo build --release)"
@@ -263,7 +371,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/pgshadow-bench.XXXXXX")
 chmod 755 "$WORK"
 
 # ---------------------------------------------------------------- PostgreSQL
-PG_PORT=$(free_port)
+take_port PG_PORT
 log "initdb in $WORK/data"
 [[ ${#AS_SERVER_USER[@]} -eq 0 ]] || chown postgres: "$WORK"
 (cd "$WORK" && "${AS_SERVER_USER[@]}" "$PG_BIN/initdb" -D "$WORK/data" -U postgres --auth=trust \
@@ -290,11 +398,24 @@ wait_until "$PG_PID" 60 PostgreSQL "$PG_ISREADY" -q -h 127.0.0.1 -p "$PG_PORT" -
 log "pgbench -i -s $SCALE"
 "$PGBENCH" -i -s "$SCALE" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres "$DB" >"$WORK/pgbench-init.log" 2>&1 ||
     { cat "$WORK/pgbench-init.log" >&2; die "pgbench -i failed"; }
+if [[ -n $RUN_SHADOW ]]; then
+    # The "new schema" of the shadow part: views on the public tables, so old
+    # and new return the same rows and any mismatch is pgshadow's fault.
+    log "creating schema v2 (views on the pgbench tables)"
+    "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" >/dev/null <<'SQL'
+CREATE SCHEMA v2;
+CREATE VIEW v2.pgbench_accounts AS SELECT * FROM public.pgbench_accounts;
+CREATE VIEW v2.pgbench_branches AS SELECT * FROM public.pgbench_branches;
+CREATE VIEW v2.pgbench_tellers AS SELECT * FROM public.pgbench_tellers;
+CREATE VIEW v2.pgbench_history AS SELECT * FROM public.pgbench_history;
+SQL
+fi
 
 # ---------------------------------------------------------------- PgBouncer
-BOUNCER_PORT=$(free_port)
-printf '"postgres" ""\n' >"$WORK/userlist.txt"
-cat >"$WORK/pgbouncer.ini" <<EOF
+start_pgbouncer() {
+    take_port BOUNCER_PORT
+    printf '"postgres" ""\n' >"$WORK/userlist.txt"
+    cat >"$WORK/pgbouncer.ini" <<EOF
 [databases]
 $DB = host=127.0.0.1 port=$PG_PORT dbname=$DB
 
@@ -314,48 +435,121 @@ pidfile = $WORK/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
 EOF
-[[ ${#AS_SERVER_USER[@]} -eq 0 ]] || chown postgres: "$WORK/userlist.txt" "$WORK/pgbouncer.ini"
-log "starting PgBouncer on 127.0.0.1:$BOUNCER_PORT"
-(cd "$WORK" && exec "${AS_SERVER_USER[@]}" "$PGBOUNCER" -q "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.stderr" 2>&1) &
-BOUNCER_PID=$!
-wait_until "$BOUNCER_PID" 30 PgBouncer select_1 "$BOUNCER_PORT"
+    [[ ${#AS_SERVER_USER[@]} -eq 0 ]] || chown postgres: "$WORK/userlist.txt" "$WORK/pgbouncer.ini"
+    log "starting PgBouncer on 127.0.0.1:$BOUNCER_PORT"
+    (cd "$WORK" && exec "${AS_SERVER_USER[@]}" "$PGBOUNCER" -q "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.stderr" 2>&1) &
+    BOUNCER_PID=$!
+    wait_until "$BOUNCER_PID" 30 PgBouncer select_1 "$BOUNCER_PORT"
+    TARGET_PORT[pgbouncer]=$BOUNCER_PORT
+    TARGET_PID[pgbouncer]=$BOUNCER_PID
+}
 
 # ---------------------------------------------------------------- pgshadow
-SHADOW_PORT=$(free_port)
-cat >"$WORK/pgshadow.toml" <<EOF
+# Its /metrics, on stdout; fails unless the admin server answered 200.
+scrape_metrics() {
+    local port=$1
+    if [[ -n $CURL ]]; then
+        "$CURL" -fsS --max-time 5 "http://127.0.0.1:$port/metrics"
+    else
+        # HTTP/1.0 over bash's /dev/tcp: the server closes after the reply.
+        timeout 5 bash -c '
+            exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+            printf "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n" "$1" >&3
+            IFS= read -r status <&3 || exit 1
+            [[ $status == "HTTP/1."[01]" 200"* ]] || exit 1
+            while IFS= read -r line <&3 && [[ ${line%$'"'"'\r'"'"'} != "" ]]; do :; done
+            cat <&3' _ "$port"
+    fi
+}
+# The counters the shadow part reports, from one scrape of port $1, as
+# "comparisons match mismatch other_outcomes queue_full queries not_sampled
+#  queue_depth duration_sum_s duration_count" (missing series count as 0).
+metric_totals() {
+    local body
+    body=$(scrape_metrics "$1") || return 1
+    awk '
+        /^#/ || NF < 2 { next }
+        { key = $1; v = $NF + 0; name = key; sub(/\{.*/, "", name) }
+        name == "pgshadow_comparisons_total" {
+            cmp += v
+            if (key ~ /result="match"/) m += v
+            else if (key ~ /result="mismatch"/) mm += v
+            else other += v }
+        name == "pgshadow_skipped_total" && key ~ /reason="queue_full"/ { qf += v }
+        name == "pgshadow_skipped_total" && key ~ /reason="not_sampled"/ { ns += v }
+        name == "pgshadow_queries_total" { q += v }
+        name == "pgshadow_queue_depth" { qd += v }
+        name == "pgshadow_shadow_duration_seconds_sum" { ds += v }
+        name == "pgshadow_shadow_duration_seconds_count" && key ~ /side="old"/ { dc += v }
+        END { printf "%.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f %.6f %.0f\n", cmp, m, mm, other, qf, q, ns, qd, ds, dc }' <<<"$body"
+}
+# Waits until the shadow of the instance with admin port $1 is idle: queue
+# empty and no comparison finished in the last 0.3 s (so none is in flight).
+# Prints the seconds it took.
+wait_drained() {
+    local port=$1 t0=$SECONDS start now prev="" cur
+    start=$(date +%s.%N)
+    while :; do
+        cur=$(metric_totals "$port") || die "cannot scrape http://127.0.0.1:$port/metrics"
+        read -r c _ _ _ _ _ _ qd _ <<<"$cur"
+        [[ $qd == 0 && $c == "$prev" ]] && break
+        prev=$c
+        ((SECONDS - t0 < 120)) || { log "warning: shadow on admin port $port not drained after 120s"; break; }
+        sleep 0.3
+    done
+    now=$(date +%s.%N)
+    awk -v a="$start" -v b="$now" 'BEGIN { printf "%.1f\n", b - a }'
+}
+
+# start_pgshadow NAME SHADOW_SECTION: one pgshadow instance with its own
+# listen and admin ports, registered as pgbench target NAME.
+start_pgshadow() {
+    local name=$1 section=$2 port admin pid
+    take_port port
+    take_port admin
+    cat >"$WORK/pgshadow-$name.toml" <<EOF
 [listen]
-address = "127.0.0.1:$SHADOW_PORT"
+address = "127.0.0.1:$port"
 shutdown_timeout_ms = 2000
 
 [upstream]
 host = "127.0.0.1"
 port = $PG_PORT
 
-[shadow]
-enabled = false
+$section
 
 [store]
-url = "sqlite://$WORK/pgshadow-mismatches.db"
+url = "sqlite://$WORK/pgshadow-$name-mismatches.db"
 
 [admin]
-address = "127.0.0.1:0"
+address = "127.0.0.1:$admin"
 
 [log]
 level = "warn,pgshadow::cli=info"
 EOF
-log "starting pgshadow on 127.0.0.1:$SHADOW_PORT"
-RUST_LOG= "$SHADOW_BIN" run --config "$WORK/pgshadow.toml" >"$WORK/pgshadow.log" 2>&1 &
-SHADOW_PID=$!
-wait_until "$SHADOW_PID" 30 pgshadow grep -q 'listening' "$WORK/pgshadow.log"
-wait_until "$SHADOW_PID" 30 pgshadow select_1 "$SHADOW_PORT"
-
-port_of() {
-    case $1 in
-        direct) echo "$PG_PORT" ;;
-        pgbouncer) echo "$BOUNCER_PORT" ;;
-        pgshadow) echo "$SHADOW_PORT" ;;
-    esac
+    log "starting pgshadow ($name) on 127.0.0.1:$port, admin 127.0.0.1:$admin"
+    RUST_LOG= "$SHADOW_BIN" run --config "$WORK/pgshadow-$name.toml" >"$WORK/pgshadow-$name.log" 2>&1 &
+    pid=$!
+    SHADOW_PIDS+=("$pid")
+    wait_until "$pid" 30 "pgshadow ($name)" grep -q 'listening' "$WORK/pgshadow-$name.log"
+    wait_until "$pid" 30 "pgshadow ($name)" select_1 "$port"
+    wait_until "$pid" 30 "pgshadow ($name) admin server" scrape_metrics "$admin"
+    TARGET_PORT[$name]=$port
+    TARGET_PID[$name]=$pid
+    ADMIN_PORT[$name]=$admin
 }
+
+TARGET_PORT[direct]=$PG_PORT
+TARGET_PID[direct]=""
+if [[ -n $RUN_RELAY ]]; then
+    start_pgbouncer
+    start_pgshadow pgshadow "$(shadow_section shadow-off)"
+fi
+if [[ -n $RUN_SHADOW ]]; then
+    for cfg in "${SHADOW_CONFIGS[@]}"; do
+        start_pgshadow "$cfg" "$(shadow_section "$cfg")"
+    done
+fi
 
 # ---------------------------------------------------------------- CPU accounting
 # CPU ticks (1/CLK_TCK s) used so far by pid $1 and its children: its own
@@ -396,23 +590,23 @@ machine_ticks() {
 }
 
 # ---------------------------------------------------------------- one pgbench run
-# run_pgbench TARGET MODE CLIENTS SECONDS
+# run_pgbench TARGET MODE CLIENTS SECONDS [JOBS]
 # Sets RUN_TPS, RUN_LAT (ms), RUN_TXNS, RUN_CPU and RUN_PERF (tab-separated).
+# TARGET: direct, pgbouncer, pgshadow or a shadow configuration.
 run_pgbench() {
-    local target=$1 mode=$2 clients=$3 secs=$4
-    local jobs port out rc proxy_pid pg0 px0 m0 m1 pg1 px1 t0 t1
-    jobs=$(jobs_for "$clients")
-    port=$(port_of "$target")
+    local target=$1 mode=$2 clients=$3 secs=$4 jobs=${5:-}
+    local port out rc proxy_pid pg0 px0 m0 m1 pg1 px1 t0 t1
+    [[ -n $jobs ]] || jobs=$(jobs_for "$clients")
+    [[ -n ${TARGET_PORT[$target]:-} ]] || die "unknown target '$target'"
+    port=${TARGET_PORT[$target]}
     out=$WORK/pgbench.out
-    proxy_pid=""
-    [[ $target == pgbouncer ]] && proxy_pid=$BOUNCER_PID
-    [[ $target == pgshadow ]] && proxy_pid=$SHADOW_PID
+    proxy_pid=${TARGET_PID[$target]}
 
     pg0=$(settled_tree_ticks "$PG_PID")
     px0=0
     [[ -z $proxy_pid ]] || px0=$(tree_ticks "$proxy_pid")
     local perf_pid=""
-    if [[ -n $PERF && -n $proxy_pid ]]; then
+    if [[ -n $PERF && -n $proxy_pid && -z ${NO_PERF:-} ]]; then
         "$PERF" stat -x, -e "$PERF_EVENTS" -p "$proxy_pid" -o "$WORK/perf.out" &
         perf_pid=$!
         PERF_PID=$perf_pid
@@ -483,14 +677,6 @@ run_pgbench() {
 }
 
 # ---------------------------------------------------------------- machine facts
-git_commit() {
-    local c
-    c=$(git -c safe.directory="$REPO" -C "$REPO" rev-parse --short=12 HEAD 2>/dev/null) || { echo unknown; return; }
-    if [[ -n $(git -c safe.directory="$REPO" -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
-        c="$c (+ uncommitted changes under src/ or Cargo.*)"
-    fi
-    echo "$c"
-}
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 MEM_GB=$(awk '/^MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 FACTS=(
@@ -498,12 +684,22 @@ FACTS=(
     "- Machine: $NPROC CPUs ($(nproc --all) online), ${CPU_MODEL:-unknown CPU}, ${MEM_GB} GiB RAM, kernel $(uname -r)"
     "- Load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
     "- PostgreSQL: $("$PG_BIN/postgres" --version) ($PG_BIN); $("$PGBENCH" --version)"
-    "- PgBouncer: $("$PGBOUNCER" --version 2>&1 | head -n1) ($PGBOUNCER), pool_mode = session"
-    "- pgshadow: commit $(git_commit), release build${BENCH_NO_BUILD:+ (not rebuilt: binary from $(date -u -r "$SHADOW_BIN" '+%Y-%m-%d %H:%M UTC'))}, shadow disabled, $("$SHADOW_BIN" --version)"
-    "- Runs: pgbench -n -S -T $SECONDS_PER_RUN, scale $SCALE, $ROUNDS round(s) per cell with the target order rotating, ${WARMUP}s warm-up per target, -j = min(clients, ${BENCH_JOBS:-$NPROC})"
+    "- pgshadow: commit $GIT_DESC, release build${BENCH_NO_BUILD:+ (not rebuilt: binary from $(date -u -r "$SHADOW_BIN" '+%Y-%m-%d %H:%M UTC'))}, $("$SHADOW_BIN" --version)"
     "- Server: max_connections=300, fsync=off, synchronous_commit=off, full_page_writes=off, shared_buffers=512MB, autovacuum=off; all connections over TCP on 127.0.0.1"
-    ${PERF:+"- BENCH_PERF=1: perf stat was attached to the proxy during its runs; their TPS includes the counting overhead."}
     "- pgbench, PostgreSQL, PgBouncer and pgshadow all share these $NPROC CPUs: the proxies compete with the database and the load generator for CPU, so proxy overhead shows up as lost TPS."
+)
+RELAY_FACTS=()
+if [[ -n $RUN_RELAY ]]; then
+    RELAY_FACTS=(
+        "- PgBouncer: $("$PGBOUNCER" --version 2>&1 | head -n1) ($PGBOUNCER), pool_mode = session; pgshadow with \`[shadow] enabled = false\`"
+        "- Runs: pgbench -n -S -T $SECONDS_PER_RUN, scale $SCALE, $ROUNDS round(s) per cell with the target order rotating, ${WARMUP}s warm-up per target, -j = min(clients, ${BENCH_JOBS:-$NPROC})"
+        ${PERF:+"- BENCH_PERF=1: perf stat was attached to the proxy during its runs; their TPS includes the counting overhead."}
+    )
+fi
+SHADOW_FACTS=(
+    "- Runs: pgbench -n -S -M $SHADOW_MODE -c $SHADOW_CLIENTS -j $SHADOW_JOBS -T $SECONDS_PER_RUN, scale $SCALE, against four pgshadow instances, one per configuration (same binary and configuration except \`[shadow]\`, all running throughout, own listen and admin ports); $ROUNDS round(s) with the configuration order rotating, ${WARMUP}s warm-up per configuration, ${PAUSE}s pause between runs"
+    "- Shadow on: \`user = \"postgres\"\` (the cluster superuser, trust), \`old_search_path = \"public\"\`, \`new_search_path = \"v2\"\`, \`max_in_flight = 4\`, \`queue_capacity = 1024\`, \`first_executions = 0\` with sample_rate 0 and 3 (the default) otherwise; other keys at their defaults. Schema v2 holds one view \`SELECT * FROM public.<table>\` per pgbench table, so this is an A/A comparison: every comparison must match"
+    "- Shadow counters: the instance's /metrics ($([[ -n $CURL ]] && echo curl || echo "bash /dev/tcp")) read right before each run and, after pgbench exits, once the shadow is idle again (queue depth 0 and no comparison finished for 0.3 s); the report shows the differences, so they belong to that run (including the comparisons of its samples that finished after pgbench exited: \"drain\"). TPS and CPU cover pgbench's run only"
 )
 
 read -r LOAD1 _ </proc/loadavg
@@ -511,47 +707,102 @@ if awk -v l="$LOAD1" 'BEGIN { exit !(l > 1.0) }'; then
     log "warning: load average is $LOAD1 before the benchmark; other work on the machine will show up as noise"
 fi
 
-# ---------------------------------------------------------------- warm-up
-if ((WARMUP > 0)); then
-    for target in "${TARGETS[@]}"; do
-        log "warm-up: $target, -M ${MODES[0]} -c $MAX_CLIENTS for ${WARMUP}s"
-        run_pgbench "$target" "${MODES[0]}" "$MAX_CLIENTS" "$WARMUP"
-        sleep "$PAUSE"
+# ---------------------------------------------------------------- relay part
+RESULTS=$WORK/results.tsv
+relay_part() {
+    local target mode clients round i n=0 cell=0 total cb cpg cpx cot cid cst
+    if ((WARMUP > 0)); then
+        for target in "${TARGETS[@]}"; do
+            log "warm-up: $target, -M ${MODES[0]} -c $MAX_CLIENTS for ${WARMUP}s"
+            run_pgbench "$target" "${MODES[0]}" "$MAX_CLIENTS" "$WARMUP"
+            sleep "$PAUSE"
+        done
+    fi
+    printf 'mode\tclients\ttarget\tround\ttps\tlat_ms\ttxns\tcpu_pgbench\tcpu_postgres\tcpu_proxy\tcpu_other\tcpu_idle\tcpu_steal\tproxy_us_per_txn\tproxy_cs_per_txn\tproxy_syscalls_per_txn\tproxy_reads_per_txn\tproxy_writes_per_txn\tproxy_epoll_waits_per_txn\tproxy_futex_per_txn\n' >"$RESULTS"
+    total=$((${#MODES[@]} * ${#CLIENTS[@]} * ROUNDS * 3))
+    for mode in "${MODES[@]}"; do
+        for clients in "${CLIENTS[@]}"; do
+            for ((round = 0; round < ROUNDS; round++)); do
+                # Rotate the order per round and per cell, so no target is always
+                # first (or last) and slow drift spreads over all three.
+                for ((i = 0; i < 3; i++)); do
+                    target=${TARGETS[$(((i + round + cell) % 3))]}
+                    n=$((n + 1))
+                    run_pgbench "$target" "$mode" "$clients" "$SECONDS_PER_RUN"
+                    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$clients" "$target" $((round + 1)) \
+                        "$RUN_TPS" "$RUN_LAT" "$RUN_TXNS" "$RUN_CPU" "$RUN_PERF" >>"$RESULTS"
+                    IFS=$'\t' read -r cb cpg cpx cot cid cst _ <<<"$RUN_CPU"
+                    log "$(printf '[%d/%d] %-8s c=%-3s %-9s %9.1f tps %7.3f ms  cores: pgbench %s postgres %s proxy %s other %s idle %s' \
+                        "$n" "$total" "$mode" "$clients" "$target" "$RUN_TPS" "$RUN_LAT" "$cb" "$cpg" "$cpx" "$cot" "$cid")"
+                    sleep "$PAUSE"
+                done
+            done
+            cell=$((cell + 1))
+        done
     done
+}
+
+# ---------------------------------------------------------------- shadow part
+SHADOW_RESULTS=$WORK/results-shadow.tsv
+# Differences between three metric_totals readings (before the run, when
+# pgbench exited, after the drain): comparisons, matches, mismatches, other
+# outcomes, queue_full drops, queries, not_sampled (before → after the
+# drain), comparisons finished while pgbench ran, and the mean time of the
+# old + new query per comparison in ms.
+metric_delta() {
+    awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); split(c, z, " ")
+        n = z[10] - x[10]
+        printf "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.3f\n", z[1] - x[1], z[2] - x[2], z[3] - x[3], z[4] - x[4],
+            z[5] - x[5], z[6] - x[6], z[7] - x[7], y[1] - x[1], (n > 0 ? (z[9] - x[9]) * 1000 / n : 0) }'
+}
+shadow_part() {
+    local cfg admin round i n=0 total=$((ROUNDS * ${#SHADOW_CONFIGS[@]})) before at_end after drain delta
+    local cb cpg cpx cot cid cmp m mm oth qf
+    if ((WARMUP > 0)); then
+        for cfg in "${SHADOW_CONFIGS[@]}"; do
+            log "shadow warm-up: $cfg, -M $SHADOW_MODE -c $SHADOW_CLIENTS for ${WARMUP}s"
+            run_pgbench "$cfg" "$SHADOW_MODE" "$SHADOW_CLIENTS" "$WARMUP" "$SHADOW_JOBS"
+            wait_drained "${ADMIN_PORT[$cfg]}" >/dev/null
+            sleep "$PAUSE"
+        done
+    fi
+    printf 'config\tround\ttps\tlat_ms\ttxns\tcpu_pgbench\tcpu_postgres\tcpu_proxy\tcpu_other\tcpu_idle\tcpu_steal\tproxy_us_per_txn\tcomparisons\tmatches\tmismatches\tother_outcomes\tdropped_queue_full\tqueries\tnot_sampled\tcomparisons_during_run\tshadow_ms_per_comparison\tdrain_s\n' >"$SHADOW_RESULTS"
+    for ((round = 0; round < ROUNDS; round++)); do
+        # Rotate the order per round, as in the relay part.
+        for ((i = 0; i < ${#SHADOW_CONFIGS[@]}; i++)); do
+            cfg=${SHADOW_CONFIGS[$(((i + round) % ${#SHADOW_CONFIGS[@]}))]}
+            admin=${ADMIN_PORT[$cfg]}
+            n=$((n + 1))
+            before=$(metric_totals "$admin") || die "cannot scrape http://127.0.0.1:$admin/metrics ($cfg)"
+            run_pgbench "$cfg" "$SHADOW_MODE" "$SHADOW_CLIENTS" "$SECONDS_PER_RUN" "$SHADOW_JOBS"
+            at_end=$(metric_totals "$admin") || die "cannot scrape http://127.0.0.1:$admin/metrics ($cfg)"
+            drain=$(wait_drained "$admin")
+            after=$(metric_totals "$admin") || die "cannot scrape http://127.0.0.1:$admin/metrics ($cfg)"
+            delta=$(metric_delta "$before" "$at_end" "$after")
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" $((round + 1)) "$RUN_TPS" "$RUN_LAT" "$RUN_TXNS" \
+                "$RUN_CPU" "$delta" "$drain" >>"$SHADOW_RESULTS"
+            IFS=$'\t' read -r cb cpg cpx cot cid _ <<<"$RUN_CPU"
+            IFS=$'\t' read -r cmp m mm oth qf _ <<<"$delta"
+            log "$(printf '[shadow %d/%d] %-10s %9.1f tps %7.3f ms  comparisons %s (match %s, mismatch %s, other %s) dropped %s drain %ss  cores: pgbench %s postgres %s proxy %s other %s idle %s' \
+                "$n" "$total" "$cfg" "$RUN_TPS" "$RUN_LAT" "$cmp" "$m" "$mm" "$oth" "$qf" "$drain" "$cb" "$cpg" "$cpx" "$cot" "$cid")"
+            ((mm == 0)) || log "warning: $mm mismatch(es) in an A/A comparison; see the 'shadow mismatch' lines of pgshadow-$cfg.log"
+            sleep "$PAUSE"
+        done
+    done
+}
+
+[[ -z $RUN_RELAY ]] || relay_part
+if [[ -n $RUN_SHADOW ]]; then
+    NO_PERF=1 # perf stat is for the relay part's proxy profile
+    shadow_part
 fi
 
-# ---------------------------------------------------------------- measurement
-RESULTS=$WORK/results.tsv
-printf 'mode\tclients\ttarget\tround\ttps\tlat_ms\ttxns\tcpu_pgbench\tcpu_postgres\tcpu_proxy\tcpu_other\tcpu_idle\tcpu_steal\tproxy_us_per_txn\tproxy_cs_per_txn\tproxy_syscalls_per_txn\tproxy_reads_per_txn\tproxy_writes_per_txn\tproxy_epoll_waits_per_txn\tproxy_futex_per_txn\n' >"$RESULTS"
-total=$((${#MODES[@]} * ${#CLIENTS[@]} * ROUNDS * 3))
-n=0
-cell=0
-for mode in "${MODES[@]}"; do
-    for clients in "${CLIENTS[@]}"; do
-        for ((round = 0; round < ROUNDS; round++)); do
-            # Rotate the order per round and per cell, so no target is always
-            # first (or last) and slow drift spreads over all three.
-            for ((i = 0; i < 3; i++)); do
-                target=${TARGETS[$(((i + round + cell) % 3))]}
-                n=$((n + 1))
-                run_pgbench "$target" "$mode" "$clients" "$SECONDS_PER_RUN"
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$clients" "$target" $((round + 1)) \
-                    "$RUN_TPS" "$RUN_LAT" "$RUN_TXNS" "$RUN_CPU" "$RUN_PERF" >>"$RESULTS"
-                IFS=$'\t' read -r cb cpg cpx cot cid cst _ <<<"$RUN_CPU"
-                log "$(printf '[%d/%d] %-8s c=%-3s %-9s %9.1f tps %7.3f ms  cores: pgbench %s postgres %s proxy %s other %s idle %s' \
-                    "$n" "$total" "$mode" "$clients" "$target" "$RUN_TPS" "$RUN_LAT" "$cb" "$cpg" "$cpx" "$cot" "$cid")"
-                sleep "$PAUSE"
-            done
-        done
-        cell=$((cell + 1))
-    done
-done
-
 # ---------------------------------------------------------------- report
-report() {
+relay_report() {
     echo "## pgbench -S: direct vs PgBouncer (session) vs pgshadow"
     echo
-    printf '%s\n' "${FACTS[@]}"
+    printf '%s\n' "${FACTS[@]}" "${RELAY_FACTS[@]}"
     echo
     awk -F'\t' '
         # Median of the space-separated numbers in v.
@@ -644,6 +895,104 @@ report() {
         }' "$RESULTS"
 }
 
+shadow_report() {
+    echo "## Shadow cost: pgbench -S -M $SHADOW_MODE -c $SHADOW_CLIENTS against pgshadow, shadow off and on"
+    echo
+    [[ -n $RUN_RELAY ]] || printf '%s\n' "${FACTS[@]}"
+    printf '%s\n' "${SHADOW_FACTS[@]}"
+    echo
+    awk -F'\t' -v order="${SHADOW_CONFIGS[*]}" \
+        -v labels="$(for c in "${SHADOW_CONFIGS[@]}"; do printf '%s\t' "${SHADOW_LABEL[$c]}"; done)" '
+        function median(v,    a, n, i, j, x) {
+          n = split(v, a, " ")
+          for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > x + 0; j--) a[j + 1] = a[j]; a[j + 1] = x }
+          return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        function verdict(ok) { return ok ? "**PASS**" : "**FAIL**" }
+        NR == 1 { next }
+        { tps[$1] = tps[$1] " " $3; lat[$1] = lat[$1] " " $4; cmp[$1] = cmp[$1] " " $13
+          drop[$1] = drop[$1] " " $17; mism[$1] += $15; oth[$1] += $16; runs[$1]++
+          drops[$1] = drops[$1] (drops[$1] == "" ? "" : " / ") $17
+          if ($17 + 0 == 0) nodrop[$1]++
+          if ($1 != "shadow-off") { allmism += $15; alloth += $16 } }
+        END {
+          n = split(order, cfg, " "); split(labels, lab, "\t")
+          base = cfg[1]; bt = median(tps[base]); bl = median(lat[base])
+          print "| configuration | TPS | avg latency ms | TPS vs shadow off | latency vs shadow off | comparisons per run | mismatches (all runs) | dropped per run |"
+          print "|---|---:|---:|---:|---:|---:|---:|---:|"
+          for (i = 1; i <= n; i++) {
+            c = cfg[i]; if (!(c in runs)) continue
+            t = median(tps[c]); l = median(lat[c])
+            rt[c] = t / bt; rl[c] = l / bl
+            printf "| %s | %.0f | %.3f | %.3f | %.3f | %.0f | %d | %.0f |\n", lab[i], t, l, rt[c], rl[c],
+              median(cmp[c]), mism[c], median(drop[c])
+          }
+          print ""
+          printf "TPS, average latency, comparisons and dropped samples (`pgshadow_skipped_total{reason=\"queue_full\"}`) are the median over the %d run(s) of each configuration; mismatches are summed over all runs; the ratios divide the medians.\n", runs[base]
+          print ""
+          print "Targets (reported only: the script does not fail on them):"
+          print ""
+          printf "- sample_rate 0.01: TPS ≥ 0.97 × shadow off: %.3f × → %s\n", rt["rate-0.01"], verdict(rt["rate-0.01"] >= 0.97)
+          printf "- sample_rate 1.0: average latency ≤ 1.5 × shadow off: %.3f × → %s\n", rl["rate-1"], verdict(rl["rate-1"] <= 1.5)
+          printf "- sample_rate 1.0: the excess is shed and counted (dropped > 0 in every run): dropped %s → %s\n", drops["rate-1"], verdict(runs["rate-1"] > 0 && nodrop["rate-1"] == 0)
+          printf "- A/A (views on the same tables): 0 mismatches over all shadow-on runs: %d mismatches, %d other outcomes (errors, timeouts) → %s\n", allmism, alloth, verdict(allmism == 0)
+        }' "$SHADOW_RESULTS"
+    echo
+    awk -F'\t' -v limit="$NOISE_CORES" '
+        NR > 1 && $9 > limit { noisy++; list = list sprintf("%s%s round %s (%.2f)", (noisy > 1 ? ", " : ""), $1, $2, $9) }
+        NR > 1 { runs++ }
+        END {
+          if (noisy) printf "**Noise warning:** in %d of %d runs, more than %.2f cores were busy outside pgbench, PostgreSQL and the proxy (something else ran on the machine): %s.\n", noisy, runs, limit, list
+          else printf "No run saw more than %.2f cores busy outside pgbench, PostgreSQL and the proxy.\n", limit
+        }' "$SHADOW_RESULTS"
+    echo
+    echo "### Shadow counters per run"
+    echo
+    echo "From the instance's /metrics, before the run → after the drain. queries = \`pgshadow_queries_total\` (statements the clients executed; not counted with the shadow off); comparisons = \`pgshadow_comparisons_total\`, of which match / mismatch / other (errors, timeouts); dropped = \`skipped_total{reason=\"queue_full\"}\`; not sampled = \`skipped_total{reason=\"not_sampled\"}\`; cmp/s = comparisons finished while pgbench ran, per second; shadow ms = mean time of the old + the new query per comparison (\`pgshadow_shadow_duration_seconds\`); drain = seconds until the shadow was idle after pgbench exited."
+    echo
+    awk -F'\t' -v order="${SHADOW_CONFIGS[*]}" -v secs="$SECONDS_PER_RUN" \
+        -v labels="$(for c in "${SHADOW_CONFIGS[@]}"; do printf '%s\t' "${SHADOW_LABEL[$c]}"; done)" '
+        NR == 1 { next }
+        { row[$1] = row[$1] sprintf("| %%s | %s | %.0f | %.3f | %d | %d | %d | %d | %d | %d | %d | %.0f | %.2f | %.1f |\n",
+            $2, $3, $4, $18, $13, $14, $15, $16, $17, $19, $20 / secs, $21, $22) }
+        END {
+          n = split(order, cfg, " "); split(labels, lab, "\t")
+          print "| configuration | round | TPS | lat ms | queries | comparisons | match | mismatch | other | dropped | not sampled | cmp/s | shadow ms | drain s |"
+          print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+          for (i = 1; i <= n; i++) {
+            k = split(row[cfg[i]], lines, "\n")
+            for (j = 1; j < k; j++) printf lines[j] "\n", lab[i]
+          }
+        }' "$SHADOW_RESULTS"
+    echo
+    echo "### CPU split (mean cores busy during the runs) and per-round TPS"
+    echo
+    echo "\"postgres\" includes the shadow's own backends (up to max_in_flight = 4 connections per shadow-on instance); \"proxy\" is the pgshadow process, shadow workers included; \"proxy µs/txn\" is its CPU time per pgbench transaction."
+    echo
+    awk -F'\t' -v order="${SHADOW_CONFIGS[*]}" \
+        -v labels="$(for c in "${SHADOW_CONFIGS[@]}"; do printf '%s\t' "${SHADOW_LABEL[$c]}"; done)" '
+        NR == 1 { next }
+        { r[$1] = r[$1] (r[$1] == "" ? "" : " / ") sprintf("%.0f", $3)
+          for (c = 6; c <= 12; c++) s[$1, c] += $c
+          runs[$1]++ }
+        END {
+          n = split(order, cfg, " "); split(labels, lab, "\t")
+          print "| configuration | TPS per round | pgbench | postgres | proxy | other | idle | steal | proxy µs/txn |"
+          print "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+          for (i = 1; i <= n; i++) {
+            k = cfg[i]; m = runs[k]; if (m == 0) continue
+            printf "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f |\n", lab[i], r[k],
+              s[k, 6] / m, s[k, 7] / m, s[k, 8] / m, s[k, 9] / m, s[k, 10] / m, s[k, 11] / m, s[k, 12] / m
+          }
+        }' "$SHADOW_RESULTS"
+}
+
+report() {
+    [[ -z $RUN_RELAY ]] || relay_report
+    [[ -z $RUN_RELAY || -z $RUN_SHADOW ]] || echo
+    [[ -z $RUN_SHADOW ]] || shadow_report
+}
+
 REPORT=$(report)
 printf '%s\n' "$REPORT"
 if [[ -n $MARKDOWN_OUT ]]; then
@@ -651,6 +1000,13 @@ if [[ -n $MARKDOWN_OUT ]]; then
     log "report written to $MARKDOWN_OUT"
 fi
 if [[ -n $RAW_OUT ]]; then
-    cp "$RESULTS" "$RAW_OUT"
-    log "raw results written to $RAW_OUT"
+    if [[ -n $RUN_RELAY ]]; then
+        cp "$RESULTS" "$RAW_OUT"
+        log "raw results written to $RAW_OUT"
+    fi
+    if [[ -n $RUN_SHADOW ]]; then
+        SHADOW_RAW_OUT=${RAW_OUT%.tsv}-shadow.tsv
+        cp "$SHADOW_RESULTS" "$SHADOW_RAW_OUT"
+        log "raw results of the shadow part written to $SHADOW_RAW_OUT"
+    fi
 fi
