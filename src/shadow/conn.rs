@@ -89,6 +89,8 @@ pub struct ShadowConn {
     /// Set when the connection is out of step or broken: it is then closed
     /// instead of returned to the pool.
     pub(crate) poisoned: bool,
+    /// Samples run on this connection, for periodic resets.
+    pub(crate) runs: u64,
 }
 
 impl ShadowConn {
@@ -119,6 +121,7 @@ impl ShadowConn {
             rx: BytesMut::with_capacity(16 * 1024),
             address: address.clone(),
             poisoned: false,
+            runs: 0,
         };
         let mut out = BytesMut::new();
         frontend::startup_message(

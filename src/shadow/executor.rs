@@ -153,11 +153,15 @@ impl Executor {
             Err(e) => {
                 outcome.kind = OutcomeKind::ShadowError;
                 outcome.detail = Some(e.to_string());
+                add_reproduction_details(&mut outcome, sample);
                 return Handled::Compared(Box::new(outcome));
             }
         };
         self.classify(sample, plan, &options, first, &mut outcome)
             .await;
+        if outcome.kind != OutcomeKind::Match {
+            add_reproduction_details(&mut outcome, sample);
+        }
         if outcome.kind == OutcomeKind::Mismatch && self.recheck {
             outcome.confirmed = Some(match self.run_once(sample, plan, &options).await {
                 Ok(RunResult {
@@ -297,12 +301,8 @@ impl Executor {
             client_sql: sample.sql.clone(),
             old_sql: plan.old_sql.clone(),
             new_sql: plan.new_sql.clone(),
-            params: display_params(&sample.param_formats, &sample.params),
-            settings: sample
-                .settings
-                .pairs()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            params: Vec::new(),
+            settings: Vec::new(),
             snapshot_xmin: None,
             old_time: Duration::ZERO,
             new_time: Duration::ZERO,
@@ -314,6 +314,17 @@ impl Executor {
             tiebreak: plan.tiebreak.label(),
         }
     }
+}
+
+/// The parameters and session settings of a reported outcome. Only what is
+/// reported needs them; a match is counted and forgotten.
+fn add_reproduction_details(outcome: &mut Outcome, sample: &Sample) {
+    outcome.params = display_params(&sample.param_formats, &sample.params);
+    outcome.settings = sample
+        .settings
+        .pairs()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
 }
 
 fn error_of(side: SideResult) -> Option<ErrorFields> {

@@ -1,24 +1,40 @@
 //! Running one sample: old query and new query in one snapshot.
 //!
-//! Everything is written to the connection in one go and the replies are
-//! read in order: the round trips of a sample are those of the server,
-//! not of the network.
+//! A sample is one pipeline of extended-protocol statements with a single
+//! Sync, written to the connection in one go:
 //!
 //! ```text
-//! BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-//! SET LOCAL statement_timeout = …; SET LOCAL TimeZone = …; …
-//! SET LOCAL search_path = <old>;
-//! SELECT txid_snapshot_xmin(txid_current_snapshot())   -- takes the snapshot
-//! Parse/Bind/Describe/Execute/Sync  (old query, the client's parameters, text results)
-//! SET LOCAL search_path = <new>
-//! Parse/Bind/Describe/Execute/Sync  (new query)
+//! BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
+//! SELECT txid_snapshot_xmin(txid_current_snapshot())::text,   -- takes the snapshot
+//!        set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true), …,
+//!        set_config('search_path', <old>, true)
+//! <old query>            (the client's parameters, byte for byte; text results)
+//! SELECT set_config('search_path', <new>, true)
+//! <new query>
+//! SELECT pg_advisory_unlock_all()
 //! COMMIT
-//! DISCARD ALL                        -- back to the pool without session state
+//! Sync
 //! ```
+//!
+//! One Sync means one flush by the server and one wake-up of the worker for
+//! the whole sample (bar results larger than the server's send buffer):
+//! comparing must cost the database little more than the statements
+//! themselves. Settings go through `set_config(…, true)` (the same as
+//! `SET LOCAL`) as bound parameters, so no value is ever quoted into SQL.
 //!
 //! In a REPEATABLE READ transaction every statement sees the snapshot taken
 //! by the first one, so concurrent writes cannot make the two runs differ.
-//! READ ONLY makes the database itself refuse writes.
+//! READ ONLY makes the database itself refuse writes. The settings are
+//! transaction-local and vanish at COMMIT; `pg_advisory_unlock_all()`
+//! releases any session-level advisory lock a function the statement called
+//! may have taken, so the connection goes back to the pool holding nothing.
+//! (Every [`DISCARD_EVERY`] runs the connection is also reset with
+//! `DISCARD ALL`, which bounds any other session state a user function
+//! might leave behind.)
+//!
+//! An error skips the rest of the pipeline up to the Sync: when the old
+//! query fails the new one never runs (the executor then runs it alone),
+//! and the transaction is rolled back before the connection is reused.
 
 use super::conn::{server_error, ConnError, Reply, ShadowConn};
 use crate::capture::tracker::Sample;
@@ -30,6 +46,13 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
 use std::time::{Duration, Instant};
+
+/// Runs between two `DISCARD ALL` resets of a shadow connection.
+pub const DISCARD_EVERY: u64 = 1000;
+
+/// SQLSTATE `in_failed_sql_transaction`: what a statement skipped after an
+/// earlier failure in the same transaction reports.
+const IN_FAILED_TRANSACTION: &str = "25P02";
 
 /// Whether both sides share one snapshot. `Separate` exists to show what
 /// the shared snapshot buys (tests and demos); never use it otherwise.
@@ -94,104 +117,254 @@ pub async fn run(
     sample: &Sample,
     spec: &RunSpec<'_>,
 ) -> Result<RunResult, ConnError> {
-    let mut out = BytesMut::new();
-    let begin = begin_sql(sample, spec, spec.old_search_path);
-    push_query(&mut out, &begin)?;
-    push_extended(&mut out, sample, spec.old_sql)?;
+    let old = Side {
+        sql: spec.old_sql,
+        search_path: spec.old_search_path,
+    };
+    let new = Side {
+        sql: spec.new_sql,
+        search_path: spec.new_search_path,
+    };
     match spec.snapshot {
         Snapshot::Shared => {
-            push_query(
-                &mut out,
-                &format!("SET LOCAL search_path = {}", spec.new_search_path),
-            )?;
+            let r = run_transaction(conn, sample, spec, &[old, new]).await?;
+            let mut sides = r.sides.into_iter();
+            Ok(RunResult {
+                old: sides.next().unwrap_or_else(|| not_run(&r.failure)),
+                new: sides.next().unwrap_or_else(|| not_run(&r.failure)),
+                snapshot_xmin: r.snapshot_xmin,
+                old_time: r.old_time,
+                new_time: r.new_time,
+            })
         }
         Snapshot::Separate => {
-            push_query(&mut out, "COMMIT")?;
-            push_query(&mut out, &begin_sql(sample, spec, spec.new_search_path))?;
+            let mut first = run_transaction(conn, sample, spec, &[old]).await?;
+            let mut second = run_transaction(conn, sample, spec, &[new]).await?;
+            Ok(RunResult {
+                old: first.sides.pop().unwrap_or_else(|| not_run(&first.failure)),
+                new: second
+                    .sides
+                    .pop()
+                    .unwrap_or_else(|| not_run(&second.failure)),
+                snapshot_xmin: first.snapshot_xmin,
+                old_time: first.old_time,
+                new_time: second.old_time,
+            })
         }
     }
-    push_extended(&mut out, sample, spec.new_sql)?;
-    push_query(&mut out, "COMMIT")?;
-    // Back to the pool clean: a function the statement called may have
-    // taken a session-level lock or changed a setting.
-    push_query(&mut out, "DISCARD ALL")?;
+}
+
+/// One query and the search_path it runs under.
+#[derive(Clone, Copy)]
+struct Side<'a> {
+    sql: &'a str,
+    search_path: &'a str,
+}
+
+/// What one transaction produced.
+struct TransactionResult {
+    /// The sides that ran, in order; a side missing at the end never ran
+    /// because something before it failed.
+    sides: Vec<SideResult>,
+    /// The error that stopped the pipeline before a side ran, if any.
+    failure: Option<ErrorFields>,
+    snapshot_xmin: Option<u64>,
+    /// Time of the first side, from the pipeline's start to its last row.
+    old_time: Duration,
+    /// Time of the second side, from the first side's end to its last row.
+    new_time: Duration,
+}
+
+/// The result of a side that never ran: the error that stopped the
+/// pipeline before it, or "in failed transaction".
+fn not_run(failure: &Option<ErrorFields>) -> SideResult {
+    SideResult::Error(failure.clone().unwrap_or_else(|| ErrorFields {
+        severity: "ERROR".into(),
+        code: IN_FAILED_TRANSACTION.into(),
+        message: "not run: an earlier statement of the shadow transaction failed".into(),
+    }))
+}
+
+/// What a step of the pipeline is, for reading its replies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// BEGIN, a set_config, the unlock or COMMIT: only its error matters.
+    Control,
+    /// The settings statement, whose first value is the snapshot's xmin.
+    Settings,
+    /// Side `n` (0 = old, 1 = new).
+    Query(usize),
+}
+
+/// Runs `sides` in one REPEATABLE READ READ ONLY transaction, as one
+/// pipeline with a single Sync.
+async fn run_transaction(
+    conn: &mut ShadowConn,
+    sample: &Sample,
+    spec: &RunSpec<'_>,
+    sides: &[Side<'_>],
+) -> Result<TransactionResult, ConnError> {
+    let mut out = BytesMut::new();
+    let mut steps = Vec::with_capacity(4 + 2 * sides.len());
+    let timeout = spec.statement_timeout.as_millis().max(1).to_string();
+    push_control(
+        &mut out,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        &[],
+    )?;
+    steps.push(Step::Control);
+    for (i, side) in sides.iter().enumerate() {
+        if i == 0 {
+            let mut names = vec![("statement_timeout", timeout.as_str())];
+            names.extend(sample.settings.pairs());
+            names.push(("search_path", side.search_path));
+            push_settings(&mut out, &names)?;
+            steps.push(Step::Settings);
+        } else {
+            push_control(
+                &mut out,
+                "SELECT set_config('search_path', $1, true)",
+                &[side.search_path],
+            )?;
+            steps.push(Step::Control);
+        }
+        push_query(&mut out, sample, side.sql)?;
+        steps.push(Step::Query(i));
+    }
+    push_control(&mut out, "SELECT pg_advisory_unlock_all()", &[])?;
+    steps.push(Step::Control);
+    push_control(&mut out, "COMMIT", &[])?;
+    steps.push(Step::Control);
+    frontend::sync(&mut out);
+    conn.runs += 1;
+    let discard = conn.runs % DISCARD_EVERY == 0;
+    if discard {
+        frontend::query("DISCARD ALL", &mut out).map_err(protocol_error)?;
+    }
+
     let started = Instant::now();
     conn.send(&out).await?;
-
-    let mut begin_result = read_simple(conn, 0).await?;
-    let snapshot_xmin = begin_result
-        .last_value
-        .take()
-        .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok());
-    if let Some(e) = begin_result.error {
-        // The transaction could not start: that is the shadow's problem,
-        // not the schemas'. Report it on both sides and close the
-        // connection (its replies are not drained).
+    let mut result = TransactionResult {
+        sides: Vec::with_capacity(sides.len()),
+        failure: None,
+        snapshot_xmin: None,
+        old_time: Duration::ZERO,
+        new_time: Duration::ZERO,
+    };
+    let mut side_started = started;
+    for step in steps {
+        match step {
+            Step::Query(i) => {
+                match read_query(conn, spec).await? {
+                    Ok(rows) => result.sides.push(SideResult::Rows(rows)),
+                    Err(e) => {
+                        result.sides.push(SideResult::Error(e));
+                        break;
+                    }
+                }
+                let elapsed = side_started.elapsed();
+                if i == 0 {
+                    result.old_time = elapsed;
+                } else {
+                    result.new_time = elapsed;
+                }
+                side_started = Instant::now();
+            }
+            Step::Settings | Step::Control => match read_control(conn).await? {
+                Ok(value) => {
+                    if step == Step::Settings {
+                        result.snapshot_xmin =
+                            value.and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok());
+                    }
+                }
+                Err(e) => {
+                    // BEGIN, a setting, the unlock or COMMIT failed: that
+                    // is the shadow's problem, not the schemas'. A side
+                    // that already ran keeps its result.
+                    result.failure = Some(e);
+                    break;
+                }
+            },
+        }
+    }
+    let status = read_until_ready(conn).await?;
+    if status != b'I' {
+        // Something failed inside the transaction: roll it back so the
+        // connection can be reused.
+        let mut rollback = BytesMut::new();
+        frontend::query("ROLLBACK", &mut rollback).map_err(protocol_error)?;
+        conn.send(&rollback).await?;
+        if read_until_ready(conn).await? != b'I' {
+            conn.poisoned = true;
+        }
+    }
+    if result.failure.is_some() && result.sides.len() == sides.len() {
+        // Both sides ran but the unlock or COMMIT failed: the results
+        // stand, the connection is not trusted any more.
         conn.poisoned = true;
-        return Ok(RunResult {
-            old: SideResult::Error(e.clone()),
-            new: SideResult::Error(e),
-            snapshot_xmin,
-            old_time: started.elapsed(),
-            new_time: Duration::ZERO,
-        });
     }
-    let old_started = Instant::now();
-    let old = read_extended(conn, spec).await?;
-    let old_time = old_started.elapsed();
-    let between = read_simple(conn, 0).await?;
-    if spec.snapshot == Snapshot::Separate {
-        read_simple(conn, 0).await?;
-    }
-    let new_started = Instant::now();
-    let mut new = read_extended(conn, spec).await?;
-    let new_time = new_started.elapsed();
-    let commit = read_simple(conn, 0).await?;
-    let discard = read_simple(conn, 0).await?;
-    if let (Some(e), SideResult::Rows(_)) = (between.error, &new) {
-        new = SideResult::Error(e);
-    }
-    if commit.status != Some(b'I') || discard.error.is_some() || discard.status != Some(b'I') {
+    if discard && read_until_ready(conn).await? != b'I' {
         conn.poisoned = true;
     }
-    Ok(RunResult {
-        old,
-        new,
-        snapshot_xmin,
-        old_time,
-        new_time,
-    })
+    Ok(result)
 }
 
-/// The simple Query that opens a transaction and takes its snapshot.
-fn begin_sql(sample: &Sample, spec: &RunSpec<'_>, search_path: &str) -> String {
-    let mut sql = format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = {};",
-        spec.statement_timeout.as_millis().max(1)
-    );
-    for (name, value) in sample.settings.pairs() {
-        sql.push_str(&format!(" SET LOCAL {name} = {};", quote_literal(value)));
+fn protocol_error(e: std::io::Error) -> ConnError {
+    ConnError::Protocol(e.to_string())
+}
+
+/// Parse/Bind/Execute of a statement of pgshadow's own, with text
+/// parameters and text results.
+fn push_control(out: &mut BytesMut, sql: &str, params: &[&str]) -> Result<(), ConnError> {
+    frontend::parse("", sql, std::iter::empty(), out).map_err(protocol_error)?;
+    bind_text(out, params)?;
+    frontend::execute("", 0, out).map_err(protocol_error)?;
+    Ok(())
+}
+
+/// The statement that takes the snapshot, reads its xmin and applies the
+/// settings (`set_config(name, value, true)` each, as bound parameters).
+fn push_settings(out: &mut BytesMut, settings: &[(&str, &str)]) -> Result<(), ConnError> {
+    let mut sql = String::from("SELECT txid_snapshot_xmin(txid_current_snapshot())::text");
+    for i in 0..settings.len() {
+        sql.push_str(&format!(
+            ", set_config(${}, ${}, true)",
+            2 * i + 1,
+            2 * i + 2
+        ));
     }
-    sql.push_str(&format!(
-        " SET LOCAL search_path = {search_path}; SELECT txid_snapshot_xmin(txid_current_snapshot())::text"
-    ));
-    sql
+    let params: Vec<&str> = settings.iter().flat_map(|(k, v)| [*k, *v]).collect();
+    push_control(out, &sql, &params)
 }
 
-/// A SQL string literal.
-fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+fn bind_text(out: &mut BytesMut, params: &[&str]) -> Result<(), ConnError> {
+    frontend::bind(
+        "",
+        "",
+        std::iter::empty::<i16>(),
+        params.iter(),
+        |value, buf| {
+            buf.extend_from_slice(value.as_bytes());
+            Ok(IsNull::No)
+        },
+        std::iter::empty::<i16>(),
+        out,
+    )
+    .map_err(bind_error)
 }
 
-fn push_query(out: &mut BytesMut, sql: &str) -> Result<(), ConnError> {
-    frontend::query(sql, out).map_err(|e| ConnError::Protocol(e.to_string()))
+fn bind_error(e: frontend::BindError) -> ConnError {
+    let why = match e {
+        frontend::BindError::Conversion(e) => e.to_string(),
+        frontend::BindError::Serialization(e) => e.to_string(),
+    };
+    ConnError::Protocol(format!("cannot encode parameters: {why}"))
 }
 
-/// Parse/Bind/Describe/Execute/Sync with the client's parameters replayed
-/// byte for byte, and every result column requested as text.
-fn push_extended(out: &mut BytesMut, sample: &Sample, sql: &str) -> Result<(), ConnError> {
-    let err = |e: std::io::Error| ConnError::Protocol(e.to_string());
-    frontend::parse("", sql, sample.param_types.iter().copied(), out).map_err(err)?;
+/// Parse/Bind/Describe/Execute of one side's query, with the client's
+/// parameters replayed byte for byte and every result column as text.
+fn push_query(out: &mut BytesMut, sample: &Sample, sql: &str) -> Result<(), ConnError> {
+    frontend::parse("", sql, sample.param_types.iter().copied(), out).map_err(protocol_error)?;
     frontend::bind(
         "",
         "",
@@ -207,73 +380,63 @@ fn push_extended(out: &mut BytesMut, sample: &Sample, sql: &str) -> Result<(), C
         [0i16],
         out,
     )
-    .map_err(|e| {
-        let why = match e {
-            frontend::BindError::Conversion(e) => e.to_string(),
-            frontend::BindError::Serialization(e) => e.to_string(),
-        };
-        ConnError::Protocol(format!("cannot encode parameters: {why}"))
-    })?;
-    frontend::describe(b'P', "", out).map_err(err)?;
-    frontend::execute("", 0, out).map_err(err)?;
-    frontend::sync(out);
+    .map_err(bind_error)?;
+    frontend::describe(b'P', "", out).map_err(protocol_error)?;
+    frontend::execute("", 0, out).map_err(protocol_error)?;
     Ok(())
 }
 
-/// What a simple Query produced.
-struct SimpleResult {
-    error: Option<ErrorFields>,
-    /// The first value of the last row, if any.
-    last_value: Option<Vec<u8>>,
-    status: Option<u8>,
-}
-
-/// Reads replies up to ReadyForQuery.
-async fn read_simple(conn: &mut ShadowConn, _max_rows: usize) -> Result<SimpleResult, ConnError> {
-    let mut result = SimpleResult {
-        error: None,
-        last_value: None,
-        status: None,
-    };
+/// Reads the replies of one control statement up to its completion: the
+/// first value of its last row, or its error.
+async fn read_control(
+    conn: &mut ShadowConn,
+) -> Result<Result<Option<Vec<u8>>, ErrorFields>, ConnError> {
+    let mut value = None;
     loop {
         let Reply { tag, body } = conn.read_reply().await?;
         match tag {
-            b'E' => {
-                result.error.get_or_insert_with(|| server_error(&body));
-            }
-            b'D' => {
-                result.last_value = first_value(&body);
-            }
-            b'Z' => {
-                result.status = body.first().copied();
-                return Ok(result);
-            }
-            _ => {}
+            b'D' => value = first_value(&body),
+            b'C' | b'I' => return Ok(Ok(value)),
+            b'E' => return Ok(Err(server_error(&body))),
+            b'Z' => return Err(out_of_step(conn)),
+            _ => {} // ParseComplete, BindComplete
         }
     }
 }
 
-/// Reads one Parse/Bind/Describe/Execute/Sync batch.
-async fn read_extended(conn: &mut ShadowConn, spec: &RunSpec<'_>) -> Result<SideResult, ConnError> {
+/// Reads the replies of one side's query up to its completion.
+async fn read_query(
+    conn: &mut ShadowConn,
+    spec: &RunSpec<'_>,
+) -> Result<Result<ResultSet, ErrorFields>, ConnError> {
     let mut rows = ResultBuilder::normalised(spec.max_rows, spec.compare);
-    let mut error = None;
     loop {
         let Reply { tag, body } = conn.read_reply().await?;
         match tag {
             b'T' => rows.columns(row_description(&body)?),
             b'D' => rows.push(data_row(&body)?),
-            b'E' => {
-                error.get_or_insert_with(|| server_error(&body));
-            }
-            b'Z' => {
-                return Ok(match error {
-                    Some(e) => SideResult::Error(e),
-                    None => SideResult::Rows(rows.finish()),
-                })
-            }
-            _ => {} // ParseComplete, BindComplete, NoData, CommandComplete
+            b'C' | b'I' => return Ok(Ok(rows.finish())),
+            b'E' => return Ok(Err(server_error(&body))),
+            b'Z' => return Err(out_of_step(conn)),
+            _ => {} // ParseComplete, BindComplete, NoData
         }
     }
+}
+
+/// Reads up to ReadyForQuery; returns its transaction status.
+async fn read_until_ready(conn: &mut ShadowConn) -> Result<u8, ConnError> {
+    loop {
+        let Reply { tag, body } = conn.read_reply().await?;
+        if tag == b'Z' {
+            return Ok(body.first().copied().unwrap_or(0));
+        }
+    }
+}
+
+/// The server ended the pipeline earlier than the replies said it would.
+fn out_of_step(conn: &mut ShadowConn) -> ConnError {
+    conn.poisoned = true;
+    ConnError::Protocol("shadow connection out of step: ReadyForQuery before the reply".into())
 }
 
 fn first_value(body: &bytes::Bytes) -> Option<Vec<u8>> {
