@@ -3,12 +3,17 @@
 //! Exit codes: 0 success, 1 the proxy failed while running, 2 bad usage or
 //! an invalid configuration (the message names the key).
 
+pub mod mismatches;
+
 use crate::admin::{self, AdminServer};
 use crate::config::Config;
 use crate::observability;
 use crate::proxy::Proxy;
+use crate::reload::{self, Reloader};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(name = "pgshadow", version, about, long_about = None)]
 pub struct Cli {
-    /// Config file for `run`, the default command.
+    /// Config file for `run` (the default command); `mismatches` finds
+    /// the store in its `[store]` section.
     #[arg(
         long,
         short,
@@ -43,6 +49,12 @@ pub enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// See pgshadow catch a backfill bug: a throw-away PostgreSQL with an
+    /// old and a migrated schema, the proxy and live traffic.
+    Demo(crate::demo::DemoOptions),
+    /// The mismatch store: list, show, acknowledge and mute incidents
+    /// (the store comes from --store URL or --config FILE).
+    Mismatches(mismatches::MismatchesArgs),
 }
 
 /// Exit code for bad usage or invalid configuration.
@@ -54,6 +66,8 @@ pub const EXIT_FAILURE: u8 = 1;
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Demo(options) => crate::demo::main(options),
+        Command::Mismatches(args) => mismatches::main(args, cli.config.as_deref()),
         Command::Run => {
             let Some(path) = cli.config else {
                 eprintln!(
@@ -69,7 +83,7 @@ pub fn main(cli: Cli) -> ExitCode {
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
-            match run(config) {
+            match run(config, &path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pgshadow: {e:#}");
@@ -104,8 +118,9 @@ fn check_config(file: &Path) -> ExitCode {
     }
 }
 
-/// Runs the proxy until SIGTERM/SIGINT and a graceful shutdown.
-fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the proxy until SIGTERM/SIGINT and a graceful shutdown; SIGHUP
+/// re-reads `path` ([`reload`]).
+fn run(config: Config, path: &Path) -> anyhow::Result<()> {
     observability::logs::init(&config.log).map_err(anyhow::Error::msg)?;
     let metrics = admin::install_metrics()?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -118,7 +133,54 @@ fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let config = Arc::new(config);
     runtime.block_on(async move {
+        let server = Server::bind(config.clone(), metrics, |proxy| {
+            // Before the first log line announces the proxy: from here on a
+            // SIGHUP reloads instead of terminating the process.
+            let reloader = Reloader::new(
+                path.to_path_buf(),
+                (*config).clone(),
+                proxy.shadow().cloned(),
+            );
+            reload::reload_on_sighup(reloader).context("cannot install the SIGHUP handler")?;
+            Ok(())
+        })
+        .await?;
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(forward_shutdown_signals(tx));
+        server.run(rx).await;
+        Ok(())
+    })
+}
+
+/// A bound proxy and admin server: the serving part of `pgshadow run`.
+///
+/// `pgshadow demo` starts its proxy through this too, so the demo shows
+/// exactly what `run` does (shadow, mismatch store, admin endpoints) and
+/// cannot drift from it.
+pub struct Server {
+    proxy: Proxy,
+    admin: AdminServer,
+    /// Alerts on new incidents, when `alerts.webhook_url` is set.
+    webhook: Option<crate::alerts::Webhook>,
+}
+
+impl Server {
+    /// Binds `listen.address` (starting the shadow and opening the
+    /// mismatch store when `shadow.enabled`) and `admin.address`, and logs
+    /// both addresses (`listening`, `admin server listening`: tests and
+    /// scripts read the ports chosen for port 0 from those lines).
+    ///
+    /// `before_announce` runs once the proxy is bound and before the first
+    /// line announces it: `run` installs its SIGHUP handler there, so a
+    /// reload can never hit a proxy that looks up but would still die of
+    /// the signal.
+    pub async fn bind(
+        config: Arc<Config>,
+        metrics: PrometheusHandle,
+        before_announce: impl FnOnce(&Proxy) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Server> {
         let proxy = Proxy::bind(config.clone()).await?;
+        before_announce(&proxy)?;
         let address = proxy
             .local_addr()
             .context("cannot read the bound address")?;
@@ -128,17 +190,47 @@ fn run(config: Config) -> anyhow::Result<()> {
             version = env!("CARGO_PKG_VERSION"),
             "listening"
         );
-        let admin = AdminServer::bind(config.admin.address, metrics).await?;
+        let admin = AdminServer::bind(&config, metrics, &proxy).await?;
         tracing::info!(address = %admin.local_addr()?, "admin server listening");
+        let webhook =
+            crate::alerts::start_webhook(&config, admin.local_addr()?, proxy.store_writer())?;
+        Ok(Server {
+            proxy,
+            admin,
+            webhook,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn proxy_address(&self) -> std::io::Result<SocketAddr> {
+        self.proxy.local_addr()
+    }
+
+    /// The admin server's address (`/metrics`, `/healthz`, the page).
+    pub fn admin_address(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// The proxy, for its shadow and mismatch store handles.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// Serves until the first message on `shutdown`, then shuts down
+    /// gracefully (a second message cuts the grace period short; see
+    /// [`Proxy::run`]). The admin server stops once the proxy has finished,
+    /// so `/metrics` stays scrapeable during the grace period.
+    pub async fn run(self, shutdown: mpsc::Receiver<()>) {
         let admin_stop = CancellationToken::new();
-        let admin_task = tokio::spawn(admin.run(admin_stop.clone()));
-        let (tx, rx) = mpsc::channel(2);
-        tokio::spawn(forward_shutdown_signals(tx));
-        proxy.run(rx).await;
+        let admin_task = tokio::spawn(self.admin.run(admin_stop.clone()));
+        self.proxy.run(shutdown).await;
+        if let Some(webhook) = self.webhook {
+            // After the store's last flush, so its new incidents still alert.
+            webhook.shutdown(std::time::Duration::from_secs(5)).await;
+        }
         admin_stop.cancel();
         let _ = admin_task.await;
-        Ok(())
-    })
+    }
 }
 
 /// Turns every SIGTERM or SIGINT into a shutdown request: the first starts

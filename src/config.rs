@@ -69,6 +69,9 @@ pub struct Config {
     /// The admin HTTP server.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Webhook alerts about incidents.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -189,6 +192,9 @@ pub struct ShadowConfig {
     pub first_executions: u32,
     /// Per-fingerprint sample rates (fingerprint in hex → rate 0..1).
     pub fingerprint_sample_rates: BTreeMap<String, f64>,
+    /// Fingerprints (hex, as logged) never sampled: their executions are
+    /// skipped as `muted`. Reloaded on SIGHUP.
+    pub muted_fingerprints: Vec<String>,
     /// More functions that must never run on the shadow (lowercase; a
     /// trailing `*` matches a prefix), added to the built-in deny list.
     pub deny_functions: Vec<String>,
@@ -236,6 +242,7 @@ impl Default for ShadowConfig {
             max_samples_per_second: 0,
             first_executions: 3,
             fingerprint_sample_rates: BTreeMap::new(),
+            muted_fingerprints: Vec::new(),
             deny_functions: Vec::new(),
             table_map: BTreeMap::new(),
             max_capture_bytes: 1024 * 1024,
@@ -307,34 +314,131 @@ impl Default for CompareConfig {
     }
 }
 
-/// `[store]`: the mismatch store.
+/// `[store]`: the mismatch store (incidents, examples, coverage).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://FILE` or `postgres://...`.
+    /// `sqlite://FILE` (relative to the working directory; `sqlite:///abs`
+    /// for an absolute path) or `postgres://user@host:port/db`, which
+    /// several proxy instances can share.
     pub url: String,
+    /// Environment variable holding the PostgreSQL store's password, so it
+    /// need not be written into `url`.
+    pub password_env: Option<String>,
+    /// Reproduction bundles kept per incident.
+    pub max_examples: u64,
+    /// Incidents kept; beyond, acknowledged ones go first, then open, then
+    /// muted, least recently seen first.
+    pub max_incidents: u64,
+    /// Incidents, examples and coverage not seen for this many days are
+    /// deleted.
+    pub retention_days: u64,
+    /// Longest time an outcome waits in memory before it is written.
+    pub flush_interval_ms: u64,
+    /// Outcomes that trigger a write at once.
+    pub flush_max_outcomes: u64,
+    /// Outcomes waiting for the store writer; beyond, they are dropped
+    /// and counted (`pgshadow_store_dropped_total`).
+    pub queue_capacity: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://pgshadow-mismatches.db".into(),
+            password_env: None,
+            max_examples: 5,
+            max_incidents: 10_000,
+            retention_days: 30,
+            flush_interval_ms: 200,
+            flush_max_outcomes: 500,
+            queue_capacity: 10_000,
         }
     }
 }
 
 /// `[admin]`: metrics, health and the on-call API.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Address of the admin HTTP server.
     pub address: SocketAddr,
+    /// Bearer token that every mutating admin request (ack, mute, unmute,
+    /// sampling changes) must carry. Unset: no token is required, so keep
+    /// the admin address on loopback or a private network.
+    pub token: Option<String>,
+    /// Environment variable holding the token, instead of writing it into
+    /// the file. At most one of `token` and `token_env` may be set.
+    pub token_env: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             address: SocketAddr::from(([127, 0, 0, 1], 9930)),
+            token: None,
+            token_env: None,
+        }
+    }
+}
+
+// By hand, so that the token never reaches a log line or an error.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_env", &self.token_env)
+            .finish()
+    }
+}
+
+impl AdminConfig {
+    /// The bearer token mutating admin requests need: `token`, or the value
+    /// of the variable `token_env` names. `Ok(None)`: no token configured.
+    /// An error names the variable when it is unset or empty, so a
+    /// misconfigured proxy never runs with its admin API open.
+    pub fn resolve_token(&self) -> Result<Option<String>, String> {
+        match (&self.token, &self.token_env) {
+            (Some(token), None) => Ok(Some(token.clone())),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(token) if !token.is_empty() => Ok(Some(token)),
+                Ok(_) => Err(format!("environment variable {var} is empty")),
+                Err(_) => Err(format!("environment variable {var} is not set")),
+            },
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Err("set either admin.token or admin.token_env, not both".into()),
+        }
+    }
+}
+
+/// `[alerts]`: a Slack-compatible webhook on new incidents (and on the end
+/// of a mute), rate-limited per incident.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Where alerts are POSTed (`http://` only); unset: no webhook.
+    pub webhook_url: Option<String>,
+    /// Base URL of the admin web page in alert links; default
+    /// `http://<admin.address>` (the bound address).
+    pub page_url: Option<String>,
+    /// Least time between two alerts about the same incident (0 = none).
+    pub min_interval_seconds: u64,
+    /// Bound on one delivery attempt (connect, send, answer).
+    pub timeout_ms: u64,
+    /// Further attempts after a failure that may pass (no answer, 5xx,
+    /// 429), with exponential backoff from 0.5 s.
+    pub max_retries: u32,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            page_url: None,
+            min_interval_seconds: 300,
+            timeout_ms: 5_000,
+            max_retries: 3,
         }
     }
 }
@@ -503,6 +607,17 @@ impl Config {
                 || format!("rate for {fingerprint} must be between 0 and 1, got {rate}"),
             )?;
         }
+        for fingerprint in &s.muted_fingerprints {
+            check(
+                fingerprint.len() == 16 && u64::from_str_radix(fingerprint, 16).is_ok(),
+                "shadow.muted_fingerprints",
+                || {
+                    format!(
+                        "{fingerprint:?} is not a fingerprint (16 hex digits, as shown in logs)"
+                    )
+                },
+            )?;
+        }
         if s.enabled {
             if let Some(var) = &s.password_env {
                 check(
@@ -542,8 +657,115 @@ impl Config {
                 )
             },
         )?;
+        self.validate_store()?;
+        self.validate_alerts()?;
+        self.validate_admin()?;
         if let Err(e) = crate::observability::logs::parse_filter(&self.log.level) {
             return Err(("log.level", e));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[admin]` checks: a token that is set must be usable, so a typo
+    /// never leaves the admin API open by accident.
+    fn validate_admin(&self) -> Result<(), (&'static str, String)> {
+        let a = &self.admin;
+        if let Some(token) = &a.token {
+            if token.trim().is_empty() {
+                return Err((
+                    "admin.token",
+                    "must not be empty (leave it out for no token)".into(),
+                ));
+            }
+            if a.token_env.is_some() {
+                return Err((
+                    "admin.token_env",
+                    "set either admin.token or admin.token_env, not both".into(),
+                ));
+            }
+        }
+        if a.token_env.is_some() {
+            if let Err(e) = a.resolve_token() {
+                return Err(("admin.token_env", e));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[store]` checks.
+    fn validate_store(&self) -> Result<(), (&'static str, String)> {
+        let s = &self.store;
+        let at_least_1 = |ok: bool, key: &'static str| {
+            if ok {
+                Ok(())
+            } else {
+                Err((key, "must be at least 1".to_string()))
+            }
+        };
+        if s.url == "sqlite://" {
+            return Err(("store.url", "sqlite:// needs a file name".into()));
+        }
+        at_least_1(s.max_examples >= 1, "store.max_examples")?;
+        if s.max_examples > 1000 {
+            return Err((
+                "store.max_examples",
+                format!("must be at most 1000, got {}", s.max_examples),
+            ));
+        }
+        at_least_1(s.max_incidents >= 1, "store.max_incidents")?;
+        at_least_1(s.retention_days >= 1, "store.retention_days")?;
+        at_least_1(s.flush_interval_ms >= 1, "store.flush_interval_ms")?;
+        if s.flush_interval_ms > 60_000 {
+            return Err((
+                "store.flush_interval_ms",
+                format!("must be at most 60000, got {}", s.flush_interval_ms),
+            ));
+        }
+        at_least_1(s.flush_max_outcomes >= 1, "store.flush_max_outcomes")?;
+        at_least_1(s.queue_capacity >= 1, "store.queue_capacity")?;
+        if self.shadow.enabled {
+            if let Some(var) = &s.password_env {
+                if std::env::var_os(var).is_none() {
+                    return Err((
+                        "store.password_env",
+                        format!("environment variable {var} is not set"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[alerts]` checks.
+    fn validate_alerts(&self) -> Result<(), (&'static str, String)> {
+        let a = &self.alerts;
+        if let Some(url) = &a.webhook_url {
+            crate::alerts::http::HttpUrl::parse(url).map_err(|e| ("alerts.webhook_url", e))?;
+        }
+        if let Some(url) = &a.page_url {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) || url.len() < 9 {
+                return Err((
+                    "alerts.page_url",
+                    format!("must be an http:// or https:// URL, got {url:?}"),
+                ));
+            }
+        }
+        if a.timeout_ms == 0 || a.timeout_ms > 60_000 {
+            return Err((
+                "alerts.timeout_ms",
+                format!("must be between 1 and 60000, got {}", a.timeout_ms),
+            ));
+        }
+        if a.max_retries > 10 {
+            return Err((
+                "alerts.max_retries",
+                format!("must be at most 10, got {}", a.max_retries),
+            ));
         }
         Ok(())
     }
@@ -589,8 +811,23 @@ mod tests {
             ),
             ("[upstream]\nhost = \"\"", "upstream.host"),
             ("[store]\nurl = \"mysql://x\"", "store.url"),
+            ("[store]\nmax_examples = 0", "store.max_examples"),
+            ("[store]\nretention_days = 0", "store.retention_days"),
+            ("[store]\nqueue_capacity = 0", "store.queue_capacity"),
+            ("[store]\nflush_interval_ms = 0", "store.flush_interval_ms"),
             ("[log]\nlevel = \"loud\"", "log.level"),
             ("[shadow]\nmax_in_flight = 0", "shadow.max_in_flight"),
+            (
+                "[alerts]\nwebhook_url = \"https://hooks.example.com/x\"",
+                "alerts.webhook_url",
+            ),
+            ("[alerts]\npage_url = \"ftp://x\"", "alerts.page_url"),
+            ("[alerts]\ntimeout_ms = 0", "alerts.timeout_ms"),
+            ("[alerts]\nmax_retries = 100", "alerts.max_retries"),
+            (
+                "[shadow]\nmuted_fingerprints = [\"nope\"]",
+                "shadow.muted_fingerprints",
+            ),
         ] {
             let msg = Config::parse(toml, "f.toml").unwrap_err().to_string();
             assert!(msg.contains(key), "{toml}: {msg}");
@@ -601,5 +838,32 @@ mod tests {
     fn ipv6_upstreams_are_bracketed_in_messages() {
         let c = Config::parse("[upstream]\nhost = \"::1\"\nport = 5433", "t").unwrap();
         assert_eq!(c.upstream.display_address(), "[::1]:5433");
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_the_file_or_a_variable_and_is_never_printed() {
+        let c = Config::parse("[admin]\ntoken = \"s3cret\"", "t").unwrap();
+        assert_eq!(c.admin.resolve_token(), Ok(Some("s3cret".to_string())));
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+        assert_eq!(
+            Config::parse("", "t").unwrap().admin.resolve_token(),
+            Ok(None)
+        );
+        for (toml, key) in [
+            ("[admin]\ntoken = \" \"", "admin.token"),
+            (
+                "[admin]\ntoken_env = \"PGSHADOW_TEST_UNSET_ADMIN_TOKEN\"",
+                "admin.token_env",
+            ),
+            (
+                "[admin]\ntoken = \"a\"\ntoken_env = \"PATH\"",
+                "admin.token_env",
+            ),
+        ] {
+            let msg = Config::parse(toml, "f.toml").unwrap_err().to_string();
+            assert!(msg.contains(key), "{toml}: {msg}");
+        }
+        let c = Config::parse("[admin]\ntoken_env = \"PATH\"", "t").unwrap();
+        assert_eq!(c.admin.resolve_token(), Ok(std::env::var("PATH").ok()));
     }
 }

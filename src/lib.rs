@@ -13,20 +13,28 @@
 //! - [`diff`]: comparing two result sets;
 //! - [`shadow`]: sampler, queue, shadow connections and executor;
 //! - [`rewrite`]: full parse, read classification, tiebreaker and table map;
+//! - [`store`]: the mismatch store (incidents, examples, coverage) and its writer;
 //! - [`admin`]: the admin HTTP server (metrics, health);
+//! - [`alerts`]: the webhook on new incidents;
 //! - [`config`]: the typed configuration;
 //! - [`observability`]: logs and metric definitions;
 //! - [`localpg`]: throw-away PostgreSQL clusters for tests and the demo;
+//! - [`reload`]: SIGHUP re-reads the config file and applies its hot keys;
+//! - [`demo`]: `pgshadow demo`, a throw-away database, migration and traffic;
 //! - [`cli`]: the `pgshadow` command line.
 
 pub mod admin;
+pub mod alerts;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod diff;
 pub mod localpg;
 pub mod observability;
 pub mod protocol;
 pub mod proxy;
+pub mod reload;
 pub mod rewrite;
 pub mod shadow;
+pub mod store;

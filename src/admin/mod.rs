@@ -1,22 +1,48 @@
-//! The admin HTTP server: metrics and health for operators.
+//! The admin HTTP server: the on-call surface of DESIGN §7.
 //!
-//! Serves `/metrics` (Prometheus text format) and `/healthz` on
-//! `admin.address`. It runs beside the proxy on the same runtime and never
-//! touches the relay.
+//! Served on `admin.address`, beside the proxy on the same runtime; it
+//! never touches the relay. What it serves:
+//!
+//! - `/metrics` (Prometheus text), `/healthz` (the process is up) and
+//!   `/readyz` (the upstream and the mismatch store answer): [`health`];
+//! - the JSON API under `/api/`: incidents (list, show, ack, mute, unmute),
+//!   coverage, and the sampling controls (rate, kill switch): [`api`];
+//! - the web page for people: the incident list at `/`, one incident with
+//!   its side-by-side diff at `/incidents/{id}`, coverage at `/coverage`:
+//!   [`page`].
+//!
+//! Read-only requests are open. Every request that changes something
+//! (any method but GET and HEAD) needs `Authorization: Bearer <token>` when
+//! `admin.token`/`admin.token_env` is set, and is refused when a browser
+//! sends it from another origin: [`auth`].
+
+pub mod api;
+pub mod auth;
+pub mod health;
+mod html;
+pub mod input;
+pub mod page;
+mod queries;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::observability::metrics::{describe, DURATION_BUCKETS, SHADOW_DURATION_SECONDS};
+use crate::proxy::Proxy;
+use crate::shadow::Shadow;
+use crate::store::StoreWriter;
+use auth::Token;
 
 /// Why the admin server could not start.
 #[derive(Debug, Error)]
@@ -24,12 +50,17 @@ pub enum AdminError {
     /// The address is taken or not ours.
     #[error("cannot listen on admin address {address}: {source}")]
     Bind {
+        /// The address from `admin.address`.
         address: SocketAddr,
+        /// Why binding failed.
         source: std::io::Error,
     },
     /// The metrics recorder could not be installed.
     #[error("cannot install the metrics recorder: {0}")]
     Recorder(String),
+    /// `admin.token_env` names a variable that is unset or empty.
+    #[error("admin token: {0}")]
+    Token(String),
 }
 
 /// Installs the process-wide Prometheus recorder (once) and returns the
@@ -51,19 +82,105 @@ pub fn install_metrics() -> Result<PrometheusHandle, AdminError> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
+/// What the handlers work with: the metrics, the running shadow and store
+/// (absent when the shadow is disabled) and the few config values the
+/// admin surface needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    metrics: PrometheusHandle,
+    upstream_host: String,
+    upstream_port: u16,
+    /// How long `/readyz` waits for a TCP connection to the upstream.
+    ready_timeout: Duration,
+    /// `shadow.sample_rate` from the file, shown while there is no shadow.
+    configured_sample_rate: f64,
+    token: Option<Token>,
+    shadow: Option<Arc<Shadow>>,
+    store: Option<Arc<StoreWriter>>,
+}
+
+/// Longest `/readyz` waits for the upstream: a readiness probe must answer
+/// well within a load balancer's or kubelet's own timeout.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl AdminState {
+    /// The state for `config`, with the proxy's shadow and store when the
+    /// shadow is enabled (`None` for either answers 503 on the endpoints
+    /// that need it).
+    pub fn new(
+        config: &Config,
+        metrics: PrometheusHandle,
+        shadow: Option<Arc<Shadow>>,
+        store: Option<Arc<StoreWriter>>,
+    ) -> Result<Self, AdminError> {
+        let token = config
+            .admin
+            .resolve_token()
+            .map_err(AdminError::Token)?
+            .map(Token::new);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                metrics,
+                upstream_host: config.upstream.host.clone(),
+                upstream_port: config.upstream.port,
+                ready_timeout: config.upstream.connect_timeout().min(READY_TIMEOUT),
+                configured_sample_rate: config.shadow.sample_rate,
+                token,
+                shadow,
+                store,
+            }),
+        })
+    }
+
+    /// The running shadow, if the proxy started one.
+    fn shadow(&self) -> Option<&Arc<Shadow>> {
+        self.inner.shadow.as_ref()
+    }
+
+    /// The mismatch store's writer, if the proxy opened a store.
+    fn store(&self) -> Option<&Arc<StoreWriter>> {
+        self.inner.store.as_ref()
+    }
+
+    /// Whether changes need a bearer token.
+    fn token_required(&self) -> bool {
+        self.inner.token.is_some()
+    }
+}
+
 /// A bound admin server.
 pub struct AdminServer {
     listener: TcpListener,
-    metrics: PrometheusHandle,
+    state: AdminState,
 }
 
 impl AdminServer {
-    /// Binds `address`.
-    pub async fn bind(address: SocketAddr, metrics: PrometheusHandle) -> Result<Self, AdminError> {
+    /// Binds `admin.address` for `proxy`: its shadow and mismatch store
+    /// (when the shadow is enabled) back the API and the page.
+    pub async fn bind(
+        config: &Config,
+        metrics: PrometheusHandle,
+        proxy: &Proxy,
+    ) -> Result<Self, AdminError> {
+        let state = AdminState::new(
+            config,
+            metrics,
+            proxy.shadow().cloned(),
+            proxy.store_writer().cloned(),
+        )?;
+        Self::bind_with(config.admin.address, state).await
+    }
+
+    /// Binds `address` with a state built by hand (tests, embedding).
+    pub async fn bind_with(address: SocketAddr, state: AdminState) -> Result<Self, AdminError> {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| AdminError::Bind { address, source })?;
-        Ok(Self { listener, metrics })
+        Ok(Self { listener, state })
     }
 
     /// The address actually bound.
@@ -73,11 +190,7 @@ impl AdminServer {
 
     /// Serves until `stop` fires.
     pub async fn run(self, stop: CancellationToken) {
-        let app = Router::new()
-            .route("/metrics", get(render_metrics))
-            .route("/healthz", get(|| async { "ok\n" }))
-            .with_state(self.metrics);
-        let served = axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
         if let Err(e) = served {
@@ -86,10 +199,49 @@ impl AdminServer {
     }
 }
 
-async fn render_metrics(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
+/// Every route of the admin server.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(health::ready))
+        .route("/api/incidents", get(api::list_incidents))
+        .route("/api/incidents/{id}", get(api::show_incident))
+        .route("/api/incidents/{id}/ack", post(api::ack))
+        .route("/api/incidents/{id}/mute", post(api::mute))
+        .route("/api/incidents/{id}/unmute", post(api::unmute))
+        .route("/api/coverage", get(api::coverage))
+        .route(
+            "/api/sampling",
+            get(api::sampling)
+                .put(api::change_sampling)
+                .post(api::change_sampling),
+        )
+        .route("/", get(page::incident_list))
+        .route("/incidents/{id}", get(page::incident))
+        .route("/coverage", get(page::coverage))
+        .route("/page.js", get(page::script))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard_changes,
+        ))
+        .with_state(state)
+}
+
+async fn render_metrics(State(state): State<AdminState>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
+        state.inner.metrics.render(),
     )
+}
+
+/// JSON for the API's paths, a small page for everything else.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    if uri.path().starts_with("/api/") {
+        api::ApiError::not_found(format!("no such endpoint: {}", uri.path())).into_response()
+    } else {
+        page::not_found("No such page.").into_response()
+    }
 }

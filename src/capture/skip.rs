@@ -4,7 +4,10 @@
 //! exactly one of these reasons, each a value of the `reason` label of
 //! `pgshadow_skipped_total`.
 
+use super::fingerprint::Fingerprint;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The reason a statement was not compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,5 +103,46 @@ mod tests {
         labels.sort();
         labels.dedup();
         assert_eq!(labels.len(), SkipReason::ALL.len());
+    }
+}
+
+/// Skips per fingerprint and reason, for coverage ("how often was this
+/// statement compared, and why not the other times").
+pub type SkipTally = HashMap<(Fingerprint, SkipReason), u64>;
+
+/// Distinct (fingerprint, reason) pairs [`SkipCounts`] holds between two
+/// takes; beyond, new pairs are dropped (their totals are still in
+/// `pgshadow_skipped_total`).
+const MAX_PENDING_PAIRS: usize = 50_000;
+
+/// Per-fingerprint skip counts shared by every session, on their way to
+/// the mismatch store. Sessions add whole batches they summed up locally,
+/// so the lock is taken once per batch, not once per statement.
+#[derive(Debug, Clone, Default)]
+pub struct SkipCounts {
+    pending: Arc<Mutex<SkipTally>>,
+}
+
+impl SkipCounts {
+    /// Adds a session's batch and empties it.
+    pub fn add(&self, batch: &mut SkipTally) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, n) in batch.drain() {
+            if let Some(count) = pending.get_mut(&key) {
+                *count += n;
+            } else if pending.len() < MAX_PENDING_PAIRS {
+                pending.insert(key, n);
+            }
+        }
+    }
+
+    /// Counts `n` executions of `fingerprint` not compared for `reason`.
+    pub fn record_skips(&self, fingerprint: Fingerprint, reason: SkipReason, n: u64) {
+        self.add(&mut SkipTally::from([((fingerprint, reason), n)]));
+    }
+
+    /// Everything added since the last take.
+    pub fn take(&self) -> SkipTally {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }

@@ -17,13 +17,19 @@
 
 use super::fingerprint::Fingerprint;
 use super::lexer::{self, Lexed};
-use super::skip::SkipReason;
+use super::skip::{SkipReason, SkipTally};
 use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend::{self, tag as fe};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A session hands its per-fingerprint skip counts to the gate after this
+/// many skips, or at an idle ReadyForQuery once [`SKIP_FLUSH_INTERVAL`] has
+/// passed, and when it ends.
+const SKIP_FLUSH_EVERY: u32 = 1024;
+const SKIP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Statements kept per session at most; beyond, new named statements are
 /// not tracked (their executions are skipped as `too_large`).
@@ -37,10 +43,16 @@ pub trait SampleGate {
     fn decide(&self, fingerprint: Fingerprint) -> Result<(), SkipReason>;
     /// Counts a statement that will not be compared.
     fn skip(&self, reason: SkipReason);
+    /// Takes a session's skips per fingerprint (summed up locally, so this
+    /// runs once per batch) and empties `batch`.
+    fn skipped_by_fingerprint(&self, batch: &mut SkipTally) {
+        batch.clear();
+    }
     /// Counts one statement execution seen on the primary path.
     fn executed(&self);
-    /// Hands a completed sample to the shadow. Must not block.
-    fn submit(&self, sample: Sample);
+    /// Hands a completed sample to the shadow. Must not block. `Err` when
+    /// the sample was dropped (queue full, rate limit; already counted).
+    fn submit(&self, sample: Sample) -> Result<(), SkipReason>;
 }
 
 /// Session settings the shadow applies with SET LOCAL, as last reported by
@@ -160,7 +172,7 @@ enum Expected {
 }
 
 /// Tracks one session's statements; see the module docs.
-pub struct Tracker<G> {
+pub struct Tracker<G: SampleGate> {
     gate: G,
     database: Arc<str>,
     settings: Arc<SessionSettings>,
@@ -172,6 +184,10 @@ pub struct Tracker<G> {
     /// The session created temporary objects or changed its search_path:
     /// its reads cannot be replayed elsewhere.
     session_dependent: bool,
+    /// Skips per fingerprint not yet handed to the gate.
+    skips: SkipTally,
+    unflushed_skips: u32,
+    skips_flushed_at: Instant,
 }
 
 impl<G: SampleGate> Tracker<G> {
@@ -187,6 +203,9 @@ impl<G: SampleGate> Tracker<G> {
             unnamed_portal: None,
             expected: VecDeque::new(),
             session_dependent: false,
+            skips: SkipTally::new(),
+            unflushed_skips: 0,
+            skips_flushed_at: Instant::now(),
         }
     }
 
@@ -217,12 +236,12 @@ impl<G: SampleGate> Tracker<G> {
                     Ok(sql) => match self.gate.decide(lexed.fingerprint) {
                         Ok(()) => Some((lexed.fingerprint, Arc::from(sql))),
                         Err(reason) => {
-                            self.gate.skip(reason);
+                            self.skip(lexed.fingerprint, reason);
                             None
                         }
                     },
                     Err(reason) => {
-                        self.gate.skip(reason);
+                        self.skip(lexed.fingerprint, reason);
                         None
                     }
                 }
@@ -298,7 +317,7 @@ impl<G: SampleGate> Tracker<G> {
                         statement,
                     }),
                     Err(reason) => {
-                        self.gate.skip(reason);
+                        self.skip(statement.lexed.fingerprint, reason);
                         None
                     }
                 }
@@ -443,7 +462,32 @@ impl<G: SampleGate> Tracker<G> {
             // Portals do not outlive their transaction.
             self.portals.clear();
             self.unnamed_portal = None;
+            if self.unflushed_skips > 0 && self.skips_flushed_at.elapsed() >= SKIP_FLUSH_INTERVAL {
+                self.flush_skips();
+            }
         }
+    }
+
+    /// Counts a statement of `fingerprint` that will not be compared: in
+    /// the gate's totals at once, per fingerprint in batches.
+    fn skip(&mut self, fingerprint: Fingerprint, reason: SkipReason) {
+        self.gate.skip(reason);
+        self.tally_skip(fingerprint, reason);
+    }
+
+    fn tally_skip(&mut self, fingerprint: Fingerprint, reason: SkipReason) {
+        *self.skips.entry((fingerprint, reason)).or_insert(0) += 1;
+        self.unflushed_skips += 1;
+        if self.unflushed_skips >= SKIP_FLUSH_EVERY {
+            self.flush_skips();
+        }
+    }
+
+    fn flush_skips(&mut self) {
+        self.gate.skipped_by_fingerprint(&mut self.skips);
+        self.skips.clear();
+        self.unflushed_skips = 0;
+        self.skips_flushed_at = Instant::now();
     }
 
     // ----- internals -------------------------------------------------
@@ -554,14 +598,14 @@ impl<G: SampleGate> Tracker<G> {
     }
 
     fn submit(
-        &self,
+        &mut self,
         fingerprint: Fingerprint,
         sql: Arc<str>,
         param_types: Arc<[u32]>,
         param_formats: Vec<i16>,
         params: Vec<Option<Bytes>>,
     ) {
-        self.gate.submit(Sample {
+        let submitted = self.gate.submit(Sample {
             fingerprint,
             sql,
             param_types,
@@ -571,6 +615,19 @@ impl<G: SampleGate> Tracker<G> {
             database: self.database.clone(),
             completed_at: Instant::now(),
         });
+        if let Err(reason) = submitted {
+            // The gate counted it in its totals already.
+            self.tally_skip(fingerprint, reason);
+        }
+    }
+}
+
+impl<G: SampleGate> Drop for Tracker<G> {
+    /// A session's last skips still reach the coverage counts.
+    fn drop(&mut self) {
+        if !self.skips.is_empty() {
+            self.gate.skipped_by_fingerprint(&mut self.skips);
+        }
     }
 }
 
@@ -584,6 +641,7 @@ mod tests {
     struct Recorder {
         submitted: RefCell<Vec<Sample>>,
         skipped: RefCell<Vec<SkipReason>>,
+        by_fingerprint: RefCell<SkipTally>,
         executed: RefCell<usize>,
     }
 
@@ -597,8 +655,15 @@ mod tests {
         fn executed(&self) {
             *self.executed.borrow_mut() += 1;
         }
-        fn submit(&self, sample: Sample) {
+        fn skipped_by_fingerprint(&self, batch: &mut SkipTally) {
+            let mut all = self.by_fingerprint.borrow_mut();
+            for (key, n) in batch.drain() {
+                *all.entry(key).or_insert(0) += n;
+            }
+        }
+        fn submit(&self, sample: Sample) -> Result<(), SkipReason> {
             self.submitted.borrow_mut().push(sample);
+            Ok(())
         }
     }
 
@@ -664,6 +729,32 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(&*s[0].sql, "SELECT * FROM entries WHERE id = 1");
         assert_eq!(&*s[0].database, "app");
+    }
+
+    #[test]
+    fn skips_reach_the_gate_per_fingerprint_in_batches_and_at_session_end() {
+        let r = Recorder::default();
+        let insert = lexer::lex("INSERT INTO t VALUES (1)").fingerprint;
+        {
+            let mut t = tracker(&r);
+            for _ in 0..SKIP_FLUSH_EVERY {
+                t.on_query(&cstr("INSERT INTO t VALUES (1)"));
+                server(&mut t, b"CZ");
+            }
+            assert_eq!(
+                r.by_fingerprint
+                    .borrow()
+                    .get(&(insert, SkipReason::NotRead)),
+                Some(&u64::from(SKIP_FLUSH_EVERY)),
+                "a full batch is handed over at once"
+            );
+            t.on_query(&cstr("SELECT 1; SELECT 2"));
+            server(&mut t, b"TDCTDCZ");
+            assert_eq!(r.by_fingerprint.borrow().len(), 1, "not yet: batched");
+        }
+        let all = r.by_fingerprint.borrow();
+        assert_eq!(all.len(), 2, "the rest when the session ends: {all:?}");
+        assert_eq!(r.skipped.borrow().len(), SKIP_FLUSH_EVERY as usize + 1);
     }
 
     #[test]

@@ -11,13 +11,13 @@ use super::matching::Findings;
 use super::render::{list, plural, report_value, summary_value, SUMMARY_CELLS, SUMMARY_ITEMS};
 use super::result::ResultSet;
 use super::types::reads_as_number;
-use super::view::{Sides, View};
-use serde::Serialize;
+use super::view::{kept_columns, Sides, View};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// What is wrong, in one word: part of an incident's signature, so that
 /// one bug makes one incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DiffKind {
     /// The columns differ in count, name or type.
@@ -62,6 +62,13 @@ pub struct Diff {
     pub old_rows: u64,
     /// Rows the new query returned.
     pub new_rows: u64,
+    /// Names of the old result's compared columns (ignored ones left
+    /// out), in the order of [`RowChange::old_row`] and the old side's
+    /// [`RowRef::row`]: lets a page show whole rows side by side.
+    pub old_columns: Vec<String>,
+    /// Names of the new result's compared columns, in the order of
+    /// [`RowChange::new_row`] and the new side's [`RowRef::row`].
+    pub new_columns: Vec<String>,
     /// Rows with different values, at most `max_reported`.
     pub changed: Vec<RowChange>,
     /// Rows only in the old result, at most `max_reported`.
@@ -82,7 +89,7 @@ pub struct Diff {
 }
 
 /// A row present on both sides whose values differ.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowChange {
     /// `id=123`, or `row 7` (old position) without a usable id.
     pub key: String,
@@ -95,7 +102,7 @@ pub struct RowChange {
 }
 
 /// One differing value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellChange {
     /// Column name.
     pub column: String,
@@ -106,7 +113,7 @@ pub struct CellChange {
 }
 
 /// A row found on one side only.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowRef {
     /// `id=123`, or `row 7` (position on its own side).
     pub key: String,
@@ -139,6 +146,8 @@ pub(crate) fn columns_diff(
         summary,
         old_rows: old.total_rows,
         new_rows: new.total_rows,
+        old_columns: kept_names(old, opts),
+        new_columns: kept_names(new, opts),
         changed: Vec::new(),
         missing: Vec::new(),
         extra: Vec::new(),
@@ -177,6 +186,8 @@ pub(crate) fn rows_diff(
         summary: Summary { sides, findings }.line(),
         old_rows: old_set.total_rows,
         new_rows: new_set.total_rows,
+        old_columns: sides.old.columns().map(|c| c.name.clone()).collect(),
+        new_columns: sides.new.columns().map(|c| c.name.clone()).collect(),
         changed: named
             .changed
             .iter()
@@ -199,6 +210,14 @@ pub(crate) fn rows_diff(
         ordering: findings.ordering,
         truncated,
     })
+}
+
+/// Names of `set`'s columns that take part in the comparison.
+fn kept_names(set: &ResultSet, opts: &CompareOptions) -> Vec<String> {
+    kept_columns(&set.columns, &opts.ignore_columns)
+        .into_iter()
+        .filter_map(|i| set.columns.get(i).map(|c| c.name.clone()))
+        .collect()
 }
 
 /// Listed rows decide first; row counts only when no row is listed as
@@ -491,5 +510,7 @@ mod tests {
         assert_eq!(json["ordering"], "total");
         assert_eq!(json["changed"][0]["key"], "id=1");
         assert_eq!(json["changed"][0]["cells"][0]["new"], "b");
+        assert_eq!(json["old_columns"], serde_json::json!(["id", "title"]));
+        assert_eq!(json["new_columns"], serde_json::json!(["id", "title"]));
     }
 }

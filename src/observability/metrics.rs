@@ -31,6 +31,28 @@ pub const QUEUE_DEPTH: &str = "pgshadow_queue_depth";
 /// Mismatches rechecked in a fresh snapshot, by `confirmed` (`true`, `false`).
 pub const RECHECKS_TOTAL: &str = "pgshadow_rechecks_total";
 
+/// Config reloads (SIGHUP), by `result`: `ok` (the file was valid; what
+/// can change at run time was applied) or `error` (the file was unreadable
+/// or invalid; the running config stays).
+pub const CONFIG_RELOADS_TOTAL: &str = "pgshadow_config_reloads_total";
+
+/// Outcomes that never reached the mismatch store: the store writer's
+/// channel was full, or the store stayed unwritable too long.
+pub const STORE_DROPPED_TOTAL: &str = "pgshadow_store_dropped_total";
+/// Batches the store writer failed to write (kept and retried).
+pub const STORE_WRITE_ERRORS_TOTAL: &str = "pgshadow_store_write_errors_total";
+/// Incidents open in the store (mutes past their end count as open). With
+/// several instances sharing a PostgreSQL store every instance reports the
+/// same store-wide number: aggregate with `max`, not `sum`.
+pub const INCIDENTS_OPEN: &str = "pgshadow_incidents_open";
+/// Incidents this instance created (signatures stored for the first time).
+pub const INCIDENTS_OPENED_TOTAL: &str = "pgshadow_incidents_opened_total";
+
+/// Webhook alerts, by `result`: `ok` (the receiver answered 2xx), `error`
+/// (no 2xx after the retries) or `dropped` (the alert queue was full, or
+/// the webhook fell behind the incident events).
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "pgshadow_webhook_deliveries_total";
+
 /// Bucket bounds of [`SHADOW_DURATION_SECONDS`], in seconds.
 pub const DURATION_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -88,6 +110,36 @@ pub fn describe() {
         QUEUE_DEPTH,
         Unit::Count,
         "Samples waiting for a shadow worker."
+    );
+    describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        Unit::Count,
+        "Config file reloads on SIGHUP, by result (ok: applied; error: invalid file, running config kept)."
+    );
+    describe_counter!(
+        STORE_DROPPED_TOTAL,
+        Unit::Count,
+        "Outcomes that never reached the mismatch store (writer channel full, or store unwritable too long)."
+    );
+    describe_counter!(
+        STORE_WRITE_ERRORS_TOTAL,
+        Unit::Count,
+        "Mismatch store batch writes that failed (the batch is kept and retried)."
+    );
+    describe_gauge!(
+        INCIDENTS_OPEN,
+        Unit::Count,
+        "Incidents open in the mismatch store (store-wide; aggregate instances with max)."
+    );
+    describe_counter!(
+        INCIDENTS_OPENED_TOTAL,
+        Unit::Count,
+        "Incidents this instance created in the mismatch store."
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES_TOTAL,
+        Unit::Count,
+        "Webhook alerts about incidents, by result (ok: receiver answered 2xx; error: failed after retries; dropped: alert queue full)."
     );
     describe_counter!(
         RECHECKS_TOTAL,

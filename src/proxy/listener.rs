@@ -7,7 +7,11 @@
 //! request) is closed, with its query cancelled.
 
 use crate::config::Config;
-use crate::observability::metrics::CLIENT_CONNECTIONS_TOTAL;
+use crate::observability::metrics::{
+    CLIENT_CONNECTIONS_TOTAL, INCIDENTS_OPEN, STORE_DROPPED_TOTAL,
+};
+use crate::store::{Store, StoreError, StoreWriter, WriterOptions};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,6 +39,9 @@ pub enum ProxyError {
     /// The shadow could not start.
     #[error(transparent)]
     Shadow(#[from] ShadowError),
+    /// The mismatch store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What every session of one proxy shares.
@@ -49,6 +56,9 @@ pub(crate) struct ProxyContext {
     pub(crate) shadow: Option<Arc<Shadow>>,
     /// Plans for `tiebreak.apply_to_primary`.
     pub(crate) primary_rewrites: Option<Arc<PlanCache>>,
+    /// The mismatch store's writer, when the shadow is enabled: outcomes
+    /// go to it, skips per fingerprint through its `skip_counts()`.
+    pub(crate) store: Option<Arc<StoreWriter>>,
 }
 
 /// A bound proxy, ready to serve.
@@ -65,8 +75,31 @@ impl Proxy {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| ProxyError::Bind { address, source })?;
+        // Present from the first scrape, so alerts on them work at once.
+        metrics::gauge!(INCIDENTS_OPEN).set(0.0);
+        metrics::counter!(STORE_DROPPED_TOTAL).increment(0);
+        let store = if config.shadow.enabled {
+            // Opened before anything is served: a store that cannot be
+            // opened is a configuration error the operator must see now.
+            let store = Store::from_config(&config.store).await?;
+            tracing::info!(store = %store.url(), "mismatch store open");
+            let (tx, rx) = mpsc::channel(config.store.queue_capacity);
+            let writer = StoreWriter::start(store, WriterOptions::from_config(&config.store), rx);
+            Some((writer, tx))
+        } else {
+            None
+        };
+        let (store, outcomes) = match store {
+            Some((writer, tx)) => (Some(writer), Some(tx)),
+            None => (None, None),
+        };
         let shadow = if config.shadow.enabled {
-            Some(Shadow::start(&config, None)?)
+            let skip_counts = store.as_ref().map(|w| w.skip_counts()).unwrap_or_default();
+            let shadow = Shadow::start(&config, outcomes, skip_counts)?;
+            // The config file's mutes, applied the way a reload applies them.
+            let muted = crate::reload::muted_fingerprints(&config.shadow);
+            shadow.sampler().update_muted(&HashSet::new(), &muted);
+            Some(shadow)
         } else {
             None
         };
@@ -85,6 +118,7 @@ impl Proxy {
                 terminate: CancellationToken::new(),
                 primary_rewrites,
                 shadow,
+                store,
             }),
         })
     }
@@ -92,6 +126,13 @@ impl Proxy {
     /// The shadow, when enabled (for run-time controls).
     pub fn shadow(&self) -> Option<&Arc<Shadow>> {
         self.ctx.shadow.as_ref()
+    }
+
+    /// The mismatch store's writer, when the shadow is enabled: the store
+    /// to query ([`StoreWriter::store`]) and incident events
+    /// ([`StoreWriter::subscribe`]) for the admin API and the webhook.
+    pub fn store_writer(&self) -> Option<&Arc<StoreWriter>> {
+        self.ctx.store.as_ref()
     }
 
     /// The address actually bound (useful with port 0).
@@ -143,6 +184,10 @@ impl Proxy {
         }
         ctx.terminate.cancel();
         sessions.wait().await;
+        if let Some(store) = &ctx.store {
+            // Outcomes still in memory are written before the process ends.
+            store.shutdown().await;
+        }
         tracing::info!("shutdown complete");
     }
 }

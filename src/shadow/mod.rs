@@ -17,12 +17,12 @@ pub mod run;
 pub mod sampler;
 
 use crate::capture::fingerprint::Fingerprint;
-use crate::capture::skip::SkipReason;
+use crate::capture::skip::{SkipCounts, SkipReason, SkipTally};
 use crate::capture::tracker::{Sample, SampleGate};
 use crate::config::Config;
 use crate::observability::metrics::{
     COMPARISONS_TOTAL, QUERIES_TOTAL, QUEUE_DEPTH, RECHECKS_TOTAL, SHADOW_DURATION_SECONDS,
-    SKIPPED_TOTAL,
+    SKIPPED_TOTAL, STORE_DROPPED_TOTAL,
 };
 use crate::rewrite::{PlanCache, RewriteRules};
 use conn::ConnParams;
@@ -72,14 +72,18 @@ pub struct Shadow {
     queue_capacity: usize,
     capture_limit: usize,
     counters: Counters,
+    /// Skips per fingerprint, for the store's coverage table.
+    skip_counts: SkipCounts,
 }
 
 impl Shadow {
     /// Starts the dispatcher on the current runtime. `outcomes`, when
-    /// given, receives every outcome (the mismatch store, tests).
+    /// given, receives every outcome (the mismatch store, tests);
+    /// `skip_counts` receives the skips per fingerprint.
     pub fn start(
         config: &Config,
         outcomes: Option<mpsc::Sender<Arc<Outcome>>>,
+        skip_counts: SkipCounts,
     ) -> Result<Arc<Shadow>, ShadowError> {
         let s = &config.shadow;
         let password = match &s.password_env {
@@ -126,6 +130,7 @@ impl Shadow {
             queue_capacity: s.queue_capacity,
             capture_limit: s.max_capture_bytes,
             counters: Counters::new(),
+            skip_counts,
         });
         tokio::spawn(dispatch(
             rx,
@@ -135,6 +140,12 @@ impl Shadow {
             outcomes,
         ));
         Ok(shadow)
+    }
+
+    /// Skips per fingerprint, summed up by the sessions; the mismatch
+    /// store's writer takes them for its coverage table.
+    pub fn skip_counts(&self) -> &SkipCounts {
+        &self.skip_counts
     }
 
     /// The sampling policy, adjustable at run time.
@@ -172,17 +183,26 @@ impl SampleGate for Arc<Shadow> {
         self.counters.queries.increment(1);
     }
 
-    fn submit(&self, sample: Sample) {
+    fn submit(&self, sample: Sample) -> Result<(), SkipReason> {
         if let Err(reason) = self.sampler.admit() {
             self.count_skip(reason);
-            return;
+            return Err(reason);
         }
-        match self.queue.try_send(sample) {
-            Ok(()) => self.update_queue_depth(),
-            Err(mpsc::error::TrySendError::Full(_)) => self.count_skip(SkipReason::QueueFull),
+        let reason = match self.queue.try_send(sample) {
+            Ok(()) => {
+                self.update_queue_depth();
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => SkipReason::QueueFull,
             // The dispatcher is gone (shutdown): nothing to compare with.
-            Err(mpsc::error::TrySendError::Closed(_)) => self.count_skip(SkipReason::Disabled),
-        }
+            Err(mpsc::error::TrySendError::Closed(_)) => SkipReason::Disabled,
+        };
+        self.count_skip(reason);
+        Err(reason)
+    }
+
+    fn skipped_by_fingerprint(&self, batch: &mut SkipTally) {
+        self.skip_counts.add(batch);
     }
 }
 
@@ -212,13 +232,23 @@ async fn dispatch(
             let handled = executor.handle(&sample).await;
             drop(permit);
             match handled {
-                Handled::Skipped(reason) => shadow.count_skip(reason),
+                Handled::Skipped(reason) => {
+                    shadow.count_skip(reason);
+                    let mut one = SkipTally::from([((sample.fingerprint, reason), 1)]);
+                    shadow.skip_counts.add(&mut one);
+                }
                 Handled::Compared(outcome) => {
                     record(&outcome);
                     if let Some(tx) = outcomes {
-                        // Never wait: a slow consumer loses outcomes, the
-                        // proxy does not slow down.
-                        let _ = tx.try_send(Arc::from(outcome));
+                        // Never wait: a slow consumer loses outcomes (and
+                        // counts them), the proxy does not slow down. A
+                        // closed channel means the store writer has
+                        // stopped at shutdown.
+                        if let Err(mpsc::error::TrySendError::Full(_)) =
+                            tx.try_send(Arc::from(outcome))
+                        {
+                            metrics::counter!(STORE_DROPPED_TOTAL).increment(1);
+                        }
                     }
                 }
             }

@@ -1,8 +1,9 @@
 //! Which executions are compared.
 //!
 //! Decisions must be cheap and never wait: they run on the relay for every
-//! read. The rate and the kill switch are atomics that can change at run
-//! time; overrides and mutes are swapped in whole (`arc-swap`).
+//! read. The rate, the kill switch and the per-second cap are atomics that
+//! can change at run time; overrides and mutes are swapped in whole
+//! (`arc-swap`).
 
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
@@ -121,11 +122,39 @@ impl Sampler {
     pub fn set_muted(&self, muted: HashSet<Fingerprint>) {
         self.muted.store(Arc::new(muted));
     }
+
+    /// The muted fingerprints.
+    pub fn muted(&self) -> Arc<HashSet<Fingerprint>> {
+        self.muted.load_full()
+    }
+
+    /// Unmutes `unmute`, then mutes `mute`, leaving every other mute as it
+    /// is. Atomic with respect to concurrent updates, so mutes that come
+    /// from different places (the config file, the admin API) never undo
+    /// each other.
+    pub fn update_muted(&self, unmute: &HashSet<Fingerprint>, mute: &HashSet<Fingerprint>) {
+        self.muted.rcu(|current| {
+            let mut next: HashSet<Fingerprint> = current.difference(unmute).copied().collect();
+            next.extend(mute.iter().copied());
+            next
+        });
+    }
+
+    /// The cap on samples admitted per second (0 = none).
+    pub fn max_samples_per_second(&self) -> u64 {
+        self.limiter.max.load(Ordering::Relaxed)
+    }
+
+    /// Changes the cap on samples admitted per second (0 = none).
+    pub fn set_max_samples_per_second(&self, max: u64) {
+        self.limiter.max.store(max, Ordering::Relaxed);
+    }
 }
 
 /// At most `max` admissions per wall-clock second (0 = unlimited).
 struct RateLimiter {
-    max: u64,
+    /// Adjustable at run time; read once per admission.
+    max: AtomicU64,
     origin: Instant,
     /// Current one-second window (seconds since `origin`) in the high 32
     /// bits, admissions in it in the low 32.
@@ -135,14 +164,15 @@ struct RateLimiter {
 impl RateLimiter {
     fn new(max: u64) -> Self {
         Self {
-            max,
+            max: AtomicU64::new(max),
             origin: Instant::now(),
             window: AtomicU64::new(0),
         }
     }
 
     fn admit(&self) -> Result<(), SkipReason> {
-        if self.max == 0 {
+        let max = self.max.load(Ordering::Relaxed);
+        if max == 0 {
             return Ok(());
         }
         let second = self.origin.elapsed().as_secs() & 0xffff_ffff;
@@ -150,7 +180,7 @@ impl RateLimiter {
         loop {
             let (window, count) = (current >> 32, current & 0xffff_ffff);
             let next = if window == second {
-                if count >= self.max {
+                if count >= max {
                     return Err(SkipReason::RateLimited);
                 }
                 current + 1
@@ -208,6 +238,35 @@ mod tests {
         let picked = (0..n).filter(|_| s.decide(Fingerprint(9)).is_ok()).count();
         let share = picked as f64 / n as f64;
         assert!((0.22..0.28).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn mute_updates_keep_mutes_from_elsewhere() {
+        let s = Sampler::new(true, 1.0, HashMap::new(), 0, 0);
+        s.set_muted(HashSet::from([Fingerprint(1), Fingerprint(2)]));
+        s.update_muted(
+            &HashSet::from([Fingerprint(2)]),
+            &HashSet::from([Fingerprint(3)]),
+        );
+        assert_eq!(
+            *s.muted(),
+            HashSet::from([Fingerprint(1), Fingerprint(3)]),
+            "1 was muted elsewhere and stays; 2 is unmuted; 3 is muted"
+        );
+        assert_eq!(s.decide(Fingerprint(2)), Ok(()));
+        assert_eq!(s.decide(Fingerprint(3)), Err(SkipReason::Muted));
+    }
+
+    #[test]
+    fn the_per_second_cap_can_change_at_run_time() {
+        let s = Sampler::new(true, 1.0, HashMap::new(), 0, 0);
+        assert!((0..100).all(|_| s.admit().is_ok()), "no cap");
+        s.set_max_samples_per_second(1);
+        assert_eq!(s.max_samples_per_second(), 1);
+        let admitted = (0..100).filter(|_| s.admit().is_ok()).count();
+        assert!((1..=2).contains(&admitted), "{admitted}");
+        s.set_max_samples_per_second(0);
+        assert!((0..100).all(|_| s.admit().is_ok()), "cap lifted");
     }
 
     #[test]

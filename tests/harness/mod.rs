@@ -111,6 +111,8 @@ pub struct Proxy {
     logs: Arc<Mutex<Vec<String>>>,
     exited: Option<mpsc::Receiver<()>>,
     _config: tempfile::NamedTempFile,
+    /// The mismatch store's directory, unless the test chose a store.
+    _store_dir: Option<tempfile::TempDir>,
 }
 
 impl Proxy {
@@ -122,17 +124,28 @@ impl Proxy {
 
     /// Like [`Proxy::start`], with extra environment variables.
     pub fn start_with_env(upstream_port: u16, extra_toml: &str, env: &[(&str, &str)]) -> Proxy {
+        // Each proxy gets its own mismatch store unless the test names one.
+        let store_dir =
+            (!extra_toml.contains("[store]")).then(|| tempfile::tempdir().expect("store dir"));
+        let store = store_dir.as_ref().map_or(String::new(), |d| {
+            format!(
+                "[store]\nurl = \"sqlite://{}\"\n",
+                d.path().join("store.db").display()
+            )
+        });
         let toml = format!(
             "[listen]\naddress = \"127.0.0.1:0\"\n{listen_extra}\n\
              [upstream]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n\
              [log]\nlevel = \"debug\"\n{log_extra}\n\
-             [admin]\naddress = \"127.0.0.1:0\"\n{admin_extra}\n{rest}",
+             [admin]\naddress = \"127.0.0.1:0\"\n{admin_extra}\n{store}{rest}",
             listen_extra = section_part(extra_toml, "listen"),
             log_extra = section_part(extra_toml, "log"),
             admin_extra = section_part(extra_toml, "admin"),
             rest = without_sections(extra_toml, &["listen", "log", "admin"]),
         );
-        Self::spawn(&toml, env)
+        let mut proxy = Self::spawn(&toml, env);
+        proxy._store_dir = store_dir;
+        proxy
     }
 
     /// Starts pgshadow with a complete config file.
@@ -200,6 +213,7 @@ impl Proxy {
             logs,
             exited: Some(exit_rx),
             _config: config,
+            _store_dir: None,
         }
     }
 

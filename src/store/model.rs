@@ -1,0 +1,560 @@
+//! What the mismatch store holds, as the admin API, the CLI and the web
+//! page see it.
+//!
+//! An [`Incident`] groups outcomes by [`Signature`]: one bug, one incident,
+//! however often it is hit. Each keeps a few [`Example`]s, every one a
+//! reproduction bundle. [`Coverage`] says, per fingerprint, how much was
+//! compared and how confident a clean record is.
+//!
+//! Times are Unix epoch milliseconds (UTC) throughout, named `*_ms`;
+//! [`format_utc`] renders them for people.
+
+use crate::capture::fingerprint::Fingerprint;
+use crate::diff::{DiffKind, RowChange, RowRef};
+use crate::shadow::outcome::{Outcome, OutcomeKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The kinds of outcome that make incidents: every [`OutcomeKind`] but
+/// `Match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// The two schemas returned different results.
+    Mismatch,
+    /// Only the old query failed.
+    OldError,
+    /// Only the new query failed.
+    NewError,
+    /// Both failed.
+    BothError,
+    /// A side hit the statement timeout.
+    Timeout,
+    /// The rewritten statement is invalid.
+    RewriteError,
+    /// The shadow could not run the sample.
+    ShadowError,
+}
+
+impl IncidentKind {
+    /// Every kind, for filters and help text.
+    pub const ALL: [IncidentKind; 7] = [
+        IncidentKind::Mismatch,
+        IncidentKind::OldError,
+        IncidentKind::NewError,
+        IncidentKind::BothError,
+        IncidentKind::Timeout,
+        IncidentKind::RewriteError,
+        IncidentKind::ShadowError,
+    ];
+
+    /// The incident kind of an outcome; `None` for a match.
+    pub fn of(kind: OutcomeKind) -> Option<IncidentKind> {
+        Some(match kind {
+            OutcomeKind::Match => return None,
+            OutcomeKind::Mismatch => IncidentKind::Mismatch,
+            OutcomeKind::OldError => IncidentKind::OldError,
+            OutcomeKind::NewError => IncidentKind::NewError,
+            OutcomeKind::BothError => IncidentKind::BothError,
+            OutcomeKind::Timeout => IncidentKind::Timeout,
+            OutcomeKind::RewriteError => IncidentKind::RewriteError,
+            OutcomeKind::ShadowError => IncidentKind::ShadowError,
+        })
+    }
+
+    /// The same label as the outcome's (`mismatch`, `new_error`, …).
+    pub fn label(self) -> &'static str {
+        match self {
+            IncidentKind::Mismatch => "mismatch",
+            IncidentKind::OldError => "old_error",
+            IncidentKind::NewError => "new_error",
+            IncidentKind::BothError => "both_error",
+            IncidentKind::Timeout => "timeout",
+            IncidentKind::RewriteError => "rewrite_error",
+            IncidentKind::ShadowError => "shadow_error",
+        }
+    }
+
+    /// Parses a label, as given to `--kind` or `?kind=`.
+    pub fn parse(label: &str) -> Option<IncidentKind> {
+        Self::ALL.into_iter().find(|k| k.label() == label)
+    }
+}
+
+/// Parses a [`DiffKind`] label (`values`, `missing_rows`, …).
+pub fn parse_diff_kind(label: &str) -> Option<DiffKind> {
+    [
+        DiffKind::Columns,
+        DiffKind::MissingRows,
+        DiffKind::ExtraRows,
+        DiffKind::Values,
+        DiffKind::Order,
+    ]
+    .into_iter()
+    .find(|k| k.label() == label)
+}
+
+/// Where an incident stands with the on-call engineer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// New, or seen again after a mute expired: needs a look.
+    Open,
+    /// Someone has looked at it; it keeps counting but alerts no more.
+    Acknowledged,
+    /// Silenced until `muted_until_ms` (or until unmuted): keeps counting,
+    /// alerts no more. An expired mute reads as `Open`.
+    Muted,
+}
+
+impl IncidentStatus {
+    /// The stored label: `open`, `acknowledged`, `muted`.
+    pub fn label(self) -> &'static str {
+        match self {
+            IncidentStatus::Open => "open",
+            IncidentStatus::Acknowledged => "acknowledged",
+            IncidentStatus::Muted => "muted",
+        }
+    }
+
+    /// Parses a label.
+    pub fn parse(label: &str) -> Option<IncidentStatus> {
+        [
+            IncidentStatus::Open,
+            IncidentStatus::Acknowledged,
+            IncidentStatus::Muted,
+        ]
+        .into_iter()
+        .find(|s| s.label() == label)
+    }
+}
+
+/// What makes two outcomes "the same problem": the grouping key of
+/// incidents (DESIGN §7). Deterministic, so every proxy instance sharing a
+/// store computes the same signature and incident id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Signature {
+    /// The statement's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// What happened.
+    pub kind: IncidentKind,
+    /// For mismatches: the kind of difference.
+    pub diff_kind: Option<DiffKind>,
+    /// For mismatches: the differing columns, sorted and deduplicated.
+    pub columns: Vec<String>,
+    /// For errors: the old side's SQLSTATE.
+    pub old_sqlstate: Option<String>,
+    /// For errors: the new side's SQLSTATE.
+    pub new_sqlstate: Option<String>,
+}
+
+impl Signature {
+    /// The signature of an outcome; `None` for a match.
+    pub fn of(outcome: &Outcome) -> Option<Signature> {
+        let kind = IncidentKind::of(outcome.kind)?;
+        let (diff_kind, mut columns) = match (&outcome.diff, kind) {
+            (Some(d), IncidentKind::Mismatch) => (Some(d.kind), d.differing_columns.clone()),
+            _ => (None, Vec::new()),
+        };
+        columns.sort();
+        columns.dedup();
+        let code = |e: &Option<crate::protocol::error_response::ErrorFields>| {
+            e.as_ref().map(|e| e.code.clone()).filter(|c| !c.is_empty())
+        };
+        let errors = kind != IncidentKind::Mismatch;
+        Some(Signature {
+            fingerprint: outcome.fingerprint,
+            kind,
+            diff_kind,
+            columns,
+            old_sqlstate: code(&outcome.old_error).filter(|_| errors),
+            new_sqlstate: code(&outcome.new_error).filter(|_| errors),
+        })
+    }
+
+    /// The signature as stored and shown:
+    /// `90356c2a5f55a6f1 mismatch values ["title"]` or
+    /// `90356c2a5f55a6f1 new_error old=- new=42P01`.
+    pub fn text(&self) -> String {
+        match self.kind {
+            IncidentKind::Mismatch => format!(
+                "{} mismatch {} {}",
+                self.fingerprint,
+                self.diff_kind.map_or("unknown", DiffKind::label),
+                serde_json::to_string(&self.columns).unwrap_or_default()
+            ),
+            kind => format!(
+                "{} {} old={} new={}",
+                self.fingerprint,
+                kind.label(),
+                self.old_sqlstate.as_deref().unwrap_or("-"),
+                self.new_sqlstate.as_deref().unwrap_or("-")
+            ),
+        }
+    }
+
+    /// The incident's id: 12 hex digits of the FNV-1a hash of
+    /// [`Signature::text`]. Short enough to type, stable across restarts
+    /// and instances, so logs, the CLI and webhooks name an incident the
+    /// same way.
+    pub fn incident_id(&self) -> String {
+        incident_id(&self.text())
+    }
+}
+
+/// The incident id of a signature text (see [`Signature::incident_id`]).
+pub fn incident_id(signature: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in signature.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{:012x}", hash >> 16)
+}
+
+/// One incident: a group of outcomes with one signature.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    /// Stable short id (see [`Signature::incident_id`]).
+    pub id: String,
+    /// The grouping key, as text (see [`Signature::text`]).
+    pub signature: String,
+    /// Fingerprint, 16 hex digits.
+    pub fingerprint: String,
+    /// What happened.
+    pub kind: IncidentKind,
+    /// For mismatches: the kind of difference.
+    pub diff_kind: Option<DiffKind>,
+    /// For mismatches with differing values or columns: which columns.
+    pub columns: Vec<String>,
+    /// For errors: the old side's SQLSTATE.
+    pub old_sqlstate: Option<String>,
+    /// For errors: the new side's SQLSTATE.
+    pub new_sqlstate: Option<String>,
+    /// The client's SQL of the first outcome (one representative text).
+    pub client_sql: String,
+    /// The database it ran in.
+    pub database: String,
+    /// When it was first and last seen.
+    pub first_seen_ms: i64,
+    /// When it was last seen.
+    pub last_seen_ms: i64,
+    /// Outcomes with this signature.
+    pub count: u64,
+    /// Of those, mismatches a recheck in a fresh snapshot saw again.
+    pub confirmed_count: u64,
+    /// Comparisons of this fingerprint so far (from [`Coverage`]), so a
+    /// reader sees "12 of 40,000".
+    pub fingerprint_comparisons: u64,
+    /// Open, acknowledged or muted (an expired mute reads as open).
+    pub status: IncidentStatus,
+    /// Who last changed the status, when known.
+    pub status_by: Option<String>,
+    /// When the status last changed.
+    pub status_at_ms: Option<i64>,
+    /// For muted incidents: until when (`None`: until unmuted).
+    pub muted_until_ms: Option<i64>,
+    /// For muted incidents: why.
+    pub mute_reason: Option<String>,
+    /// Examples stored (at most `store.max_examples`).
+    pub example_count: u64,
+}
+
+/// An incident with its examples, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentDetail {
+    /// The incident.
+    #[serde(flatten)]
+    pub incident: Incident,
+    /// Its reproduction bundles.
+    pub examples: Vec<Example>,
+}
+
+/// One reproduction bundle: everything needed to re-run a comparison by
+/// hand and see the same thing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Example {
+    /// Store-assigned number, increasing.
+    pub id: i64,
+    /// When the outcome reached the store writer.
+    pub seen_at_ms: i64,
+    /// The database.
+    pub database: String,
+    /// The old query as run (rewritten: tiebreaker, search_path).
+    pub old_sql: String,
+    /// The new query as run.
+    pub new_sql: String,
+    /// Bound parameters as text (`None` = NULL; binary ones as `\x…`).
+    pub params: Vec<Option<String>>,
+    /// Session settings applied with SET LOCAL, name → value.
+    pub settings: Vec<(String, String)>,
+    /// The snapshot's xmin.
+    pub snapshot_xmin: Option<u64>,
+    /// Whether a recheck in a fresh snapshot saw the mismatch again.
+    pub confirmed: Option<bool>,
+    /// How row order was compared (`total`, `tie_runs`, `unordered`, …).
+    pub ordering: String,
+    /// What happened to the tiebreaker.
+    pub tiebreak: String,
+    /// Time of the old query, in milliseconds.
+    pub old_ms: f64,
+    /// Time of the new query, in milliseconds.
+    pub new_ms: f64,
+    /// For mismatches: the diff, with the differing rows and cells.
+    pub diff: Option<StoredDiff>,
+    /// The old side's error.
+    pub old_error: Option<StoredError>,
+    /// The new side's error.
+    pub new_error: Option<StoredError>,
+    /// Why the shadow could not run it (shadow errors).
+    pub detail: Option<String>,
+}
+
+/// A [`crate::diff::Diff`] as stored (JSON) and read back: the one-line
+/// summary plus the differing rows and cells, so a page can show old and
+/// new values side by side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredDiff {
+    /// The kind of difference.
+    pub kind: DiffKind,
+    /// Differing columns.
+    pub differing_columns: Vec<String>,
+    /// One line for people.
+    pub summary: String,
+    /// Rows the old query returned.
+    pub old_rows: u64,
+    /// Rows the new query returned.
+    pub new_rows: u64,
+    /// Names of the old side's columns, in row order.
+    #[serde(default)]
+    pub old_columns: Vec<String>,
+    /// Names of the new side's columns, in row order.
+    #[serde(default)]
+    pub new_columns: Vec<String>,
+    /// Rows with different values (bounded).
+    pub changed: Vec<RowChange>,
+    /// Rows only in the old result (bounded).
+    pub missing: Vec<RowRef>,
+    /// Rows only in the new result (bounded).
+    pub extra: Vec<RowRef>,
+    /// RowDescription differences.
+    pub column_changes: Vec<String>,
+    /// How rows were compared.
+    pub ordering: String,
+    /// Some rows were compared through digests only.
+    pub truncated: bool,
+}
+
+/// A side's error, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredError {
+    /// Severity (`ERROR`, `FATAL`).
+    pub severity: String,
+    /// SQLSTATE.
+    pub code: String,
+    /// The server's message.
+    pub message: String,
+}
+
+/// Per fingerprint: how much was compared and how it went.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Coverage {
+    /// Fingerprint, 16 hex digits.
+    pub fingerprint: String,
+    /// A representative client SQL text (`None` when only skips were seen).
+    pub client_sql: Option<String>,
+    /// Comparisons run, whatever their result.
+    pub compared: u64,
+    /// Of those, matches.
+    pub matched: u64,
+    /// Mismatches.
+    pub mismatched: u64,
+    /// Errors of any kind (old/new/both error, timeout, rewrite, shadow).
+    pub errored: u64,
+    /// Executions not compared, by skip reason label.
+    pub skipped: BTreeMap<String, u64>,
+    /// First and last time this fingerprint was counted.
+    pub first_seen_ms: i64,
+    /// Last time.
+    pub last_seen_ms: i64,
+    /// Upper bound of the mismatch rate at 95% confidence, over the
+    /// comparisons that produced two results (see
+    /// [`mismatch_rate_upper_bound`]); `None` before any.
+    pub mismatch_rate_upper_95: Option<f64>,
+}
+
+/// Upper bound of a fingerprint's true mismatch rate at 95% confidence,
+/// given `mismatched` mismatches in `compared` comparisons that produced
+/// two results (matches + mismatches).
+///
+/// - 0 in n: the "rule of three", 3/n (the exact one-sided 95% bound is
+///   1 − 0.05^(1/n) ≈ 3/n);
+/// - k > 0: the upper end of the Wilson score interval with z = 1.96, which
+///   stays sensible for small n and k near 0 or n.
+///
+/// `None` when nothing was compared.
+pub fn mismatch_rate_upper_bound(mismatched: u64, compared: u64) -> Option<f64> {
+    if compared == 0 {
+        return None;
+    }
+    let n = compared as f64;
+    let k = mismatched.min(compared) as f64;
+    if k == 0.0 {
+        return Some((3.0 / n).min(1.0));
+    }
+    let z = 1.96_f64;
+    let p = k / n;
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n);
+    let margin = z * ((p * (1.0 - p) + z2 / (4.0 * n)) / n).sqrt();
+    Some(((centre + margin) / (1.0 + z2 / n)).min(1.0))
+}
+
+/// Which incidents [`crate::store::Store::list_incidents`] returns.
+/// Every field narrows the list; the default lists the newest 100.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentFilter {
+    /// Only this status (an expired mute counts as open).
+    pub status: Option<IncidentStatus>,
+    /// Only this kind.
+    pub kind: Option<IncidentKind>,
+    /// Only this fingerprint (16 hex digits).
+    pub fingerprint: Option<String>,
+    /// Only incidents last seen at or after this time.
+    pub since_ms: Option<i64>,
+    /// At most this many, most recently seen first.
+    pub limit: u64,
+}
+
+impl Default for IncidentFilter {
+    fn default() -> Self {
+        Self {
+            status: None,
+            kind: None,
+            fingerprint: None,
+            since_ms: None,
+            limit: 100,
+        }
+    }
+}
+
+/// Something the webhook (and anyone else subscribed) should hear about.
+/// Only new incidents and expired mutes raise events; more outcomes of a
+/// known incident, muted or not, do not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum IncidentEvent {
+    /// A signature seen for the first time was stored.
+    Opened(IncidentNotice),
+    /// A muted incident's mute expired (or it was unmuted).
+    Unmuted(IncidentNotice),
+}
+
+/// The facts an alert about an incident needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentNotice {
+    /// Incident id.
+    pub id: String,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// What happened.
+    pub kind: IncidentKind,
+    /// For mismatches: the kind of difference.
+    pub diff_kind: Option<DiffKind>,
+    /// Differing columns.
+    pub columns: Vec<String>,
+    /// Old side's SQLSTATE.
+    pub old_sqlstate: Option<String>,
+    /// New side's SQLSTATE.
+    pub new_sqlstate: Option<String>,
+    /// A representative client SQL text.
+    pub client_sql: String,
+    /// The database.
+    pub database: String,
+    /// The diff summary or error message of an example, when there is one.
+    pub summary: Option<String>,
+    /// Outcomes counted so far.
+    pub count: u64,
+}
+
+/// Now, as Unix epoch milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `2026-11-03T14:05:09Z`: an epoch-milliseconds time for people.
+pub fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clean_record_bounds_the_rate_by_the_rule_of_three() {
+        assert_eq!(mismatch_rate_upper_bound(0, 0), None);
+        assert_eq!(mismatch_rate_upper_bound(0, 300), Some(0.01));
+        assert_eq!(mismatch_rate_upper_bound(0, 1), Some(1.0));
+    }
+
+    #[test]
+    fn mismatches_raise_the_bound_above_the_observed_rate() {
+        let bound = mismatch_rate_upper_bound(10, 1000).unwrap_or_default();
+        assert!(bound > 0.01 && bound < 0.02, "{bound}");
+        assert_eq!(mismatch_rate_upper_bound(5, 5), Some(1.0));
+    }
+
+    #[test]
+    fn times_render_as_utc() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(1_793_000_000_000), "2026-10-26T07:33:20Z");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn incident_ids_are_twelve_stable_hex_digits() {
+        let id = incident_id("90356c2a5f55a6f1 mismatch values [\"title\"]");
+        assert_eq!(id.len(), 12);
+        assert_eq!(
+            id,
+            incident_id("90356c2a5f55a6f1 mismatch values [\"title\"]")
+        );
+        assert_ne!(
+            id,
+            incident_id("90356c2a5f55a6f1 mismatch values [\"body\"]")
+        );
+    }
+
+    #[test]
+    fn labels_round_trip() {
+        for k in IncidentKind::ALL {
+            assert_eq!(IncidentKind::parse(k.label()), Some(k));
+        }
+        assert_eq!(parse_diff_kind("missing_rows"), Some(DiffKind::MissingRows));
+        assert_eq!(
+            IncidentStatus::parse("acknowledged"),
+            Some(IncidentStatus::Acknowledged)
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! The PostgreSQL backend, for several proxy instances sharing one store.
+//!
+//! One connection per process, behind an async mutex (the writer's batches
+//! and the admin API's reads take turns). A connection that broke is
+//! replaced on the next operation, so a store restart costs a few failed
+//! batches (kept in memory and retried by the writer), not a proxy
+//! restart. No TLS: the store is expected on a trusted network, like the
+//! shadow's own connections.
+
+use super::db::{Db, DbRow, Dialect, Param, Value};
+use super::{schema, StoreError};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Config, NoTls, Statement};
+
+/// Statements prepared per connection at most; beyond, the cache starts
+/// over (the store runs a few dozen distinct statements).
+const STATEMENT_CACHE: usize = 128;
+
+/// Handle to the store. Clones share the connection.
+#[derive(Clone)]
+pub(crate) struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    display: String,
+    connection: Mutex<Option<Connected>>,
+}
+
+struct Connected {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (with `password` if given) and migrates.
+    pub(crate) async fn open(
+        url: &str,
+        password: Option<String>,
+    ) -> Result<PostgresStore, StoreError> {
+        let mut config = Config::from_str(url).map_err(|e| StoreError::BadUrl {
+            url: redact(url),
+            reason: e.to_string(),
+        })?;
+        if let Some(password) = password {
+            config.password(password);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config.application_name("pgshadow-store");
+        let display = display(&config);
+        let store = PostgresStore {
+            inner: Arc::new(Inner {
+                config,
+                display,
+                connection: Mutex::new(None),
+            }),
+        };
+        let mut session = store.session().await?;
+        let migrated = schema::migrate(&mut session.db()).await;
+        session.finish(migrated)?;
+        Ok(store)
+    }
+
+    /// `postgres://user@host:port/db`, without password.
+    pub(crate) fn display(&self) -> &str {
+        &self.inner.display
+    }
+
+    /// Exclusive use of the connection, (re)connecting if needed.
+    pub(crate) async fn session(&self) -> Result<PgSession<'_>, StoreError> {
+        let mut guard = self.inner.connection.lock().await;
+        if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *guard = None;
+            let (client, connection) =
+                self.inner
+                    .config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| StoreError::Open {
+                        url: self.inner.display.clone(),
+                        message: e.to_string(),
+                    })?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "mismatch store connection closed");
+                }
+            });
+            *guard = Some(Connected {
+                client,
+                statements: HashMap::new(),
+            });
+        }
+        Ok(PgSession { guard })
+    }
+}
+
+/// The connection, held for one operation.
+pub(crate) struct PgSession<'a> {
+    guard: MutexGuard<'a, Option<Connected>>,
+}
+
+impl PgSession<'_> {
+    /// The connection as a [`Db`].
+    pub(crate) fn db(&mut self) -> PgDb<'_> {
+        PgDb {
+            connected: self.guard.as_mut(),
+        }
+    }
+
+    /// Ends the operation: a connection left broken or mid-transaction by
+    /// an error is dropped, to be replaced next time.
+    pub(crate) fn finish<T>(mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.is_err() {
+            *self.guard = None;
+        }
+        result
+    }
+}
+
+/// A [`Db`] over the session's connection.
+pub(crate) struct PgDb<'a> {
+    connected: Option<&'a mut Connected>,
+}
+
+impl PgDb<'_> {
+    fn connected(&mut self) -> Result<&mut Connected, StoreError> {
+        self.connected.as_deref_mut().ok_or(StoreError::Closed)
+    }
+
+    async fn prepare(&mut self, sql: &str) -> Result<(Statement, &Client), StoreError> {
+        let c = self.connected()?;
+        if let Some(s) = c.statements.get(sql) {
+            return Ok((s.clone(), &c.client));
+        }
+        let statement = c.client.prepare(sql).await?;
+        if c.statements.len() >= STATEMENT_CACHE {
+            c.statements.clear();
+        }
+        c.statements.insert(sql.to_owned(), statement.clone());
+        Ok((statement, &c.client))
+    }
+}
+
+fn boxed<'a>(p: &Param<'a>) -> Box<dyn ToSql + Sync + Send + 'a> {
+    match *p {
+        Param::Int(v) => Box::new(v),
+        Param::Real(v) => Box::new(v),
+        Param::Text(v) => Box::new(v),
+    }
+}
+
+fn value(row: &tokio_postgres::Row, i: usize) -> Result<Value, StoreError> {
+    let ty = row
+        .columns()
+        .get(i)
+        .map(|c| c.type_().clone())
+        .ok_or_else(|| StoreError::Corrupt(format!("result column {i} missing")))?;
+    let v = match ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map(Value::Real),
+        Type::FLOAT4 => row
+            .try_get::<_, Option<f32>>(i)?
+            .map(|v| Value::Real(v.into())),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+            row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+        }
+        Type::VOID => None,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "unexpected column type {other} in the store"
+            )))
+        }
+    };
+    Ok(v.unwrap_or(Value::Null))
+}
+
+impl Db for PgDb<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.connected()?.client.batch_execute(sql).await?)
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let values: Vec<_> = params.iter().map(boxed).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect();
+        let (statement, client) = self.prepare(sql).await?;
+        Ok(client.execute(&statement, &refs).await?)
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<DbRow>, StoreError> {
+        let values: Vec<_> = params.iter().map(boxed).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect();
+        let (statement, client) = self.prepare(sql).await?;
+        let rows = client.query(&statement, &refs).await?;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| value(row, i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(DbRow)
+            })
+            .collect()
+    }
+}
+
+/// `postgres://user@host:port/db` from a parsed config.
+fn display(config: &Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("");
+    let db = config.get_dbname().unwrap_or(user);
+    format!("postgres://{user}@{host}:{port}/{db}")
+}
+
+/// The URL with any password replaced, for error messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        let config = Config::from_str("postgres://app:secret@db:6543/store").unwrap();
+        assert_eq!(display(&config), "postgres://app@db:6543/store");
+    }
+}

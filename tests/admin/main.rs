@@ -1,0 +1,102 @@
+//! The admin server's on-call surface (issue "On-call surface",
+//! acceptance 4 and 5): the JSON API over incidents, coverage and sampling
+//! ([`api`]), the bearer token ([`token`]), readiness ([`ready`]), and the
+//! web page driven in headless Chromium ([`page`]).
+//!
+//! Every test runs the real `pgshadow` binary in front of a real
+//! PostgreSQL whose new schema has deliberate backfill bugs ([`SCHEMA`]),
+//! so the incidents are the ones the proxy really finds.
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+mod api;
+mod chromium;
+mod http;
+mod page;
+mod ready;
+mod token;
+
+use harness::{wait_until, Proxy};
+use serde_json::Value;
+use std::time::Duration;
+use tokio_postgres::Client;
+
+/// Old schema `public`, new schema `v2`, identical but for three bugs: the
+/// backfill wrote a wrong title for item 7 and a wrong body for item 11,
+/// and the new schema forgot the table `legacy_notes`.
+pub const SCHEMA: &str = "
+    CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL, body text NOT NULL);
+    INSERT INTO items SELECT g, 'Title ' || g, 'Body ' || g FROM generate_series(1, 20) g;
+    CREATE TABLE legacy_notes (id int PRIMARY KEY, note text NOT NULL);
+    INSERT INTO legacy_notes VALUES (1, 'a note');
+    CREATE SCHEMA v2;
+    CREATE TABLE v2.items (id int PRIMARY KEY, title text NOT NULL, body text NOT NULL);
+    INSERT INTO v2.items SELECT * FROM items;
+    UPDATE v2.items SET title = 'Wrong title' WHERE id = 7;
+    UPDATE v2.items SET body = 'Wrong body' WHERE id = 11;
+    CREATE ROLE pgshadow LOGIN;
+    GRANT USAGE ON SCHEMA public, v2 TO pgshadow;
+    GRANT SELECT ON ALL TABLES IN SCHEMA public, v2 TO pgshadow;
+";
+
+/// The application's read: one item by id.
+pub const READ: &str = "SELECT id, title, body FROM items WHERE id = $1";
+
+/// A read of the table the new schema lacks.
+pub const READ_NOTE: &str = "SELECT id, note FROM legacy_notes WHERE id = $1";
+
+/// The shadow on, comparing every read, with a store in `dir` written
+/// every 50 ms; `extra_shadow` lines are appended to `[shadow]`, `rest`
+/// after it (other sections).
+/// `sample_rate` defaults to 1.0 unless `extra_shadow` sets it.
+pub fn config(dir: &std::path::Path, extra_shadow: &str, rest: &str) -> String {
+    let rate = if extra_shadow.contains("sample_rate") {
+        ""
+    } else {
+        "sample_rate = 1.0\n"
+    };
+    format!(
+        "[shadow]\nenabled = true\n{rate}user = \"pgshadow\"\n\
+         old_search_path = \"public\"\nnew_search_path = \"v2\"\n{extra_shadow}\n\
+         [store]\nurl = \"sqlite://{}\"\nflush_interval_ms = 50\n{rest}\n",
+        dir.join("store.db").display()
+    )
+}
+
+/// Reads item `id` through the proxy.
+pub async fn read(client: &Client, id: i32) {
+    let rows = client
+        .query(READ, &[&id])
+        .await
+        .expect("read through the proxy");
+    assert_eq!(rows.len(), 1);
+}
+
+/// The incidents the API lists for `query` (e.g. `?kind=mismatch`).
+pub fn incidents(proxy: &Proxy, query: &str) -> Vec<Value> {
+    let body = http::get_json(proxy.admin_port, &format!("/api/incidents{query}"));
+    body["incidents"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no incident list: {body}"))
+        .clone()
+}
+
+/// Waits until the API lists `n` incidents, and returns them.
+pub fn wait_for_incidents(proxy: &Proxy, n: usize) -> Vec<Value> {
+    wait_until(Duration::from_secs(30), || {
+        let list = incidents(proxy, "");
+        (list.len() >= n).then_some(list)
+    })
+    .unwrap_or_else(|| panic!("fewer than {n} incidents: {:#?}", incidents(proxy, "")))
+}
+
+/// All comparisons so far, whatever their result.
+pub fn comparisons(proxy: &Proxy) -> f64 {
+    proxy
+        .metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("pgshadow_comparisons_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
