@@ -14,7 +14,7 @@
 //! - [`shadow`]: sampler, queue, shadow connections and executor;
 //! - [`rewrite`]: full parse, read classification, tiebreaker and table map;
 //! - [`store`]: the mismatch store (incidents, examples, coverage) and its writer;
-//! - [`admin`]: the admin HTTP server (metrics, health);
+//! - [`admin`]: the admin HTTP server (metrics, health, JSON API, web page);
 //! - [`alerts`]: the webhook on new incidents;
 //! - [`config`]: the typed configuration;
 //! - [`observability`]: logs and metric definitions;

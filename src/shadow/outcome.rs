@@ -105,6 +105,12 @@ impl Outcome {
         let code = |e: &Option<ErrorFields>| e.as_ref().map(|e| e.code.clone()).unwrap_or_default();
         let message =
             |e: &Option<ErrorFields>| e.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+        // The incident the mismatch store files this outcome under.
+        let incident = || {
+            crate::store::Signature::of(self)
+                .map(|s| s.incident_id())
+                .unwrap_or_default()
+        };
         match self.kind {
             OutcomeKind::Match => tracing::debug!(
                 fingerprint = %self.fingerprint,
@@ -127,6 +133,7 @@ impl Outcome {
                     .unwrap_or_default();
                 tracing::warn!(
                     fingerprint = %self.fingerprint,
+                    incident = %incident(),
                     diff = kind,
                     columns = %columns,
                     confirmed = self.confirmed.unwrap_or(false),
@@ -142,6 +149,7 @@ impl Outcome {
             }
             _ => tracing::info!(
                 fingerprint = %self.fingerprint,
+                incident = %incident(),
                 result = self.kind.label(),
                 old_sqlstate = %code(&self.old_error),
                 old_error = %message(&self.old_error),

@@ -6,12 +6,13 @@
 //! ```text
 //! BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
 //! SELECT txid_snapshot_xmin(txid_current_snapshot())::text,   -- takes the snapshot
+//!        <clock>,                  -- extract(epoch FROM clock_timestamp()): times the sides
 //!        set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true), …,
 //!        set_config('search_path', <old>, true)
 //! <old query>            (the client's parameters, byte for byte; text results)
-//! SELECT set_config('search_path', <new>, true)
+//! SELECT <clock>, set_config('search_path', <new>, true)
 //! <new query>
-//! SELECT pg_advisory_unlock_all()
+//! SELECT <clock>, pg_advisory_unlock_all()
 //! COMMIT
 //! Sync
 //! ```
@@ -188,9 +189,13 @@ fn not_run(failure: &Option<ErrorFields>) -> SideResult {
 /// What a step of the pipeline is, for reading its replies.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Step {
-    /// BEGIN, a set_config, the unlock or COMMIT: only its error matters.
+    /// BEGIN or COMMIT: only its error matters.
     Control,
-    /// The settings statement, whose first value is the snapshot's xmin.
+    /// A statement between or after the sides whose first value is the
+    /// server's clock: the sides are timed by the server, because with a
+    /// single Sync their replies reach the worker all at once.
+    Mark,
+    /// The settings statement: the snapshot's xmin, then the clock.
     Settings,
     /// Side `n` (0 = old, 1 = new).
     Query(usize),
@@ -223,16 +228,20 @@ async fn run_transaction(
         } else {
             push_control(
                 &mut out,
-                "SELECT set_config('search_path', $1, true)",
+                "SELECT extract(epoch FROM clock_timestamp())::text, set_config('search_path', $1, true)",
                 &[side.search_path],
             )?;
-            steps.push(Step::Control);
+            steps.push(Step::Mark);
         }
         push_query(&mut out, sample, side.sql)?;
         steps.push(Step::Query(i));
     }
-    push_control(&mut out, "SELECT pg_advisory_unlock_all()", &[])?;
-    steps.push(Step::Control);
+    push_control(
+        &mut out,
+        "SELECT extract(epoch FROM clock_timestamp())::text, pg_advisory_unlock_all()",
+        &[],
+    )?;
+    steps.push(Step::Mark);
     push_control(&mut out, "COMMIT", &[])?;
     steps.push(Step::Control);
     frontend::sync(&mut out);
@@ -252,6 +261,9 @@ async fn run_transaction(
         new_time: Duration::ZERO,
     };
     let mut side_started = started;
+    // Server clock readings around the sides: side i ran between mark i
+    // and mark i + 1.
+    let mut marks: Vec<Option<f64>> = Vec::with_capacity(sides.len() + 1);
     for step in steps {
         match step {
             Step::Query(i) => {
@@ -270,13 +282,15 @@ async fn run_transaction(
                 }
                 side_started = Instant::now();
             }
-            Step::Settings | Step::Control => match read_control(conn).await? {
-                Ok(value) => {
-                    if step == Step::Settings {
-                        result.snapshot_xmin =
-                            value.and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok());
+            Step::Settings | Step::Mark | Step::Control => match read_control(conn).await? {
+                Ok(row) => match step {
+                    Step::Settings => {
+                        result.snapshot_xmin = value_at(&row, 0);
+                        marks.push(value_at(&row, 1));
                     }
-                }
+                    Step::Mark => marks.push(value_at(&row, 0)),
+                    _ => {}
+                },
                 Err(e) => {
                     // BEGIN, a setting, the unlock or COMMIT failed: that
                     // is the shadow's problem, not the schemas'. A side
@@ -285,6 +299,16 @@ async fn run_transaction(
                     break;
                 }
             },
+        }
+    }
+    for (i, pair) in marks.windows(2).enumerate() {
+        if let [Some(start), Some(end)] = *pair {
+            let server_time = Duration::try_from_secs_f64(end - start).unwrap_or_default();
+            match i {
+                0 => result.old_time = server_time,
+                1 => result.new_time = server_time,
+                _ => {}
+            }
         }
     }
     let status = read_until_ready(conn).await?;
@@ -325,7 +349,10 @@ fn push_control(out: &mut BytesMut, sql: &str, params: &[&str]) -> Result<(), Co
 /// The statement that takes the snapshot, reads its xmin and applies the
 /// settings (`set_config(name, value, true)` each, as bound parameters).
 fn push_settings(out: &mut BytesMut, settings: &[(&str, &str)]) -> Result<(), ConnError> {
-    let mut sql = String::from("SELECT txid_snapshot_xmin(txid_current_snapshot())::text");
+    let mut sql = String::from(
+        "SELECT txid_snapshot_xmin(txid_current_snapshot())::text, \
+         extract(epoch FROM clock_timestamp())::text",
+    );
     for i in 0..settings.len() {
         sql.push_str(&format!(
             ", set_config(${}, ${}, true)",
@@ -387,16 +414,16 @@ fn push_query(out: &mut BytesMut, sample: &Sample, sql: &str) -> Result<(), Conn
 }
 
 /// Reads the replies of one control statement up to its completion: the
-/// first value of its last row, or its error.
+/// values of its last row, or its error.
 async fn read_control(
     conn: &mut ShadowConn,
-) -> Result<Result<Option<Vec<u8>>, ErrorFields>, ConnError> {
-    let mut value = None;
+) -> Result<Result<Vec<Option<bytes::Bytes>>, ErrorFields>, ConnError> {
+    let mut row = Vec::new();
     loop {
         let Reply { tag, body } = conn.read_reply().await?;
         match tag {
-            b'D' => value = first_value(&body),
-            b'C' | b'I' => return Ok(Ok(value)),
+            b'D' => row = data_row(&body)?,
+            b'C' | b'I' => return Ok(Ok(row)),
             b'E' => return Ok(Err(server_error(&body))),
             b'Z' => return Err(out_of_step(conn)),
             _ => {} // ParseComplete, BindComplete
@@ -439,13 +466,10 @@ fn out_of_step(conn: &mut ShadowConn) -> ConnError {
     ConnError::Protocol("shadow connection out of step: ReadyForQuery before the reply".into())
 }
 
-fn first_value(body: &bytes::Bytes) -> Option<Vec<u8>> {
-    data_row(body)
-        .ok()?
-        .into_iter()
-        .next()
-        .flatten()
-        .map(|b| b.to_vec())
+/// The `index`th value of a control statement's row, parsed.
+fn value_at<T: std::str::FromStr>(row: &[Option<bytes::Bytes>], index: usize) -> Option<T> {
+    let value = row.get(index)?.as_ref()?;
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
 }
 
 /// Decodes RowDescription: names and type OIDs.
