@@ -91,6 +91,8 @@ pub struct ShadowConn {
     pub(crate) poisoned: bool,
     /// Samples run on this connection, for periodic resets.
     pub(crate) runs: u64,
+    /// Statements prepared on this connection.
+    pub(crate) statements: super::statements::StatementCache,
 }
 
 impl ShadowConn {
@@ -122,6 +124,7 @@ impl ShadowConn {
             address: address.clone(),
             poisoned: false,
             runs: 0,
+            statements: Default::default(),
         };
         let mut out = BytesMut::new();
         frontend::startup_message(

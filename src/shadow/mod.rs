@@ -15,6 +15,7 @@ pub mod outcome;
 pub mod pool;
 pub mod run;
 pub mod sampler;
+pub mod statements;
 
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::{SkipCounts, SkipReason, SkipTally};

@@ -17,6 +17,10 @@
 //! Sync
 //! ```
 //!
+//! Each statement is prepared once per connection and afterwards only bound
+//! and executed ([`super::statements`]), so a busy fingerprint's queries
+//! are not parsed and planned again for every sample.
+//!
 //! One Sync means one flush by the server and one wake-up of the worker for
 //! the whole sample (bar results larger than the server's send buffer):
 //! comparing must cost the database little more than the statements
@@ -38,6 +42,7 @@
 //! and the transaction is rolled back before the connection is reused.
 
 use super::conn::{server_error, ConnError, Reply, ShadowConn};
+use super::statements::{statement_name, Prepared, StatementCache, CACHED_PLAN_CHANGED};
 use crate::capture::tracker::Sample;
 use crate::diff::result::{Column, ResultBuilder, ResultSet};
 use crate::diff::CompareOptions;
@@ -114,6 +119,23 @@ pub struct RunSpec<'a> {
 
 /// Runs `sample` on `conn`.
 pub async fn run(
+    conn: &mut ShadowConn,
+    sample: &Sample,
+    spec: &RunSpec<'_>,
+) -> Result<RunResult, ConnError> {
+    let first = run_once(conn, sample, spec).await?;
+    // A prepared statement whose relation changed its columns (the new
+    // schema is being migrated) fails once with "cached plan must not
+    // change result type"; it has been closed, so run afresh.
+    let stale =
+        |side: &SideResult| matches!(side, SideResult::Error(e) if e.code == CACHED_PLAN_CHANGED);
+    if stale(&first.old) || stale(&first.new) {
+        return run_once(conn, sample, spec).await;
+    }
+    Ok(first)
+}
+
+async fn run_once(
     conn: &mut ShadowConn,
     sample: &Sample,
     spec: &RunSpec<'_>,
@@ -209,47 +231,49 @@ async fn run_transaction(
     spec: &RunSpec<'_>,
     sides: &[Side<'_>],
 ) -> Result<TransactionResult, ConnError> {
-    let mut out = BytesMut::new();
     let mut steps = Vec::with_capacity(4 + 2 * sides.len());
     let timeout = spec.statement_timeout.as_millis().max(1).to_string();
-    push_control(
-        &mut out,
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        &[],
-    )?;
+    let mut out = BytesMut::new();
+    if !conn.statements.has_room(4 + 2 * sides.len()) {
+        // Start the cache over rather than grow it.
+        for id in conn.statements.drain() {
+            frontend::close(b'S', &statement_name(id), &mut out).map_err(protocol_error)?;
+        }
+    }
+    let mut pipe = Pipeline {
+        out,
+        cache: &mut conn.statements,
+        used: Vec::with_capacity(steps.capacity()),
+    };
+    pipe.control("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[])?;
     steps.push(Step::Control);
     for (i, side) in sides.iter().enumerate() {
         if i == 0 {
             let mut names = vec![("statement_timeout", timeout.as_str())];
             names.extend(sample.settings.pairs());
             names.push(("search_path", side.search_path));
-            push_settings(&mut out, &names)?;
+            pipe.settings(&names)?;
             steps.push(Step::Settings);
         } else {
-            push_control(
-                &mut out,
+            pipe.control(
                 "SELECT extract(epoch FROM clock_timestamp())::text, set_config('search_path', $1, true)",
                 &[side.search_path],
             )?;
             steps.push(Step::Mark);
         }
-        push_query(&mut out, sample, side.sql)?;
+        pipe.query(sample, side)?;
         steps.push(Step::Query(i));
     }
-    push_control(
-        &mut out,
+    pipe.control(
         "SELECT extract(epoch FROM clock_timestamp())::text, pg_advisory_unlock_all()",
         &[],
     )?;
     steps.push(Step::Mark);
-    push_control(&mut out, "COMMIT", &[])?;
+    pipe.control("COMMIT", &[])?;
     steps.push(Step::Control);
+    let Pipeline { mut out, used, .. } = pipe;
     frontend::sync(&mut out);
     conn.runs += 1;
-    let discard = conn.runs % DISCARD_EVERY == 0;
-    if discard {
-        frontend::query("DISCARD ALL", &mut out).map_err(protocol_error)?;
-    }
 
     let started = Instant::now();
     conn.send(&out).await?;
@@ -264,13 +288,15 @@ async fn run_transaction(
     // Server clock readings around the sides: side i ran between mark i
     // and mark i + 1.
     let mut marks: Vec<Option<f64>> = Vec::with_capacity(sides.len() + 1);
-    for step in steps {
+    let mut failed_step = None;
+    for (index, step) in steps.into_iter().enumerate() {
         match step {
             Step::Query(i) => {
                 match read_query(conn, spec).await? {
                     Ok(rows) => result.sides.push(SideResult::Rows(rows)),
                     Err(e) => {
                         result.sides.push(SideResult::Error(e));
+                        failed_step = Some(index);
                         break;
                     }
                 }
@@ -296,6 +322,7 @@ async fn run_transaction(
                     // is the shadow's problem, not the schemas'. A side
                     // that already ran keeps its result.
                     result.failure = Some(e);
+                    failed_step = Some(index);
                     break;
                 }
             },
@@ -312,14 +339,39 @@ async fn run_transaction(
         }
     }
     let status = read_until_ready(conn).await?;
+    let mut cleanup = BytesMut::new();
+    let mut replies = 0;
     if status != b'I' {
         // Something failed inside the transaction: roll it back so the
         // connection can be reused.
-        let mut rollback = BytesMut::new();
-        frontend::query("ROLLBACK", &mut rollback).map_err(protocol_error)?;
-        conn.send(&rollback).await?;
-        if read_until_ready(conn).await? != b'I' {
-            conn.poisoned = true;
+        frontend::query("ROLLBACK", &mut cleanup).map_err(protocol_error)?;
+        replies += 1;
+    }
+    if let Some(failed) = failed_step {
+        // The failing step's statement (a plan that no longer fits the
+        // relation, say) and every statement first parsed after it (the
+        // server skipped those Parses) are closed and forgotten.
+        let doubtful: Vec<u32> = used
+            .iter()
+            .enumerate()
+            .skip(failed)
+            .filter_map(|(i, p)| p.filter(|p| i == failed || p.parse).map(|p| p.id))
+            .collect();
+        for &id in &doubtful {
+            conn.statements.forget(id);
+            frontend::close(b'S', &statement_name(id), &mut cleanup).map_err(protocol_error)?;
+        }
+        if !doubtful.is_empty() {
+            frontend::sync(&mut cleanup);
+            replies += 1;
+        }
+    }
+    if replies > 0 {
+        conn.send(&cleanup).await?;
+        for _ in 0..replies {
+            if read_until_ready(conn).await? != b'I' {
+                conn.poisoned = true;
+            }
         }
     }
     if result.failure.is_some() && result.sides.len() == sides.len() {
@@ -327,8 +379,15 @@ async fn run_transaction(
         // stand, the connection is not trusted any more.
         conn.poisoned = true;
     }
-    if discard && read_until_ready(conn).await? != b'I' {
-        conn.poisoned = true;
+    if conn.runs % DISCARD_EVERY == 0 && !conn.poisoned {
+        let mut discard = BytesMut::new();
+        frontend::query("DISCARD ALL", &mut discard).map_err(protocol_error)?;
+        conn.send(&discard).await?;
+        // DISCARD ALL deallocates every prepared statement too.
+        conn.statements.clear();
+        if read_until_ready(conn).await? != b'I' {
+            conn.poisoned = true;
+        }
     }
     Ok(result)
 }
@@ -339,45 +398,97 @@ fn protocol_error(e: std::io::Error) -> ConnError {
 
 /// Parse/Bind/Execute of a statement of pgshadow's own, with text
 /// parameters and text results.
-fn push_control(out: &mut BytesMut, sql: &str, params: &[&str]) -> Result<(), ConnError> {
-    frontend::parse("", sql, std::iter::empty(), out).map_err(protocol_error)?;
-    bind_text(out, params)?;
-    frontend::execute("", 0, out).map_err(protocol_error)?;
-    Ok(())
+/// The pipeline being built: the bytes, and which prepared statement each
+/// step uses.
+struct Pipeline<'c> {
+    out: BytesMut,
+    cache: &'c mut StatementCache,
+    /// Per step, the statement it binds (`None`: parsed unnamed).
+    used: Vec<Option<Prepared>>,
 }
 
-/// The statement that takes the snapshot, reads its xmin and applies the
-/// settings (`set_config(name, value, true)` each, as bound parameters).
-fn push_settings(out: &mut BytesMut, settings: &[(&str, &str)]) -> Result<(), ConnError> {
-    let mut sql = String::from(
-        "SELECT txid_snapshot_xmin(txid_current_snapshot())::text, \
-         extract(epoch FROM clock_timestamp())::text",
-    );
-    for i in 0..settings.len() {
-        sql.push_str(&format!(
-            ", set_config(${}, ${}, true)",
-            2 * i + 1,
-            2 * i + 2
-        ));
+impl Pipeline<'_> {
+    /// Parse (first use on this connection only) and the statement's name
+    /// for Bind: `""` (unnamed) when the cache has no room.
+    fn statement(
+        &mut self,
+        search_path: &str,
+        sql: &str,
+        types: &[u32],
+    ) -> Result<String, ConnError> {
+        let prepared = self.cache.prepare(search_path, sql, types);
+        let name = prepared.map(Prepared::name).unwrap_or_default();
+        if prepared.is_none_or(|p| p.parse) {
+            frontend::parse(&name, sql, types.iter().copied(), &mut self.out)
+                .map_err(protocol_error)?;
+        }
+        self.used.push(prepared);
+        Ok(name)
     }
-    let params: Vec<&str> = settings.iter().flat_map(|(k, v)| [*k, *v]).collect();
-    push_control(out, &sql, &params)
-}
 
-fn bind_text(out: &mut BytesMut, params: &[&str]) -> Result<(), ConnError> {
-    frontend::bind(
-        "",
-        "",
-        std::iter::empty::<i16>(),
-        params.iter(),
-        |value, buf| {
-            buf.extend_from_slice(value.as_bytes());
-            Ok(IsNull::No)
-        },
-        std::iter::empty::<i16>(),
-        out,
-    )
-    .map_err(bind_error)
+    /// Bind/Execute of a statement of pgshadow's own, with text parameters
+    /// and text results.
+    fn control(&mut self, sql: &str, params: &[&str]) -> Result<(), ConnError> {
+        // pgshadow's own statements name only built-in functions.
+        let name = self.statement("", sql, &[])?;
+        frontend::bind(
+            "",
+            &name,
+            std::iter::empty::<i16>(),
+            params.iter(),
+            |value, buf| {
+                buf.extend_from_slice(value.as_bytes());
+                Ok(IsNull::No)
+            },
+            std::iter::empty::<i16>(),
+            &mut self.out,
+        )
+        .map_err(bind_error)?;
+        frontend::execute("", 0, &mut self.out).map_err(protocol_error)
+    }
+
+    /// The statement that takes the snapshot, reads its xmin and the clock,
+    /// and applies the settings (`set_config(name, value, true)` each, as
+    /// bound parameters).
+    fn settings(&mut self, settings: &[(&str, &str)]) -> Result<(), ConnError> {
+        let mut sql = String::from(
+            "SELECT txid_snapshot_xmin(txid_current_snapshot())::text, \
+             extract(epoch FROM clock_timestamp())::text",
+        );
+        for i in 0..settings.len() {
+            sql.push_str(&format!(
+                ", set_config(${}, ${}, true)",
+                2 * i + 1,
+                2 * i + 2
+            ));
+        }
+        let params: Vec<&str> = settings.iter().flat_map(|(k, v)| [*k, *v]).collect();
+        self.control(&sql, &params)
+    }
+
+    /// Bind/Describe/Execute of one side's query, with the client's
+    /// parameters replayed byte for byte and every result column as text.
+    fn query(&mut self, sample: &Sample, side: &Side<'_>) -> Result<(), ConnError> {
+        let name = self.statement(side.search_path, side.sql, &sample.param_types)?;
+        frontend::bind(
+            "",
+            &name,
+            sample.param_formats.iter().copied(),
+            sample.params.iter(),
+            |value, buf| match value {
+                Some(bytes) => {
+                    buf.extend_from_slice(bytes);
+                    Ok(IsNull::No)
+                }
+                None => Ok(IsNull::Yes),
+            },
+            [0i16],
+            &mut self.out,
+        )
+        .map_err(bind_error)?;
+        frontend::describe(b'P', "", &mut self.out).map_err(protocol_error)?;
+        frontend::execute("", 0, &mut self.out).map_err(protocol_error)
+    }
 }
 
 fn bind_error(e: frontend::BindError) -> ConnError {
@@ -386,31 +497,6 @@ fn bind_error(e: frontend::BindError) -> ConnError {
         frontend::BindError::Serialization(e) => e.to_string(),
     };
     ConnError::Protocol(format!("cannot encode parameters: {why}"))
-}
-
-/// Parse/Bind/Describe/Execute of one side's query, with the client's
-/// parameters replayed byte for byte and every result column as text.
-fn push_query(out: &mut BytesMut, sample: &Sample, sql: &str) -> Result<(), ConnError> {
-    frontend::parse("", sql, sample.param_types.iter().copied(), out).map_err(protocol_error)?;
-    frontend::bind(
-        "",
-        "",
-        sample.param_formats.iter().copied(),
-        sample.params.iter(),
-        |value, buf| match value {
-            Some(bytes) => {
-                buf.extend_from_slice(bytes);
-                Ok(IsNull::No)
-            }
-            None => Ok(IsNull::Yes),
-        },
-        [0i16],
-        out,
-    )
-    .map_err(bind_error)?;
-    frontend::describe(b'P', "", out).map_err(protocol_error)?;
-    frontend::execute("", 0, out).map_err(protocol_error)?;
-    Ok(())
 }
 
 /// Reads the replies of one control statement up to its completion: the

@@ -177,3 +177,42 @@ async fn a_parametrised_read_that_fails_only_on_the_old_side_is_an_old_error() {
         "the new side ran fine: {line}"
     );
 }
+
+/// The shadow keeps its statements prepared between samples; when the new
+/// schema's relation changes its columns mid-migration, the next sample is
+/// still compared (a columns mismatch), not reported as an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relation_changed_between_samples_is_compared_afresh() {
+    let pg = Pg::start();
+    fixture::create(&pg);
+    pg.sql(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'a'), (2, 'b');
+         CREATE VIEW v2.notes AS SELECT id, body FROM public.notes;
+         GRANT SELECT ON notes, v2.notes TO pgshadow;",
+    );
+    let proxy = Proxy::start(pg.port(), &fixture::shadow_config("max_in_flight = 1"));
+    let client = connect(proxy.port).await;
+    let sql = "SELECT * FROM notes ORDER BY id";
+    for n in 1..=3 {
+        client.simple_query(sql).await.unwrap();
+        wait_for_comparisons(&proxy, f64::from(n));
+    }
+    assert_eq!(
+        comparisons(&proxy, "match"),
+        3.0,
+        "{}",
+        proxy.metrics_text()
+    );
+    pg.sql(
+        "CREATE OR REPLACE VIEW v2.notes AS SELECT id, body, 'x'::text AS extra FROM public.notes",
+    );
+    client.simple_query(sql).await.unwrap();
+    wait_for_comparisons(&proxy, 4.0);
+    let text = proxy.metrics_text();
+    assert_eq!(comparisons(&proxy, "mismatch"), 1.0, "{text}");
+    for error in ["old_error", "new_error", "both_error"] {
+        assert_eq!(comparisons(&proxy, error), 0.0, "{error}: {text}");
+    }
+    let line = proxy.wait_for_log(Duration::from_secs(5), |l| l.contains("shadow mismatch"));
+    assert!(line.contains("diff=\"columns\""), "{line}");
+}
