@@ -169,7 +169,6 @@ first_executions = $first
 user = "postgres"
 old_search_path = "public"
 new_search_path = "v2"
-max_in_flight = 4
 queue_capacity = 1024
 EOF
 }
@@ -698,7 +697,7 @@ if [[ -n $RUN_RELAY ]]; then
 fi
 SHADOW_FACTS=(
     "- Runs: pgbench -n -S -M $SHADOW_MODE -c $SHADOW_CLIENTS -j $SHADOW_JOBS -T $SECONDS_PER_RUN, scale $SCALE, against four pgshadow instances, one per configuration (same binary and configuration except \`[shadow]\`, all running throughout, own listen and admin ports); $ROUNDS round(s) with the configuration order rotating, ${WARMUP}s warm-up per configuration, ${PAUSE}s pause between runs"
-    "- Shadow on: \`user = \"postgres\"\` (the cluster superuser, trust), \`old_search_path = \"public\"\`, \`new_search_path = \"v2\"\`, \`max_in_flight = 4\`, \`queue_capacity = 1024\`, \`first_executions = 0\` with sample_rate 0 and 3 (the default) otherwise; other keys at their defaults. Schema v2 holds one view \`SELECT * FROM public.<table>\` per pgbench table, so this is an A/A comparison: every comparison must match"
+    "- Shadow on: \`user = \"postgres\"\` (the cluster superuser, trust), \`old_search_path = \"public\"\`, \`new_search_path = \"v2\"\`, \`max_in_flight = 2\` (the default), \`queue_capacity = 1024\`, \`first_executions = 0\` with sample_rate 0 and 3 (the default) otherwise; other keys at their defaults. Schema v2 holds one view \`SELECT * FROM public.<table>\` per pgbench table, so this is an A/A comparison: every comparison must match"
     "- Shadow counters: the instance's /metrics ($([[ -n $CURL ]] && echo curl || echo "bash /dev/tcp")) read right before each run and, after pgbench exits, once the shadow is idle again (queue depth 0 and no comparison finished for 0.3 s); the report shows the differences, so they belong to that run (including the comparisons of its samples that finished after pgbench exited: \"drain\"). TPS and CPU cover pgbench's run only"
 )
 
@@ -967,7 +966,7 @@ shadow_report() {
     echo
     echo "### CPU split (mean cores busy during the runs) and per-round TPS"
     echo
-    echo "\"postgres\" includes the shadow's own backends (up to max_in_flight = 4 connections per shadow-on instance); \"proxy\" is the pgshadow process, shadow workers included; \"proxy µs/txn\" is its CPU time per pgbench transaction."
+    echo "\"postgres\" includes the shadow's own backends (up to max_in_flight = 2 connections per shadow-on instance); \"proxy\" is the pgshadow process, shadow workers included; \"proxy µs/txn\" is its CPU time per pgbench transaction."
     echo
     awk -F'\t' -v order="${SHADOW_CONFIGS[*]}" \
         -v labels="$(for c in "${SHADOW_CONFIGS[@]}"; do printf '%s\t' "${SHADOW_LABEL[$c]}"; done)" '

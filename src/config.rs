@@ -236,7 +236,7 @@ impl Default for ShadowConfig {
             password_env: None,
             old_search_path: "public".into(),
             new_search_path: "v2".into(),
-            max_in_flight: 4,
+            max_in_flight: 2,
             queue_capacity: 1024,
             statement_timeout_ms: 5_000,
             max_samples_per_second: 0,

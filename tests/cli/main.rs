@@ -92,3 +92,43 @@ fn a_taken_listen_address_is_a_clear_runtime_error() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
 }
+
+/// Every key `config.example.toml` shows (commented-out ones too) has a row
+/// in the README's configuration reference, written `section.key`.
+#[test]
+fn every_key_of_the_example_config_is_documented_in_the_readme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(root.join("config.example.toml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in example.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            continue;
+        }
+        // `key = value`, or a commented-out `# key = value`.
+        let candidate = line.trim_start_matches('#').trim_start();
+        let Some((key, _)) = candidate.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        let is_key = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if is_key && !section.is_empty() {
+            keys.push(format!("{section}.{key}"));
+        }
+    }
+    assert!(keys.len() > 40, "too few keys found: {keys:?}");
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| !readme.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys of config.example.toml not documented in README.md: {missing:?}"
+    );
+}
