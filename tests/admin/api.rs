@@ -4,7 +4,7 @@
 
 use crate::harness::{connect, wait_until, Pg, Proxy};
 use crate::http::{get, get_json, post_ok, send};
-use crate::{comparisons, config, incidents, read, wait_for_incidents, READ_NOTE, SCHEMA};
+use crate::{comparisons, config, create_schema, incidents, read, wait_for_incidents, READ_NOTE};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ fn ids(list: &[Value]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_are_listed_filtered_shown_acknowledged_and_muted_until_the_mute_ends() {
     let pg = Pg::start();
-    pg.sql(SCHEMA);
+    create_schema(&pg);
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(pg.port(), &config(dir.path(), "", ""));
     let port = proxy.admin_port;
@@ -205,7 +205,7 @@ async fn incidents_are_listed_filtered_shown_acknowledged_and_muted_until_the_mu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sample_rate_and_the_kill_switch_change_without_a_restart() {
     let pg = Pg::start();
-    pg.sql(SCHEMA);
+    create_schema(&pg);
     let dir = tempfile::tempdir().unwrap();
     let toml = config(dir.path(), "sample_rate = 0.0\nfirst_executions = 0", "");
     let proxy = Proxy::start(pg.port(), &toml);

@@ -4,7 +4,7 @@
 //! web page driven in headless Chromium ([`page`]).
 //!
 //! Every test runs the real `pgshadow` binary in front of a real
-//! PostgreSQL whose new schema has deliberate backfill bugs ([`SCHEMA`]),
+//! PostgreSQL whose new schema has deliberate backfill bugs ([`create_schema`]),
 //! so the incidents are the ones the proxy really finds.
 
 #[path = "../harness/mod.rs"]
@@ -17,31 +17,22 @@ mod page;
 mod ready;
 mod token;
 
-use harness::{wait_until, Proxy};
+use harness::{items, wait_until, Pg, Proxy};
 use serde_json::Value;
 use std::time::Duration;
 use tokio_postgres::Client;
 
-/// Old schema `public`, new schema `v2`, identical but for three bugs: the
-/// backfill wrote a wrong title for item 7 and a wrong body for item 11,
-/// and the new schema forgot the table `legacy_notes`.
-pub const SCHEMA: &str = "
-    CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL, body text NOT NULL);
-    INSERT INTO items SELECT g, 'Title ' || g, 'Body ' || g FROM generate_series(1, 20) g;
-    CREATE TABLE legacy_notes (id int PRIMARY KEY, note text NOT NULL);
-    INSERT INTO legacy_notes VALUES (1, 'a note');
-    CREATE SCHEMA v2;
-    CREATE TABLE v2.items (id int PRIMARY KEY, title text NOT NULL, body text NOT NULL);
-    INSERT INTO v2.items SELECT * FROM items;
-    UPDATE v2.items SET title = 'Wrong title' WHERE id = 7;
-    UPDATE v2.items SET body = 'Wrong body' WHERE id = 11;
-    CREATE ROLE pgshadow LOGIN;
-    GRANT USAGE ON SCHEMA public, v2 TO pgshadow;
-    GRANT SELECT ON ALL TABLES IN SCHEMA public, v2 TO pgshadow;
-";
-
-/// The application's read: one item by id.
-pub const READ: &str = "SELECT id, title, body FROM items WHERE id = $1";
+/// The shared migration with its two backfill bugs (a wrong title for
+/// item 7, a wrong body for item 11), plus a third: the new schema forgot
+/// the table `legacy_notes`.
+pub fn create_schema(pg: &Pg) {
+    pg.sql(items::SCHEMA);
+    pg.sql(
+        "CREATE TABLE legacy_notes (id int PRIMARY KEY, note text NOT NULL);
+         INSERT INTO legacy_notes VALUES (1, 'a note');
+         GRANT SELECT ON legacy_notes TO pgshadow;",
+    );
+}
 
 /// A read of the table the new schema lacks.
 pub const READ_NOTE: &str = "SELECT id, note FROM legacy_notes WHERE id = $1";
@@ -66,11 +57,7 @@ pub fn config(dir: &std::path::Path, extra_shadow: &str, rest: &str) -> String {
 
 /// Reads item `id` through the proxy.
 pub async fn read(client: &Client, id: i32) {
-    let rows = client
-        .query(READ, &[&id])
-        .await
-        .expect("read through the proxy");
-    assert_eq!(rows.len(), 1);
+    items::read(client, id).await;
 }
 
 /// The incidents the API lists for `query` (e.g. `?kind=mismatch`).

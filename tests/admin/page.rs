@@ -9,7 +9,7 @@
 use crate::chromium::Chromium;
 use crate::harness::{connect, Pg, Proxy};
 use crate::http::get_json;
-use crate::{config, read, wait_for_incidents, SCHEMA};
+use crate::{config, create_schema, read, wait_for_incidents};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,7 +36,7 @@ async fn the_page_shows_the_highlighted_difference_and_acknowledges_in_headless_
         }
     };
     let pg = Pg::start();
-    pg.sql(SCHEMA);
+    create_schema(&pg);
     let dir = tempfile::tempdir().unwrap();
     let toml = config(dir.path(), "", &format!("[admin]\ntoken = \"{TOKEN}\""));
     let proxy = Proxy::start(pg.port(), &toml);

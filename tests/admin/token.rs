@@ -3,14 +3,14 @@
 
 use crate::harness::{Pg, Proxy};
 use crate::http::{get, send};
-use crate::{config, SCHEMA};
+use crate::{config, create_schema};
 
 const TOKEN: &str = "t0ken-for-the-admin-tests";
 
 #[test]
 fn with_a_token_changes_need_it_and_reads_stay_open() {
     let pg = Pg::start();
-    pg.sql(SCHEMA);
+    create_schema(&pg);
     let dir = tempfile::tempdir().unwrap();
     // From the environment, as a deployment would keep it.
     let toml = config(

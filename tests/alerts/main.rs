@@ -8,7 +8,8 @@
 #[path = "../harness/mod.rs"]
 mod harness;
 
-use harness::{connect, field, wait_until, Pg, Proxy};
+use harness::items::{stored_outcomes, SCHEMA};
+use harness::{connect, field, items, wait_until, Pg, Proxy};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,24 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_postgres::Client;
-
-/// Old schema `public`, new schema `v2`, identical but for two backfill
-/// bugs: a wrong title for item 7 and a wrong body for item 11.
-const SCHEMA: &str = "
-    CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL, body text NOT NULL);
-    INSERT INTO items SELECT g, 'Title ' || g, 'Body ' || g FROM generate_series(1, 20) g;
-    CREATE SCHEMA v2;
-    CREATE TABLE v2.items (id int PRIMARY KEY, title text NOT NULL, body text NOT NULL);
-    INSERT INTO v2.items SELECT * FROM items;
-    UPDATE v2.items SET title = 'Wrong title' WHERE id = 7;
-    UPDATE v2.items SET body = 'Wrong body' WHERE id = 11;
-    CREATE ROLE pgshadow LOGIN;
-    GRANT USAGE ON SCHEMA public, v2 TO pgshadow;
-    GRANT SELECT ON ALL TABLES IN SCHEMA public, v2 TO pgshadow;
-";
-
-/// The application's read: one item by id.
-const READ: &str = "SELECT id, title, body FROM items WHERE id = $1";
 
 /// Where the webhook posts: a Slack-like path with the secret in it.
 const HOOK_PATH: &str = "/services/T000/B000/secret";
@@ -52,23 +35,7 @@ fn config(store_dir: &std::path::Path, webhook_url: &str, extra_alerts: &str) ->
 /// Reads item `id` through the proxy; the application's answer must be
 /// the old schema's, whatever the shadow and the webhook are doing.
 async fn read(client: &Client, id: i32) {
-    let rows = client
-        .query(READ, &[&id])
-        .await
-        .expect("read through the proxy");
-    assert_eq!(rows.len(), 1);
-    let title: &str = rows[0].get(1);
-    assert_eq!(title, format!("Title {id}"));
-}
-
-/// Outcomes the proxy reported as committed to its store.
-fn stored_outcomes(proxy: &Proxy) -> u64 {
-    proxy
-        .logs()
-        .iter()
-        .filter(|l| l.contains("store batch written"))
-        .filter_map(|l| field(l, "outcomes")?.parse::<u64>().ok())
-        .sum()
+    assert_eq!(items::read(client, id).await, format!("Title {id}"));
 }
 
 fn wait_metric(proxy: &Proxy, series: &str, value: f64) {

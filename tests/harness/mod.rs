@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod items;
 pub mod wire;
 
 use pgshadow::localpg::{Binaries, Cluster, ClusterOptions};

@@ -4,28 +4,10 @@
 //! writes what was still in memory.
 
 use crate::backend::Backend;
+use crate::harness::items::{read, stored_outcomes, READ, SCHEMA};
 use crate::harness::{connect, field, wait_until, Pg, Proxy};
 use pgshadow::store::{IncidentFilter, IncidentKind, Store, StoreOptions};
 use std::time::Duration;
-use tokio_postgres::Client;
-
-/// Old schema `public`, new schema `v2`, identical but for two bugs: the
-/// backfill wrote a wrong title for item 7 and a wrong body for item 11.
-const SCHEMA: &str = "
-    CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL, body text NOT NULL);
-    INSERT INTO items SELECT g, 'Title ' || g, 'Body ' || g FROM generate_series(1, 20) g;
-    CREATE SCHEMA v2;
-    CREATE TABLE v2.items (id int PRIMARY KEY, title text NOT NULL, body text NOT NULL);
-    INSERT INTO v2.items SELECT * FROM items;
-    UPDATE v2.items SET title = 'Wrong title' WHERE id = 7;
-    UPDATE v2.items SET body = 'Wrong body' WHERE id = 11;
-    CREATE ROLE pgshadow LOGIN;
-    GRANT USAGE ON SCHEMA public, v2 TO pgshadow;
-    GRANT SELECT ON ALL TABLES IN SCHEMA public, v2 TO pgshadow;
-";
-
-/// The application's read: one item by id.
-const READ: &str = "SELECT id, title, body FROM items WHERE id = $1";
 
 fn config(store_url: &str, extra_store: &str) -> String {
     format!(
@@ -33,25 +15,6 @@ fn config(store_url: &str, extra_store: &str) -> String {
          old_search_path = \"public\"\nnew_search_path = \"v2\"\n\
          [store]\nurl = \"{store_url}\"\n{extra_store}\n"
     )
-}
-
-async fn read(client: &Client, id: i32) {
-    let rows = client
-        .query(READ, &[&id])
-        .await
-        .expect("read through the proxy");
-    assert_eq!(rows.len(), 1);
-}
-
-/// Outcomes the proxy reported as committed to its store: the sum of
-/// `outcomes=` over its `store batch written` lines.
-fn stored_outcomes(proxy: &Proxy) -> u64 {
-    proxy
-        .logs()
-        .iter()
-        .filter(|l| l.contains("store batch written"))
-        .filter_map(|l| field(l, "outcomes")?.parse::<u64>().ok())
-        .sum()
 }
 
 fn wait_stored(proxy: &Proxy, n: u64) {
