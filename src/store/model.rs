@@ -63,17 +63,23 @@ impl IncidentKind {
         })
     }
 
-    /// The same label as the outcome's (`mismatch`, `new_error`, …).
-    pub fn label(self) -> &'static str {
+    /// The outcome kind this incident kind stands for.
+    pub fn outcome_kind(self) -> OutcomeKind {
         match self {
-            IncidentKind::Mismatch => "mismatch",
-            IncidentKind::OldError => "old_error",
-            IncidentKind::NewError => "new_error",
-            IncidentKind::BothError => "both_error",
-            IncidentKind::Timeout => "timeout",
-            IncidentKind::RewriteError => "rewrite_error",
-            IncidentKind::ShadowError => "shadow_error",
+            IncidentKind::Mismatch => OutcomeKind::Mismatch,
+            IncidentKind::OldError => OutcomeKind::OldError,
+            IncidentKind::NewError => OutcomeKind::NewError,
+            IncidentKind::BothError => OutcomeKind::BothError,
+            IncidentKind::Timeout => OutcomeKind::Timeout,
+            IncidentKind::RewriteError => OutcomeKind::RewriteError,
+            IncidentKind::ShadowError => OutcomeKind::ShadowError,
         }
+    }
+
+    /// The same label as the outcome's (`mismatch`, `new_error`, …), so
+    /// incidents and `pgshadow_comparisons_total{result}` share one name.
+    pub fn label(self) -> &'static str {
+        self.outcome_kind().label()
     }
 
     /// Parses a label, as given to `--kind` or `?kind=`.
@@ -550,6 +556,9 @@ mod tests {
     fn labels_round_trip() {
         for k in IncidentKind::ALL {
             assert_eq!(IncidentKind::parse(k.label()), Some(k));
+            assert_eq!(IncidentKind::of(k.outcome_kind()), Some(k));
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.label()), "stored and shown alike");
         }
         assert_eq!(parse_diff_kind("missing_rows"), Some(DiffKind::MissingRows));
         assert_eq!(
