@@ -63,6 +63,30 @@ pub enum AdminError {
     Token(String),
 }
 
+/// What `/metrics` shows: the recorder's text, with the relay's sharded
+/// statement counts summed into their counters first
+/// ([`crate::capture::counts`]).
+#[derive(Clone)]
+pub struct MetricsSource {
+    handle: PrometheusHandle,
+    shadow: Option<Arc<Shadow>>,
+}
+
+impl MetricsSource {
+    /// Renders `handle`, bringing `shadow`'s counts up to date first.
+    pub fn new(handle: PrometheusHandle, shadow: Option<Arc<Shadow>>) -> Self {
+        Self { handle, shadow }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        if let Some(shadow) = &self.shadow {
+            shadow.publish_counts();
+        }
+        self.handle.render()
+    }
+}
+
 /// Installs the process-wide Prometheus recorder (once) and returns the
 /// handle that renders it.
 pub fn install_metrics() -> Result<PrometheusHandle, AdminError> {
@@ -91,7 +115,7 @@ pub struct AdminState {
 }
 
 struct Inner {
-    metrics: PrometheusHandle,
+    metrics: MetricsSource,
     upstream_host: String,
     upstream_port: u16,
     /// How long `/readyz` waits for a TCP connection to the upstream.
@@ -124,7 +148,7 @@ impl AdminState {
             .map(Token::new);
         Ok(Self {
             inner: Arc::new(Inner {
-                metrics,
+                metrics: MetricsSource::new(metrics, shadow.clone()),
                 upstream_host: config.upstream.host.clone(),
                 upstream_port: config.upstream.port,
                 ready_timeout: config.upstream.connect_timeout().min(READY_TIMEOUT),

@@ -7,9 +7,13 @@
 //! completed successfully on the primary, emits a
 //! [`tracker::Sample`]. Only cheap
 //! work happens here ([`lexer`]); parsing and rewriting happen off the
-//! relay, in the shadow workers.
+//! relay, in the shadow workers. What every statement costs the relay is
+//! counted per session shard ([`counts`]).
 
+pub mod counts;
 pub mod fingerprint;
 pub mod lexer;
+pub mod sample;
 pub mod skip;
+mod statement;
 pub mod tracker;

@@ -64,6 +64,11 @@ impl SkipReason {
         SkipReason::Nondeterministic,
     ];
 
+    /// The reason's position in [`SkipReason::ALL`], for per-reason arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
@@ -93,6 +98,13 @@ impl fmt::Display for SkipReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_s_index_is_its_place_in_all() {
+        for (i, reason) in SkipReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason}");
+        }
+    }
 
     #[test]
     fn labels_are_unique_snake_case() {

@@ -15,13 +15,17 @@
 //! copied only for executions that were picked. A picked execution becomes
 //! a [`Sample`] only once the primary has completed it without error.
 
+pub use super::sample::{Sample, SessionSettings};
+
 use super::fingerprint::Fingerprint;
-use super::lexer::{self, Lexed};
+use super::lexer;
 use super::skip::{SkipReason, SkipTally};
+use super::statement::{ineligible, SessionEffect, Statement};
 use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend::{self, tag as fe};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,9 +42,12 @@ const MAX_TRACKED_STATEMENTS: usize = 10_000;
 /// Where the tracker sends its decisions: the sampler and the shadow queue.
 pub trait SampleGate {
     /// Whether to sample one execution of `fingerprint`; called once per
-    /// execution of a statement that may be a read. `Err` carries the
-    /// reason it is not sampled.
-    fn decide(&self, fingerprint: Fingerprint) -> Result<(), SkipReason>;
+    /// execution of a statement that may be a read. `executions_here` is
+    /// how often this session has run the same prepared statement before
+    /// (0 when unknown): past the fingerprint's first executions, the
+    /// sampler need not look them up. `Err` carries the reason it is not
+    /// sampled.
+    fn decide(&self, fingerprint: Fingerprint, executions_here: u32) -> Result<(), SkipReason>;
     /// Counts a statement that will not be compared.
     fn skip(&self, reason: SkipReason);
     /// Takes a session's skips per fingerprint (summed up locally, so this
@@ -53,80 +60,6 @@ pub trait SampleGate {
     /// Hands a completed sample to the shadow. Must not block. `Err` when
     /// the sample was dropped (queue full, rate limit; already counted).
     fn submit(&self, sample: Sample) -> Result<(), SkipReason>;
-}
-
-/// Session settings the shadow applies with SET LOCAL, as last reported by
-/// the server (ParameterStatus) or sent in the startup packet.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionSettings {
-    /// `TimeZone`.
-    pub timezone: Option<String>,
-    /// `DateStyle`.
-    pub datestyle: Option<String>,
-    /// `IntervalStyle`.
-    pub intervalstyle: Option<String>,
-    /// `extra_float_digits` (not reported by the server; startup only).
-    pub extra_float_digits: Option<String>,
-    /// `client_encoding`: parameters and SQL are in this encoding.
-    pub client_encoding: Option<String>,
-}
-
-impl SessionSettings {
-    /// The settings as `(name, value)` pairs, for SET LOCAL.
-    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [
-            ("TimeZone", &self.timezone),
-            ("DateStyle", &self.datestyle),
-            ("IntervalStyle", &self.intervalstyle),
-            ("extra_float_digits", &self.extra_float_digits),
-            ("client_encoding", &self.client_encoding),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
-    }
-
-    /// Applies one setting by its server name; others are ignored.
-    pub fn set(&mut self, name: &str, value: &str) {
-        let slot = match name.to_ascii_lowercase().as_str() {
-            "timezone" => &mut self.timezone,
-            "datestyle" => &mut self.datestyle,
-            "intervalstyle" => &mut self.intervalstyle,
-            "extra_float_digits" => &mut self.extra_float_digits,
-            "client_encoding" => &mut self.client_encoding,
-            _ => return,
-        };
-        *slot = Some(value.to_string());
-    }
-}
-
-/// One execution of a read, completed on the primary, to be replayed.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    /// Groups executions of the same statement.
-    pub fingerprint: Fingerprint,
-    /// The SQL as the client sent it.
-    pub sql: Arc<str>,
-    /// Parameter type OIDs from Parse (empty for a simple Query).
-    pub param_types: Arc<[u32]>,
-    /// Parameter format codes exactly as bound.
-    pub param_formats: Vec<i16>,
-    /// Parameter values exactly as bound (`None` = NULL).
-    pub params: Vec<Option<Bytes>>,
-    /// Session settings at the time of the execution.
-    pub settings: Arc<SessionSettings>,
-    /// The database the client is connected to.
-    pub database: Arc<str>,
-    /// When the primary completed it.
-    pub completed_at: Instant,
-}
-
-/// A statement the client prepared.
-#[derive(Debug)]
-struct Statement {
-    /// The SQL, when it is valid UTF-8 (otherwise it cannot be parsed).
-    sql: Option<Arc<str>>,
-    param_types: Arc<[u32]>,
-    lexed: Lexed,
 }
 
 /// Parameters copied for a picked execution.
@@ -186,6 +119,10 @@ pub struct Tracker<G: SampleGate> {
     session_dependent: bool,
     /// Skips per fingerprint not yet handed to the gate.
     skips: SkipTally,
+    /// The latest run of skips with the same key, not yet in `skips`
+    /// (most sessions repeat a few statements: this saves a hash lookup
+    /// per skip).
+    skip_run: Option<((Fingerprint, SkipReason), u64)>,
     unflushed_skips: u32,
     skips_flushed_at: Instant,
 }
@@ -204,6 +141,7 @@ impl<G: SampleGate> Tracker<G> {
             expected: VecDeque::new(),
             session_dependent: false,
             skips: SkipTally::new(),
+            skip_run: None,
             unflushed_skips: 0,
             skips_flushed_at: Instant::now(),
         }
@@ -231,19 +169,18 @@ impl<G: SampleGate> Tracker<G> {
         let candidate = match frontend::query(body) {
             Ok(sql) => {
                 let lexed = lexer::lex_bytes(sql);
-                self.note_session_state(&lexed);
-                match self.eligible(&lexed, std::str::from_utf8(sql).ok()) {
-                    Ok(sql) => match self.gate.decide(lexed.fingerprint) {
-                        Ok(()) => Some((lexed.fingerprint, Arc::from(sql))),
-                        Err(reason) => {
-                            self.skip(lexed.fingerprint, reason);
-                            None
-                        }
-                    },
-                    Err(reason) => {
+                let text = std::str::from_utf8(sql).ok();
+                self.apply(SessionEffect::of(&lexed));
+                let verdict = self
+                    .eligible(ineligible(&lexed, text.is_some()))
+                    .and_then(|()| self.gate.decide(lexed.fingerprint, 0));
+                match (verdict, text) {
+                    (Ok(()), Some(sql)) => Some((lexed.fingerprint, Arc::from(sql))),
+                    (Err(reason), _) => {
                         self.skip(lexed.fingerprint, reason);
                         None
                     }
+                    (Ok(()), None) => None,
                 }
             }
             Err(_) => {
@@ -264,11 +201,7 @@ impl<G: SampleGate> Tracker<G> {
             self.on_untracked(fe::PARSE);
             return;
         };
-        let statement = Arc::new(Statement {
-            sql: std::str::from_utf8(parse.sql).ok().map(Arc::from),
-            param_types: Arc::from(parse.param_types),
-            lexed: lexer::lex_bytes(parse.sql),
-        });
+        let statement = Arc::new(Statement::new(parse.sql, Arc::from(parse.param_types)));
         let name = parse.name.to_vec();
         if name.is_empty() {
             self.unnamed_statement = Some(statement);
@@ -300,11 +233,14 @@ impl<G: SampleGate> Tracker<G> {
                 None
             }
             Some(statement) => {
-                self.note_session_state(&statement.lexed);
+                self.apply(statement.effect);
+                let executions = statement.executions.load(Ordering::Relaxed);
+                statement
+                    .executions
+                    .store(executions.saturating_add(1), Ordering::Relaxed);
                 let verdict = self
-                    .eligible(&statement.lexed, statement.sql.as_deref())
-                    .map(|_| ())
-                    .and_then(|()| self.gate.decide(statement.lexed.fingerprint))
+                    .eligible(statement.ineligible)
+                    .and_then(|()| self.gate.decide(statement.fingerprint, executions))
                     .and_then(|()| frontend::bind(body).map_err(|_| SkipReason::Unparsable));
                 match verdict {
                     Ok(bind) => Some(Ticket {
@@ -317,7 +253,7 @@ impl<G: SampleGate> Tracker<G> {
                         statement,
                     }),
                     Err(reason) => {
-                        self.skip(statement.lexed.fingerprint, reason);
+                        self.skip(statement.fingerprint, reason);
                         None
                     }
                 }
@@ -460,7 +396,9 @@ impl<G: SampleGate> Tracker<G> {
         }
         if status == TransactionStatus::Idle {
             // Portals do not outlive their transaction.
-            self.portals.clear();
+            if !self.portals.is_empty() {
+                self.portals.clear();
+            }
             self.unnamed_portal = None;
             if self.unflushed_skips > 0 && self.skips_flushed_at.elapsed() >= SKIP_FLUSH_INTERVAL {
                 self.flush_skips();
@@ -476,7 +414,15 @@ impl<G: SampleGate> Tracker<G> {
     }
 
     fn tally_skip(&mut self, fingerprint: Fingerprint, reason: SkipReason) {
-        *self.skips.entry((fingerprint, reason)).or_insert(0) += 1;
+        let key = (fingerprint, reason);
+        match &mut self.skip_run {
+            Some((k, n)) if *k == key => *n += 1,
+            run => {
+                if let Some((k, n)) = run.replace((key, 1)) {
+                    *self.skips.entry(k).or_insert(0) += n;
+                }
+            }
+        }
         self.unflushed_skips += 1;
         if self.unflushed_skips >= SKIP_FLUSH_EVERY {
             self.flush_skips();
@@ -484,6 +430,7 @@ impl<G: SampleGate> Tracker<G> {
     }
 
     fn flush_skips(&mut self) {
+        self.end_skip_run();
         self.gate.skipped_by_fingerprint(&mut self.skips);
         self.skips.clear();
         self.unflushed_skips = 0;
@@ -551,36 +498,29 @@ impl<G: SampleGate> Tracker<G> {
         }
     }
 
-    /// The cheap checks every statement gets before sampling; returns the
-    /// SQL text when the statement may be a read.
-    fn eligible<'s>(&self, lexed: &Lexed, sql: Option<&'s str>) -> Result<&'s str, SkipReason> {
-        let sql = sql.ok_or(SkipReason::Unparsable)?;
-        if lexed.statements > 1 {
-            return Err(SkipReason::MultiStatement);
+    /// The cheap checks every statement gets before sampling: what its
+    /// text rules out, then the session's state.
+    fn eligible(&self, ineligible: Option<SkipReason>) -> Result<(), SkipReason> {
+        match ineligible {
+            Some(reason) => Err(reason),
+            None if self.session_dependent => Err(SkipReason::SessionDependent),
+            None => Ok(()),
         }
-        if !lexed.may_be_read() {
-            return Err(SkipReason::NotRead);
-        }
-        if self.session_dependent {
-            return Err(SkipReason::SessionDependent);
-        }
-        Ok(sql)
     }
 
-    /// Notices statements that make the session's reads unreplayable.
-    fn note_session_state(&mut self, lexed: &Lexed) {
-        let w = |i| lexed.word(i);
-        let sets_search_path = w(0) == "set"
-            && (w(1) == "search_path"
-                || (matches!(w(1), "session" | "local") && w(2) == "search_path"));
-        let creates_temp = w(0) == "create"
-            && (matches!(w(1), "temp" | "temporary")
-                || (matches!(w(1), "global" | "local") && matches!(w(2), "temp" | "temporary")));
-        if sets_search_path || creates_temp {
-            self.session_dependent = true;
+    /// Moves the latest run of equal skips into the tally.
+    fn end_skip_run(&mut self) {
+        if let Some((key, n)) = self.skip_run.take() {
+            *self.skips.entry(key).or_insert(0) += n;
         }
-        if w(0) == "discard" && w(1) == "all" {
-            self.session_dependent = false;
+    }
+
+    /// Notes what a statement does to the session's replayability.
+    fn apply(&mut self, effect: SessionEffect) {
+        match effect {
+            SessionEffect::None => {}
+            SessionEffect::MakesPrivate => self.session_dependent = true,
+            SessionEffect::Resets => self.session_dependent = false,
         }
     }
 
@@ -589,7 +529,7 @@ impl<G: SampleGate> Tracker<G> {
             return;
         };
         self.submit(
-            ticket.statement.lexed.fingerprint,
+            ticket.statement.fingerprint,
             sql,
             ticket.statement.param_types.clone(),
             ticket.param_formats,
@@ -625,6 +565,7 @@ impl<G: SampleGate> Tracker<G> {
 impl<G: SampleGate> Drop for Tracker<G> {
     /// A session's last skips still reach the coverage counts.
     fn drop(&mut self) {
+        self.end_skip_run();
         if !self.skips.is_empty() {
             self.gate.skipped_by_fingerprint(&mut self.skips);
         }
@@ -646,7 +587,7 @@ mod tests {
     }
 
     impl SampleGate for &Recorder {
-        fn decide(&self, _: Fingerprint) -> Result<(), SkipReason> {
+        fn decide(&self, _: Fingerprint, _: u32) -> Result<(), SkipReason> {
             Ok(())
         }
         fn skip(&self, reason: SkipReason) {
@@ -755,6 +696,34 @@ mod tests {
         let all = r.by_fingerprint.borrow();
         assert_eq!(all.len(), 2, "the rest when the session ends: {all:?}");
         assert_eq!(r.skipped.borrow().len(), SKIP_FLUSH_EVERY as usize + 1);
+    }
+
+    #[test]
+    fn interleaved_skips_are_tallied_per_fingerprint_and_reason() {
+        let r = Recorder::default();
+        let insert = lexer::lex("INSERT INTO t VALUES (1)").fingerprint;
+        let update = lexer::lex("UPDATE t SET a = 1").fingerprint;
+        {
+            let mut t = tracker(&r);
+            for sql in ["INSERT INTO t VALUES (1)", "UPDATE t SET a = 1"] {
+                t.on_parse(&parse(
+                    if sql.starts_with('I') { "i" } else { "u" },
+                    sql,
+                    &[],
+                ));
+            }
+            server(&mut t, b"11");
+            for name in ["i", "i", "u", "i", "u", "u", "u", "i"] {
+                t.on_bind(&bind("", name, &[]));
+                t.on_execute(&execute(""));
+                t.on_untracked(fe::SYNC);
+                server(&mut t, b"2CZ");
+            }
+        }
+        let all = r.by_fingerprint.borrow();
+        assert_eq!(all.get(&(insert, SkipReason::NotRead)), Some(&4), "{all:?}");
+        assert_eq!(all.get(&(update, SkipReason::NotRead)), Some(&4), "{all:?}");
+        assert_eq!(all.len(), 2, "{all:?}");
     }
 
     #[test]

@@ -21,14 +21,13 @@ pub mod report;
 pub mod schema;
 pub mod traffic;
 
-use crate::admin;
+use crate::admin::{self, MetricsSource};
 use crate::cli::Server;
 use crate::config::Config;
 use crate::localpg::{Binaries, Cluster, ClusterOptions};
 use crate::observability;
 use crate::store::Store;
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusHandle;
 use progress::Counts;
 use report::{Findings, Verdict};
 use std::net::SocketAddr;
@@ -197,6 +196,7 @@ async fn session(
     observability::logs::init(&config.log).map_err(anyhow::Error::msg)?;
     let metrics = admin::install_metrics()?;
     let server = Server::bind(Arc::new(config), metrics.clone(), |_| Ok(())).await?;
+    let metrics = MetricsSource::new(metrics, server.proxy().shadow().cloned());
     let proxy = server.proxy_address()?;
     let admin_address = server.admin_address()?;
     let store = server
@@ -257,7 +257,7 @@ async fn session(
 async fn drive(
     options: &DemoOptions,
     proxy: SocketAddr,
-    metrics: &PrometheusHandle,
+    metrics: &MetricsSource,
     store: &Store,
     interrupted: &CancellationToken,
 ) -> anyhow::Result<(u64, Arc<TrafficStats>)> {
@@ -327,7 +327,7 @@ async fn drive(
 /// and incidents agree. Neither has an event to await, so this asks: the
 /// queue is empty, the comparison count has not moved since the last
 /// look, and the store has counted as many comparisons as `/metrics`.
-async fn settle(metrics: &PrometheusHandle, store: &Store) {
+async fn settle(metrics: &MetricsSource, store: &Store) {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut last = None;
     loop {

@@ -175,7 +175,7 @@ async fn run(ctx: &ProxyContext, mut client: TcpStream, traffic: &Traffic) -> Se
         for (name, value) in &startup.params {
             settings.set(name, value);
         }
-        Tracker::new(shadow.clone(), startup.database(), settings)
+        Tracker::new(shadow.session_gate(), startup.database(), settings)
     });
     let relay_ctx = RelayContext {
         max_client_message: config.listen.max_message_bytes,

@@ -7,6 +7,8 @@
 //! compatible type changes (int4 → int8). Replies are decoded with the
 //! project's bounds-checked readers.
 
+use crate::capture::sample::SessionSettings;
+use crate::protocol::backend::parameter_status;
 use crate::protocol::error_response::{parse_error_fields, ErrorFields};
 use crate::protocol::framing::{parse_header, HEADER_LEN};
 use crate::protocol::reader::BodyReader;
@@ -93,6 +95,9 @@ pub struct ShadowConn {
     pub(crate) runs: u64,
     /// Statements prepared on this connection.
     pub(crate) statements: super::statements::StatementCache,
+    /// The session settings in effect, as the server last reported them
+    /// (ParameterStatus): a sample sets only those it needs changed.
+    pub(crate) settings: SessionSettings,
 }
 
 impl ShadowConn {
@@ -125,6 +130,7 @@ impl ShadowConn {
             poisoned: false,
             runs: 0,
             statements: Default::default(),
+            settings: SessionSettings::default(),
         };
         let mut out = BytesMut::new();
         frontend::startup_message(
@@ -226,7 +232,8 @@ impl ShadowConn {
                     });
                 }
                 b'Z' => return Ok(conn),
-                _ => {} // ParameterStatus, BackendKeyData, notices
+                b'S' => conn.note_parameter(&reply.body),
+                _ => {} // BackendKeyData, notices
             }
         }
     }
@@ -243,13 +250,26 @@ impl ShadowConn {
         })
     }
 
-    /// Reads the next message. Notices and reported settings are skipped.
+    /// Reads the next message. Notices and notifications are skipped,
+    /// reported settings noted.
     pub async fn read_reply(&mut self) -> Result<Reply, ConnError> {
         loop {
             let reply = self.read_any().await?;
-            if !matches!(reply.tag, b'N' | b'S' | b'A') {
-                return Ok(reply);
+            match reply.tag {
+                b'N' | b'A' => {}
+                b'S' => self.note_parameter(&reply.body),
+                _ => return Ok(reply),
             }
+        }
+    }
+
+    /// A ParameterStatus: the setting's value from now on. (Within a
+    /// sample's transaction the server reports its SET LOCAL values, and at
+    /// COMMIT the session's again, so once a sample has been read to its
+    /// ReadyForQuery this holds what the next transaction starts with.)
+    fn note_parameter(&mut self, body: &[u8]) {
+        if let Ok((name, value)) = parameter_status(body) {
+            self.settings.set(&name, &value);
         }
     }
 

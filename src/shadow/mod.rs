@@ -17,18 +17,18 @@ pub mod run;
 pub mod sampler;
 pub mod statements;
 
+use crate::capture::counts::{ShardId, StatementCounts};
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::{SkipCounts, SkipReason, SkipTally};
 use crate::capture::tracker::{Sample, SampleGate};
 use crate::config::Config;
 use crate::observability::metrics::{
-    COMPARISONS_TOTAL, QUERIES_TOTAL, QUEUE_DEPTH, RECHECKS_TOTAL, SHADOW_DURATION_SECONDS,
-    SKIPPED_TOTAL, STORE_DROPPED_TOTAL,
+    COMPARISONS_TOTAL, QUEUE_DEPTH, RECHECKS_TOTAL, SHADOW_DURATION_SECONDS, STORE_DROPPED_TOTAL,
 };
 use crate::rewrite::{PlanCache, RewriteRules};
 use conn::ConnParams;
 use executor::{Executor, Handled};
-use metrics::{Counter, Gauge};
+use metrics::Gauge;
 use outcome::{Outcome, OutcomeKind};
 use pool::Pool;
 use sampler::Sampler;
@@ -45,34 +45,17 @@ pub enum ShadowError {
     MissingPassword(String),
 }
 
-/// Metric handles registered once, so the relay's per-statement counting
-/// is a single atomic add.
-struct Counters {
-    queries: Counter,
-    skipped: HashMap<SkipReason, Counter>,
-    queue_depth: Gauge,
-}
-
-impl Counters {
-    fn new() -> Self {
-        Self {
-            queries: metrics::counter!(QUERIES_TOTAL),
-            skipped: SkipReason::ALL
-                .iter()
-                .map(|r| (*r, metrics::counter!(SKIPPED_TOTAL, "reason" => r.label())))
-                .collect(),
-            queue_depth: metrics::gauge!(QUEUE_DEPTH),
-        }
-    }
-}
-
 /// The shadow, shared by every session.
 pub struct Shadow {
     sampler: Sampler,
     queue: mpsc::Sender<Sample>,
     queue_capacity: usize,
     capture_limit: usize,
-    counters: Counters,
+    /// Statements executed and skipped, per session shard.
+    counts: StatementCounts,
+    /// The shard of skips decided here rather than by a session.
+    own_shard: ShardId,
+    queue_depth: Gauge,
     /// Skips per fingerprint, for the store's coverage table.
     skip_counts: SkipCounts,
 }
@@ -130,7 +113,9 @@ impl Shadow {
             queue: tx,
             queue_capacity: s.queue_capacity,
             capture_limit: s.max_capture_bytes,
-            counters: Counters::new(),
+            counts: StatementCounts::new(),
+            own_shard: ShardId::default(),
+            queue_depth: metrics::gauge!(QUEUE_DEPTH),
             skip_counts,
         });
         tokio::spawn(dispatch(
@@ -161,49 +146,68 @@ impl Shadow {
 
     fn update_queue_depth(&self) {
         let depth = self.queue_capacity.saturating_sub(self.queue.capacity());
-        self.counters.queue_depth.set(depth as f64);
+        self.queue_depth.set(depth as f64);
     }
 
     fn count_skip(&self, reason: SkipReason) {
-        if let Some(c) = self.counters.skipped.get(&reason) {
-            c.increment(1);
+        self.counts.skipped(self.own_shard, reason);
+    }
+
+    /// Brings `pgshadow_queries_total` and `pgshadow_skipped_total` up to
+    /// date; call before rendering the metrics.
+    pub fn publish_counts(&self) {
+        self.counts.publish();
+    }
+
+    /// The gate of a new session: its sampling decisions and hand-offs go
+    /// here, its statement counts into a shard of its own.
+    pub fn session_gate(self: &Arc<Self>) -> SessionGate {
+        SessionGate {
+            shard: self.counts.shard(),
+            shadow: self.clone(),
         }
     }
 }
 
-impl SampleGate for Arc<Shadow> {
-    fn decide(&self, fingerprint: Fingerprint) -> Result<(), SkipReason> {
-        self.sampler.decide(fingerprint)
+/// One session's way into the [`Shadow`].
+pub struct SessionGate {
+    shadow: Arc<Shadow>,
+    shard: ShardId,
+}
+
+impl SampleGate for SessionGate {
+    fn decide(&self, fingerprint: Fingerprint, executions_here: u32) -> Result<(), SkipReason> {
+        self.shadow.sampler.decide(fingerprint, executions_here)
     }
 
     fn skip(&self, reason: SkipReason) {
-        self.count_skip(reason);
+        self.shadow.counts.skipped(self.shard, reason);
     }
 
     fn executed(&self) {
-        self.counters.queries.increment(1);
+        self.shadow.counts.executed(self.shard);
     }
 
     fn submit(&self, sample: Sample) -> Result<(), SkipReason> {
-        if let Err(reason) = self.sampler.admit() {
-            self.count_skip(reason);
-            return Err(reason);
-        }
-        let reason = match self.queue.try_send(sample) {
-            Ok(()) => {
-                self.update_queue_depth();
-                return Ok(());
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => SkipReason::QueueFull,
-            // The dispatcher is gone (shutdown): nothing to compare with.
-            Err(mpsc::error::TrySendError::Closed(_)) => SkipReason::Disabled,
+        let shadow = &self.shadow;
+        let reason = match shadow.sampler.admit() {
+            Err(reason) => reason,
+            Ok(()) => match shadow.queue.try_send(sample) {
+                Ok(()) => {
+                    shadow.update_queue_depth();
+                    return Ok(());
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => SkipReason::QueueFull,
+                // The dispatcher is gone (shutdown): nothing to compare with.
+                Err(mpsc::error::TrySendError::Closed(_)) => SkipReason::Disabled,
+            },
         };
-        self.count_skip(reason);
+        self.skip(reason);
         Err(reason)
     }
 
     fn skipped_by_fingerprint(&self, batch: &mut SkipTally) {
-        self.skip_counts.add(batch);
+        self.shadow.skip_counts.add(batch);
     }
 }
 

@@ -7,7 +7,8 @@
 //! BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
 //! SELECT txid_snapshot_xmin(txid_current_snapshot())::text,   -- takes the snapshot
 //!        <clock>,                  -- extract(epoch FROM clock_timestamp()): times the sides
-//!        set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true), …,
+//!        set_config('statement_timeout', $1, true),
+//!        set_config('TimeZone', $2, true), …   -- the client's settings this connection lacks
 //!        set_config('search_path', <old>, true)
 //! <old query>            (the client's parameters, byte for byte; text results)
 //! SELECT <clock>, set_config('search_path', <new>, true)
@@ -25,7 +26,10 @@
 //! the whole sample (bar results larger than the server's send buffer):
 //! comparing must cost the database little more than the statements
 //! themselves. Settings go through `set_config(…, true)` (the same as
-//! `SET LOCAL`) as bound parameters, so no value is ever quoted into SQL.
+//! `SET LOCAL`) as bound parameters, so no value is ever quoted into SQL,
+//! and only where the client's value differs from the connection's own
+//! (as the server reported it): changing a reported setting costs the
+//! server a ParameterStatus message on the way in and another at COMMIT.
 //!
 //! In a REPEATABLE READ transaction every statement sees the snapshot taken
 //! by the first one, so concurrent writes cannot make the two runs differ.
@@ -240,6 +244,7 @@ async fn run_transaction(
             frontend::close(b'S', &statement_name(id), &mut out).map_err(protocol_error)?;
         }
     }
+    let conn_settings = &conn.settings;
     let mut pipe = Pipeline {
         out,
         cache: &mut conn.statements,
@@ -250,7 +255,7 @@ async fn run_transaction(
     for (i, side) in sides.iter().enumerate() {
         if i == 0 {
             let mut names = vec![("statement_timeout", timeout.as_str())];
-            names.extend(sample.settings.pairs());
+            names.extend(sample.settings.changes_from(conn_settings));
             names.push(("search_path", side.search_path));
             pipe.settings(&names)?;
             steps.push(Step::Settings);

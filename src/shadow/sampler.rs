@@ -50,15 +50,20 @@ impl Sampler {
         }
     }
 
-    /// Whether to sample one execution of `fingerprint`.
-    pub fn decide(&self, fingerprint: Fingerprint) -> Result<(), SkipReason> {
+    /// Whether to sample one execution of `fingerprint`. `executions_here`
+    /// is how often the asking session ran the same statement before (0
+    /// when it does not know): once that alone exceeds
+    /// `first_executions`, so does the fingerprint's count over all
+    /// sessions, and the shared count is not touched again; a busy
+    /// statement then costs no lock.
+    pub fn decide(&self, fingerprint: Fingerprint, executions_here: u32) -> Result<(), SkipReason> {
         if !self.enabled.load(Ordering::Relaxed) {
             return Err(SkipReason::Disabled);
         }
         if self.muted.load().contains(&fingerprint) {
             return Err(SkipReason::Muted);
         }
-        if self.first_executions > 0 && self.is_early_execution(fingerprint) {
+        if executions_here < self.first_executions && self.is_early_execution(fingerprint) {
             return Ok(());
         }
         let rate = self
@@ -208,34 +213,49 @@ mod tests {
     fn the_first_executions_of_a_fingerprint_are_sampled_regardless_of_rate() {
         let s = Sampler::new(true, 0.0, HashMap::new(), 3, 0);
         let fp = Fingerprint(7);
-        let picked: Vec<bool> = (0..6).map(|_| s.decide(fp).is_ok()).collect();
+        let picked: Vec<bool> = (0..6).map(|_| s.decide(fp, 0).is_ok()).collect();
         assert_eq!(picked, [true, true, true, false, false, false]);
-        assert_eq!(s.decide(fp), Err(SkipReason::NotSampled));
+        assert_eq!(s.decide(fp, 0), Err(SkipReason::NotSampled));
         assert!(
-            s.decide(Fingerprint(8)).is_ok(),
+            s.decide(Fingerprint(8), 0).is_ok(),
             "a new fingerprint starts over"
         );
     }
 
     #[test]
+    fn a_session_past_the_first_executions_leaves_the_shared_count_alone() {
+        let s = Sampler::new(true, 0.0, HashMap::new(), 3, 0);
+        let fp = Fingerprint(7);
+        // A session that ran the statement 3 times already is past them,
+        // whatever the shared count says...
+        assert_eq!(s.decide(fp, 3), Err(SkipReason::NotSampled));
+        assert_eq!(s.decide(fp, 1000), Err(SkipReason::NotSampled));
+        // ...and did not use up another session's first executions.
+        let picked: Vec<bool> = (0..4).map(|_| s.decide(fp, 0).is_ok()).collect();
+        assert_eq!(picked, [true, true, true, false]);
+    }
+
+    #[test]
     fn rate_overrides_kill_switch_and_mutes() {
         let s = Sampler::new(true, 1.0, HashMap::from([(Fingerprint(1), 0.0)]), 0, 0);
-        assert!(s.decide(Fingerprint(2)).is_ok());
-        assert_eq!(s.decide(Fingerprint(1)), Err(SkipReason::NotSampled));
+        assert!(s.decide(Fingerprint(2), 0).is_ok());
+        assert_eq!(s.decide(Fingerprint(1), 0), Err(SkipReason::NotSampled));
         s.set_muted(HashSet::from([Fingerprint(2)]));
-        assert_eq!(s.decide(Fingerprint(2)), Err(SkipReason::Muted));
+        assert_eq!(s.decide(Fingerprint(2), 0), Err(SkipReason::Muted));
         s.set_enabled(false);
-        assert_eq!(s.decide(Fingerprint(3)), Err(SkipReason::Disabled));
+        assert_eq!(s.decide(Fingerprint(3), 0), Err(SkipReason::Disabled));
         s.set_enabled(true);
         s.set_rate(0.0);
-        assert_eq!(s.decide(Fingerprint(3)), Err(SkipReason::NotSampled));
+        assert_eq!(s.decide(Fingerprint(3), 0), Err(SkipReason::NotSampled));
     }
 
     #[test]
     fn a_fractional_rate_samples_about_that_fraction() {
         let s = Sampler::new(true, 0.25, HashMap::new(), 0, 0);
         let n = 20_000;
-        let picked = (0..n).filter(|_| s.decide(Fingerprint(9)).is_ok()).count();
+        let picked = (0..n)
+            .filter(|_| s.decide(Fingerprint(9), 0).is_ok())
+            .count();
         let share = picked as f64 / n as f64;
         assert!((0.22..0.28).contains(&share), "{share}");
     }
@@ -253,8 +273,8 @@ mod tests {
             HashSet::from([Fingerprint(1), Fingerprint(3)]),
             "1 was muted elsewhere and stays; 2 is unmuted; 3 is muted"
         );
-        assert_eq!(s.decide(Fingerprint(2)), Ok(()));
-        assert_eq!(s.decide(Fingerprint(3)), Err(SkipReason::Muted));
+        assert_eq!(s.decide(Fingerprint(2), 0), Ok(()));
+        assert_eq!(s.decide(Fingerprint(3), 0), Err(SkipReason::Muted));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod fixture;
 mod inconsistencies;
 mod never_writes;
 mod overload;
+mod settings;
 mod smoke;
 mod ties;
 mod trouble;

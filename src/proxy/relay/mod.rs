@@ -17,13 +17,13 @@ pub(crate) use state::{SessionState, Traffic};
 use crate::capture::tracker::Tracker;
 use crate::protocol::framing::{FrameHandler, Framer};
 use crate::rewrite::PlanCache;
-use crate::shadow::Shadow;
+use crate::shadow::SessionGate;
 use bytes::{Buf, BytesMut};
 use messages::{ClientMessages, ServerMessages};
 use state::lock;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +67,7 @@ pub(crate) struct RelayContext<'a> {
     /// Fires when the graceful shutdown period is over.
     pub(crate) terminate: &'a CancellationToken,
     /// Statement capture for the shadow.
-    pub(crate) tracker: Option<Tracker<Arc<Shadow>>>,
+    pub(crate) tracker: Option<Tracker<SessionGate>>,
     /// Largest client message copied for capture.
     pub(crate) capture_limit: usize,
     /// `tiebreak.apply_to_primary`.

@@ -6,9 +6,9 @@
 use crate::capture::tracker::Tracker;
 use crate::protocol::backend::TransactionStatus;
 use crate::proxy::cancel::Registration;
-use crate::shadow::Shadow;
+use crate::shadow::SessionGate;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Where the session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +36,11 @@ pub(crate) struct SessionState {
     /// The backend's cancel key, registered while the session lives.
     pub(crate) registration: Option<Registration>,
     /// Statement capture for the shadow, when it is enabled.
-    pub(crate) tracker: Option<Tracker<Arc<Shadow>>>,
+    pub(crate) tracker: Option<Tracker<SessionGate>>,
 }
 
 impl SessionState {
-    pub(crate) fn new(tracker: Option<Tracker<Arc<Shadow>>>) -> Self {
+    pub(crate) fn new(tracker: Option<Tracker<SessionGate>>) -> Self {
         Self {
             phase: Phase::Authenticating,
             awaiting_ready: 0,
