@@ -34,8 +34,8 @@
 #   BENCH_CLIENTS  ["1 16 64"]                 relay part only
 #   BENCH_MODES    ["simple extended prepared"] relay part only
 #   BENCH_ROUNDS   [3]     measured runs per target and cell; the order of
-#                          the targets (shadow part: the configurations)
-#                          rotates from round to round
+#                          the targets rotates from round to round (shadow
+#                          part: a balanced order, best in multiples of 4)
 #   BENCH_WARMUP   [5]     seconds of warm-up per target before measuring
 #   BENCH_SCALE    [10]    pgbench -i -s
 #   BENCH_JOBS     [min(clients, nproc)] pgbench -j of the relay part
@@ -696,7 +696,7 @@ if [[ -n $RUN_RELAY ]]; then
     )
 fi
 SHADOW_FACTS=(
-    "- Runs: pgbench -n -S -M $SHADOW_MODE -c $SHADOW_CLIENTS -j $SHADOW_JOBS -T $SECONDS_PER_RUN, scale $SCALE, against four pgshadow instances, one per configuration (same binary and configuration except \`[shadow]\`, all running throughout, own listen and admin ports); $ROUNDS round(s) with the configuration order rotating, ${WARMUP}s warm-up per configuration, ${PAUSE}s pause between runs"
+    "- Runs: pgbench -n -S -M $SHADOW_MODE -c $SHADOW_CLIENTS -j $SHADOW_JOBS -T $SECONDS_PER_RUN, scale $SCALE, against four pgshadow instances, one per configuration (same binary and configuration except \`[shadow]\`, all running throughout, own listen and admin ports); $ROUNDS round(s) in a balanced order (per 4 rounds each configuration runs once in every position and once right after every other), ${WARMUP}s warm-up per configuration, ${PAUSE}s pause between runs"
     "- Shadow on: \`user = \"postgres\"\` (the cluster superuser, trust), \`old_search_path = \"public\"\`, \`new_search_path = \"v2\"\`, \`max_in_flight = 2\` (the default), \`queue_capacity = 1024\`, \`first_executions = 0\` with sample_rate 0 and 3 (the default) otherwise; other keys at their defaults. Schema v2 holds one view \`SELECT * FROM public.<table>\` per pgbench table, so this is an A/A comparison: every comparison must match"
     "- Shadow counters: the instance's /metrics ($([[ -n $CURL ]] && echo curl || echo "bash /dev/tcp")) read right before each run and, after pgbench exits, once the shadow is idle again (queue depth 0 and no comparison finished for 0.3 s); the report shows the differences, so they belong to that run (including the comparisons of its samples that finished after pgbench exited: \"drain\"). TPS and CPU cover pgbench's run only"
 )
@@ -767,10 +767,16 @@ shadow_part() {
         done
     fi
     printf 'config\tround\ttps\tlat_ms\ttxns\tcpu_pgbench\tcpu_postgres\tcpu_proxy\tcpu_other\tcpu_idle\tcpu_steal\tproxy_us_per_txn\tcomparisons\tmatches\tmismatches\tother_outcomes\tdropped_queue_full\tqueries\tnot_sampled\tcomparisons_during_run\tshadow_ms_per_comparison\tdrain_s\n' >"$SHADOW_RESULTS"
+    # A balanced order (Williams square): over each 4 rounds every
+    # configuration runs once in every position and right after every other
+    # one exactly once, so neither a slow first run nor whatever a run leaves
+    # behind for the next (the 100 % run's drained queue, say) always lands
+    # on the same configuration. (A plain rotation keeps the cyclic order:
+    # shadow off would always follow sample_rate 1.0.)
+    local -a first=(0 1 3 2)
     for ((round = 0; round < ROUNDS; round++)); do
-        # Rotate the order per round, as in the relay part.
         for ((i = 0; i < ${#SHADOW_CONFIGS[@]}; i++)); do
-            cfg=${SHADOW_CONFIGS[$(((i + round) % ${#SHADOW_CONFIGS[@]}))]}
+            cfg=${SHADOW_CONFIGS[$(((first[i] + round) % ${#SHADOW_CONFIGS[@]}))]}
             admin=${ADMIN_PORT[$cfg]}
             n=$((n + 1))
             before=$(metric_totals "$admin") || die "cannot scrape http://127.0.0.1:$admin/metrics ($cfg)"

@@ -492,6 +492,12 @@ fn launch(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    // A process group of its own: Ctrl-C in the terminal (SIGINT to the
+    // foreground group) reaches pgshadow, which then stops the cluster in
+    // order, instead of reaching the postmaster too and cutting the demo's
+    // last queries short. The parent-death signal below still stops the
+    // cluster if pgshadow dies without cleaning up.
+    cmd.process_group(0);
     as_server_user(&mut cmd, user);
     // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no
     // memory of the parent. It runs after the uid switch, which would
