@@ -4,7 +4,7 @@
 
 use crate::harness::{connect, wait_until, Pg, Proxy};
 use crate::http::{get, get_json, post_ok, send};
-use crate::{comparisons, config, create_schema, incidents, read, wait_for_incidents, READ_NOTE};
+use crate::{config, create_schema, incidents, read, wait_for_incidents, READ_NOTE};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -225,7 +225,7 @@ async fn the_sample_rate_and_the_kill_switch_change_without_a_restart() {
     };
     let wait_compared = |n: f64| {
         wait_until(Duration::from_secs(30), || {
-            (comparisons(&proxy) >= n).then_some(())
+            (proxy.all_comparisons() >= n).then_some(())
         })
         .unwrap_or_else(|| panic!("comparisons:\n{}", proxy.metrics_text()))
     };
@@ -235,7 +235,7 @@ async fn the_sample_rate_and_the_kill_switch_change_without_a_restart() {
         read(&client, 3).await;
     }
     wait_skipped("not_sampled", 5.0);
-    assert_eq!(comparisons(&proxy), 0.0);
+    assert_eq!(proxy.all_comparisons(), 0.0);
 
     // Rate 1, set at run time: the next read is compared.
     let changed = send(
@@ -249,7 +249,7 @@ async fn the_sample_rate_and_the_kill_switch_change_without_a_restart() {
     assert_eq!(changed.json()["sample_rate"], 1.0);
     read(&client, 3).await;
     wait_compared(1.0);
-    assert_eq!(comparisons(&proxy), 1.0);
+    assert_eq!(proxy.all_comparisons(), 1.0);
     proxy.wait_for_log(Duration::from_secs(5), |l| {
         l.contains("sampling changed through the admin API")
     });
@@ -274,7 +274,7 @@ async fn the_sample_rate_and_the_kill_switch_change_without_a_restart() {
     assert_eq!(off.json()["enabled"], false);
     read(&client, 3).await;
     wait_skipped("disabled", 1.0);
-    assert_eq!(comparisons(&proxy), 1.0);
+    assert_eq!(proxy.all_comparisons(), 1.0);
     let on = send(port, "PUT", "/api/sampling", r#"{"enabled": true}"#, None);
     assert_eq!(on.status, 200, "{}", on.body);
     read(&client, 3).await;

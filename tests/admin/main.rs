@@ -77,13 +77,3 @@ pub fn wait_for_incidents(proxy: &Proxy, n: usize) -> Vec<Value> {
     })
     .unwrap_or_else(|| panic!("fewer than {n} incidents: {:#?}", incidents(proxy, "")))
 }
-
-/// All comparisons so far, whatever their result.
-pub fn comparisons(proxy: &Proxy) -> f64 {
-    proxy
-        .metrics_text()
-        .lines()
-        .filter(|l| l.starts_with("pgshadow_comparisons_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}

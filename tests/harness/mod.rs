@@ -111,7 +111,8 @@ pub struct Proxy {
     pub admin_port: u16,
     logs: Arc<Mutex<Vec<String>>>,
     exited: Option<mpsc::Receiver<()>>,
-    _config: tempfile::NamedTempFile,
+    /// The config file it runs with (tests rewrite it before a SIGHUP).
+    config: tempfile::NamedTempFile,
     /// The mismatch store's directory, unless the test chose a store.
     _store_dir: Option<tempfile::TempDir>,
 }
@@ -213,7 +214,7 @@ impl Proxy {
             admin_port,
             logs,
             exited: Some(exit_rx),
-            _config: config,
+            config,
             _store_dir: None,
         }
     }
@@ -259,6 +260,16 @@ impl Proxy {
     /// `pgshadow_skipped_total{reason="not_read"}`; 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
         metric_value(&self.metrics_text(), series)
+    }
+
+    /// All comparisons so far, whatever their result.
+    pub fn all_comparisons(&self) -> f64 {
+        total_comparisons(&self.metrics_text())
+    }
+
+    /// The config file the proxy was started with.
+    pub fn config_path(&self) -> &std::path::Path {
+        self.config.path()
     }
 
     /// Resident set size of the proxy right now, and its peak, in KiB.
@@ -489,6 +500,14 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// The value of a series in Prometheus text; 0 when absent. Label order
 /// in `series` must match the exporter's (alphabetical by key).
+/// All comparisons in one scrape of `/metrics`, whatever their result.
+pub fn total_comparisons(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with("pgshadow_comparisons_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 pub fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))

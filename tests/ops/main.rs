@@ -13,39 +13,13 @@ mod monitoring;
 mod reload;
 
 use harness::{wait_until, Proxy};
-use std::path::PathBuf;
 use std::time::Duration;
-
-/// The config file a running proxy was started with, from its command
-/// line (`run --config FILE`), so a test can rewrite it before a SIGHUP.
-pub fn config_path(proxy: &Proxy) -> PathBuf {
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", proxy.pid())).expect("cmdline");
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let at = args
-        .iter()
-        .position(|a| a == "--config")
-        .expect("--config on the command line");
-    PathBuf::from(&args[at + 1])
-}
 
 /// Comparisons with this result so far.
 pub fn comparisons(proxy: &Proxy, result: &str) -> f64 {
     proxy.metric(&format!(
         "pgshadow_comparisons_total{{result=\"{result}\"}}"
     ))
-}
-
-/// All comparisons so far, whatever their result.
-pub fn all_comparisons(proxy: &Proxy) -> f64 {
-    proxy
-        .metrics_text()
-        .lines()
-        .filter(|l| l.starts_with("pgshadow_comparisons_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
 }
 
 /// Statements skipped for `reason` so far.

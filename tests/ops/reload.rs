@@ -4,7 +4,7 @@
 
 use crate::fixture;
 use crate::harness::{connect, field, Pg, Proxy};
-use crate::{comparisons, config_path, reloads, skipped, wait_for_metric};
+use crate::{comparisons, reloads, skipped, wait_for_metric};
 use std::path::Path;
 use std::time::Duration;
 
@@ -40,13 +40,13 @@ async fn sighup_with_a_new_sample_rate_takes_effect_and_a_broken_file_changes_no
         &fixture::shadow_config("sample_rate = 0.0\nfirst_executions = 0"),
     );
     let client = connect(proxy.port).await;
-    let path = config_path(&proxy);
+    let path = proxy.config_path().to_path_buf();
     assert_eq!(reloads(&proxy, "ok"), 0.0);
 
     // Sample rate 0: the read is skipped as not sampled, never compared.
     read(&client, READ).await;
     wait_for_metric(&proxy, 1.0, |p| skipped(p, "not_sampled"), "not_sampled");
-    assert_eq!(crate::all_comparisons(&proxy), 0.0);
+    assert_eq!(proxy.all_comparisons(), 0.0);
 
     // Rate 1.0, plus a key that needs a restart.
     rewrite(&path, "sample_rate = 0.0", "sample_rate = 1.0");
@@ -70,7 +70,7 @@ async fn sighup_with_a_new_sample_rate_takes_effect_and_a_broken_file_changes_no
     // port it was started with (this scrape goes there).
     read(&client, READ).await;
     wait_for_metric(&proxy, 1.0, |p| comparisons(p, "match"), "matches");
-    assert_eq!(crate::all_comparisons(&proxy), 1.0);
+    assert_eq!(proxy.all_comparisons(), 1.0);
 
     // An invalid value: refused, logged at error level naming the key.
     rewrite(&path, "sample_rate = 1.0", "sample_rate = 2.5");
@@ -98,7 +98,7 @@ async fn sighup_with_a_new_sample_rate_takes_effect_and_a_broken_file_changes_no
         wait_for_metric(&proxy, expected, |p| comparisons(p, "match"), "matches");
     }
     assert_eq!(skipped(&proxy, "not_sampled"), not_sampled);
-    assert_eq!(crate::all_comparisons(&proxy), 3.0);
+    assert_eq!(proxy.all_comparisons(), 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +110,7 @@ async fn the_kill_switch_and_a_muted_fingerprint_reload_without_a_restart() {
         &fixture::shadow_config("sample_rate = 1.0\nfirst_executions = 0"),
     );
     let client = connect(proxy.port).await;
-    let path = config_path(&proxy);
+    let path = proxy.config_path().to_path_buf();
 
     read(&client, READ).await;
     wait_for_metric(&proxy, 1.0, |p| comparisons(p, "match"), "matches");
@@ -129,7 +129,7 @@ async fn the_kill_switch_and_a_muted_fingerprint_reload_without_a_restart() {
     read(&client, READ).await;
     read(&client, OTHER_READ).await;
     wait_for_metric(&proxy, 2.0, |p| skipped(p, "disabled"), "disabled skips");
-    assert_eq!(crate::all_comparisons(&proxy), 1.0);
+    assert_eq!(proxy.all_comparisons(), 1.0);
 
     // Back on, with the first read's fingerprint muted in the file.
     rewrite(
@@ -149,7 +149,7 @@ async fn the_kill_switch_and_a_muted_fingerprint_reload_without_a_restart() {
     wait_for_metric(&proxy, 1.0, |p| skipped(p, "muted"), "muted skips");
     read(&client, OTHER_READ).await;
     wait_for_metric(&proxy, 2.0, |p| comparisons(p, "match"), "matches");
-    assert_eq!(crate::all_comparisons(&proxy), 2.0);
+    assert_eq!(proxy.all_comparisons(), 2.0);
     assert_eq!(reloads(&proxy, "ok"), 2.0);
     assert_eq!(reloads(&proxy, "error"), 0.0);
 }
@@ -158,7 +158,7 @@ async fn the_kill_switch_and_a_muted_fingerprint_reload_without_a_restart() {
 async fn a_proxy_started_with_the_shadow_off_says_switching_it_on_needs_a_restart() {
     let pg = Pg::start();
     let proxy = Proxy::start(pg.port(), "[shadow]\nenabled = false\n");
-    let path = config_path(&proxy);
+    let path = proxy.config_path().to_path_buf();
     rewrite(&path, "enabled = false", "enabled = true");
     proxy.signal(libc::SIGHUP);
     let warning = proxy.wait_for_log(LOG_WAIT, |l| l.contains("restart to apply"));
@@ -172,5 +172,5 @@ async fn a_proxy_started_with_the_shadow_off_says_switching_it_on_needs_a_restar
     let client = connect(proxy.port).await;
     let rows = client.query("SELECT 1", &[]).await.unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(crate::all_comparisons(&proxy), 0.0);
+    assert_eq!(proxy.all_comparisons(), 0.0);
 }

@@ -8,8 +8,9 @@
 //! from the snapshot, not from luck.
 
 use crate::fixture::{self, sys_id};
+use crate::harness::total_comparisons;
 use crate::harness::{connect, metric_value, Pg, Proxy};
-use crate::{total_comparisons, wait_for_comparisons};
+use crate::wait_for_comparisons;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 

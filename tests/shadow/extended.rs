@@ -8,7 +8,7 @@ use crate::fixture::{self, sys_id};
 use crate::harness::{
     connect, field, python_with_psycopg, run_with_timeout, wait_until, Pg, Proxy, TRUST_USER,
 };
-use crate::{all_comparisons, comparisons, wait_for_comparisons};
+use crate::{comparisons, wait_for_comparisons};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,7 +34,7 @@ type Window = (i64, i64, i64, u64, Option<&'static str>, bool, usize);
 /// Asserts that every comparison so far matched, and that there were `n`.
 fn assert_all_matched(proxy: &Proxy, n: f64) {
     let text = proxy.metrics_text();
-    assert_eq!(all_comparisons(proxy), n, "{text}");
+    assert_eq!(proxy.all_comparisons(), n, "{text}");
     assert_eq!(comparisons(proxy, "match"), n, "{text}");
 }
 
@@ -123,7 +123,7 @@ async fn every_execution_of_a_named_statement_is_compared() {
         .await
         .expect("warm-up read");
     wait_for_comparisons(&proxy, 1.0);
-    let before = all_comparisons(&proxy);
+    let before = proxy.all_comparisons();
 
     // Prepared once, executed 50 times: the only statement of this phase.
     let entry = client

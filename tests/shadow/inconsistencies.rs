@@ -6,7 +6,7 @@
 
 use crate::fixture::{self, sys_id};
 use crate::harness::{connect, field, Pg, Proxy};
-use crate::{all_comparisons, comparisons, wait_for_comparisons};
+use crate::{comparisons, wait_for_comparisons};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
@@ -42,7 +42,7 @@ impl Scene {
 /// Runs `sql` on `client` (connected to `proxy`) and waits for its
 /// comparison.
 async fn read(client: &Client, proxy: &Proxy, sql: &str, params: &[&(dyn ToSql + Sync)]) -> usize {
-    let before = all_comparisons(proxy);
+    let before = proxy.all_comparisons();
     let rows = client
         .query(sql, params)
         .await
@@ -95,7 +95,7 @@ impl Mismatch {
 /// Asserts exactly one comparison so far, and that it found a difference.
 fn assert_one_mismatch(proxy: &Proxy) {
     let text = proxy.metrics_text();
-    assert_eq!(all_comparisons(proxy), 1.0, "{text}");
+    assert_eq!(proxy.all_comparisons(), 1.0, "{text}");
     assert_eq!(comparisons(proxy, "mismatch"), 1.0, "{text}");
 }
 
@@ -230,7 +230,7 @@ async fn int4_to_int8_matches_by_default_and_is_a_columns_mismatch_with_strict_t
     let client = connect(lenient.port).await;
     read(&client, &lenient, VERSIONS, &[&1i32]).await;
     let text = lenient.metrics_text();
-    assert_eq!(all_comparisons(&lenient), 1.0, "{text}");
+    assert_eq!(lenient.all_comparisons(), 1.0, "{text}");
     assert_eq!(comparisons(&lenient, "match"), 1.0, "{text}");
 
     let strict_config = format!(

@@ -27,19 +27,6 @@ pub fn comparisons(proxy: &Proxy, result: &str) -> f64 {
     ))
 }
 
-/// All comparisons so far, whatever their result.
-pub fn all_comparisons(proxy: &Proxy) -> f64 {
-    total_comparisons(&proxy.metrics_text())
-}
-
-/// All comparisons in one scrape of `/metrics`.
-pub fn total_comparisons(text: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with("pgshadow_comparisons_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 /// Statements skipped for `reason` so far.
 pub fn skipped(proxy: &Proxy, reason: &str) -> f64 {
     proxy.metric(&format!("pgshadow_skipped_total{{reason=\"{reason}\"}}"))
@@ -48,12 +35,12 @@ pub fn skipped(proxy: &Proxy, reason: &str) -> f64 {
 /// Waits until at least `n` comparisons have finished.
 pub fn wait_for_comparisons(proxy: &Proxy, n: f64) {
     wait_until(Duration::from_secs(60), || {
-        (all_comparisons(proxy) >= n).then_some(())
+        (proxy.all_comparisons() >= n).then_some(())
     })
     .unwrap_or_else(|| {
         panic!(
             "only {} comparisons after 60 s:\n{}",
-            all_comparisons(proxy),
+            proxy.all_comparisons(),
             proxy.metrics_text()
         )
     });

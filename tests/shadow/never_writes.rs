@@ -16,7 +16,7 @@
 use crate::fixture::{self, SHADOW_ROLE};
 use crate::harness::wire::{fe, Message, Wire};
 use crate::harness::{connect, field, wait_until, Pg, Proxy, DB, TRUST_USER};
-use crate::{all_comparisons, comparisons, skipped, wait_for_comparisons};
+use crate::{comparisons, skipped, wait_for_comparisons};
 use std::time::Duration;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -176,7 +176,7 @@ async fn writes_locking_reads_writable_ctes_and_multi_statement_queries_run_exac
     expect_skipped(&proxy, "not_read", 7.0);
     expect_skipped(&proxy, "multi_statement", 1.0);
     assert_eq!(
-        all_comparisons(&proxy),
+        proxy.all_comparisons(),
         1.0,
         "only the warm-up read:\n{}",
         proxy.metrics_text()
@@ -218,7 +218,7 @@ async fn nextval_through_the_proxy_advances_the_sequence_once_per_call() {
     assert_eq!(issued, ["1", "2", "3", "4", "5"]);
 
     expect_skipped(&proxy, "side_effect_function", 5.0);
-    assert_eq!(all_comparisons(&proxy), 1.0, "{}", proxy.metrics_text());
+    assert_eq!(proxy.all_comparisons(), 1.0, "{}", proxy.metrics_text());
     assert_eq!(pg.sql("SELECT last_value FROM ticket_seq"), "5");
 }
 
@@ -305,7 +305,7 @@ async fn advisory_locks_notifications_and_settings_are_never_replayed() {
         "1"
     );
     expect_skipped(&proxy, "side_effect_function", 3.0);
-    assert_eq!(all_comparisons(&proxy), 1.0, "{}", proxy.metrics_text());
+    assert_eq!(proxy.all_comparisons(), 1.0, "{}", proxy.metrics_text());
 
     // The client holds lock 42 itself; no other session holds any.
     let client_pid = simple_value(&client, "SELECT pg_backend_pid()").await;

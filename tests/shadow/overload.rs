@@ -2,8 +2,9 @@
 //! the client does not wait for it.
 
 use crate::fixture;
+use crate::harness::total_comparisons;
 use crate::harness::{connect, wait_until, Pg, Proxy};
-use crate::{skipped, total_comparisons};
+use crate::skipped;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,5 +77,5 @@ async fn a_limit_without_order_is_skipped_with_its_reason_not_compared() {
         (crate::skipped(&proxy, "limit_without_order") == 1.0).then_some(())
     });
     assert!(skipped.is_some(), "{}", proxy.metrics_text());
-    assert_eq!(crate::all_comparisons(&proxy), 0.0);
+    assert_eq!(proxy.all_comparisons(), 0.0);
 }

@@ -121,7 +121,7 @@ async fn a_relation_without_the_id_column_is_compared_without_the_tiebreaker() {
     for _ in 0..3 {
         // Read the count before the query: its comparison may finish
         // before the query's rows reach us.
-        let done = crate::all_comparisons(&proxy) + 1.0;
+        let done = proxy.all_comparisons() + 1.0;
         client
             .query("SELECT environment_id, n FROM entry_counts ORDER BY n", &[])
             .await

@@ -25,15 +25,6 @@ fn wait_stored(proxy: &Proxy, n: u64) {
     assert_eq!(stored_outcomes(proxy), n, "one outcome per read");
 }
 
-fn total_comparisons(proxy: &Proxy) -> f64 {
-    proxy
-        .metrics_text()
-        .lines()
-        .filter(|l| l.starts_with("pgshadow_comparisons_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 fn kill(mut proxy: Proxy) {
     proxy.signal(libc::SIGKILL);
     proxy.wait_exit(Duration::from_secs(10));
@@ -136,7 +127,7 @@ async fn two_differing_columns_make_two_incidents_written_at_graceful_shutdown()
         read(&client, id).await;
     }
     wait_until(Duration::from_secs(30), || {
-        (total_comparisons(&proxy) >= 7.0).then_some(())
+        (proxy.all_comparisons() >= 7.0).then_some(())
     })
     .unwrap_or_else(|| panic!("comparisons:\n{}", proxy.metrics_text()));
     assert_eq!(stored_outcomes(&proxy), 0, "nothing written yet");
