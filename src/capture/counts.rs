@@ -104,7 +104,9 @@ impl StatementCounts {
 
     /// Writes the sums into the Prometheus counters. Counters only grow
     /// (`absolute` keeps the larger value), so two scrapes racing each
-    /// other cannot move one backwards.
+    /// other cannot move one backwards. The series are process-wide: a
+    /// process has one set of counts (the shadow's), or the larger of two
+    /// would win.
     pub fn publish(&self) {
         self.queries.absolute(self.executed_total());
         for (reason, counter) in SkipReason::ALL.iter().zip(&self.skipped) {
