@@ -2,6 +2,8 @@
 //! person can act on.
 
 mod mismatches;
+#[path = "../harness/outcome.rs"]
+mod outcome;
 
 use std::path::Path;
 use std::process::Command;

@@ -14,7 +14,6 @@ use pgshadow::store::{IncidentKind, Store, StoreOptions, StoreWriter, WriterOpti
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The "entries by id" statement.
@@ -35,26 +34,13 @@ struct KnownStore {
 }
 
 fn base(fingerprint: Fingerprint, kind: OutcomeKind) -> Outcome {
-    Outcome {
+    crate::outcome::outcome(
         fingerprint,
         kind,
-        confirmed: None,
-        database: "app".into(),
-        client_sql: "SELECT id, title\n  FROM entries WHERE id = $1".into(),
-        old_sql: "SELECT id, title FROM entries WHERE id = $1 ORDER BY id".into(),
-        new_sql: "SELECT id, title FROM v2.entries WHERE id = $1 ORDER BY id".into(),
-        params: vec![Some("7".into())],
-        settings: vec![("TimeZone".into(), "UTC".into())],
-        snapshot_xmin: Some(742),
-        old_time: Duration::from_micros(1500),
-        new_time: Duration::from_micros(2500),
-        diff: None,
-        old_error: None,
-        new_error: None,
-        detail: None,
-        ordering: "total",
-        tiebreak: "appended",
-    }
+        "SELECT id, title\n  FROM entries WHERE id = $1",
+        "SELECT id, title FROM entries WHERE id = $1 ORDER BY id",
+        "SELECT id, title FROM v2.entries WHERE id = $1 ORDER BY id",
+    )
 }
 
 fn wrong_title() -> Outcome {

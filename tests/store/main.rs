@@ -9,6 +9,8 @@
 
 #[path = "../harness/mod.rs"]
 mod harness;
+#[path = "../harness/outcome.rs"]
+mod outcome;
 
 mod backend;
 mod outcomes;

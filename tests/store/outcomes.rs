@@ -16,26 +16,13 @@ pub const ENTRIES: Fingerprint = Fingerprint(0x1111_2222_3333_4444);
 pub const OTHER: Fingerprint = Fingerprint(0x5555_6666_7777_8888);
 
 fn base(fingerprint: Fingerprint, kind: OutcomeKind) -> Outcome {
-    Outcome {
+    crate::outcome::outcome(
         fingerprint,
         kind,
-        confirmed: None,
-        database: "app".into(),
-        client_sql: "SELECT id, title, body FROM entries WHERE id = $1".into(),
-        old_sql: "SELECT id, title, body FROM entries WHERE id = $1 ORDER BY id".into(),
-        new_sql: "SELECT id, title, body FROM entries WHERE id = $1 ORDER BY id".into(),
-        params: vec![Some("7".into())],
-        settings: vec![("TimeZone".into(), "UTC".into())],
-        snapshot_xmin: Some(742),
-        old_time: Duration::from_micros(1500),
-        new_time: Duration::from_micros(2500),
-        diff: None,
-        old_error: None,
-        new_error: None,
-        detail: None,
-        ordering: "total",
-        tiebreak: "appended",
-    }
+        "SELECT id, title, body FROM entries WHERE id = $1",
+        "SELECT id, title, body FROM entries WHERE id = $1 ORDER BY id",
+        "SELECT id, title, body FROM entries WHERE id = $1 ORDER BY id",
+    )
 }
 
 /// Both sides returned the same rows.
