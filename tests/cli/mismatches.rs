@@ -7,7 +7,7 @@
 
 use super::pgshadow;
 use pgshadow::capture::fingerprint::Fingerprint;
-use pgshadow::diff::{CellChange, Diff, DiffKind, RowChange, RowRef};
+use pgshadow::diff::{Diff, DiffKind, RowRef};
 use pgshadow::protocol::error_response::ErrorFields;
 use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::store::{IncidentKind, Store, StoreOptions, StoreWriter, WriterOptions};
@@ -44,35 +44,13 @@ fn base(fingerprint: Fingerprint, kind: OutcomeKind) -> Outcome {
 }
 
 fn wrong_title() -> Outcome {
-    let row = |v: &str| vec![Some("7".to_string()), Some(v.to_string())];
-    Outcome {
-        confirmed: Some(true),
-        diff: Some(Diff {
-            kind: DiffKind::Values,
-            differing_columns: vec!["title".into()],
-            summary: "id=7: title old='Title 7' new='Wrong title'".into(),
-            old_rows: 1,
-            new_rows: 1,
-            old_columns: vec!["id".into(), "title".into()],
-            new_columns: vec!["id".into(), "title".into()],
-            changed: vec![RowChange {
-                key: "id=7".into(),
-                cells: vec![CellChange {
-                    column: "title".into(),
-                    old: Some("Title 7".into()),
-                    new: Some("Wrong title".into()),
-                }],
-                old_row: row("Title 7"),
-                new_row: row("Wrong title"),
-            }],
-            missing: Vec::new(),
-            extra: Vec::new(),
-            column_changes: Vec::new(),
-            ordering: "total",
-            truncated: false,
-        }),
-        ..base(ENTRIES, OutcomeKind::Mismatch)
-    }
+    crate::outcome::values_differ(
+        base(ENTRIES, OutcomeKind::Mismatch),
+        7,
+        "title",
+        "Title 7",
+        "Wrong title",
+    )
 }
 
 fn missing_row() -> Outcome {

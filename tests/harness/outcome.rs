@@ -3,6 +3,7 @@
 //! test targets that do not start clusters need not compile the harness.
 
 use pgshadow::capture::fingerprint::Fingerprint;
+use pgshadow::diff::{CellChange, Diff, DiffKind, RowChange};
 use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
 use std::time::Duration;
 
@@ -35,5 +36,42 @@ pub fn outcome(
         detail: None,
         ordering: "total",
         tiebreak: "appended",
+    }
+}
+
+/// `statement` (any outcome of the statement) as a confirmed mismatch:
+/// row `id`, bound as the parameter, differs in `column`, `old` on the old
+/// side and `new` on the new.
+pub fn values_differ(statement: Outcome, id: i64, column: &str, old: &str, new: &str) -> Outcome {
+    let row = |v: &str| vec![Some(id.to_string()), Some(v.to_string())];
+    Outcome {
+        kind: OutcomeKind::Mismatch,
+        confirmed: Some(true),
+        params: vec![Some(id.to_string())],
+        diff: Some(Diff {
+            kind: DiffKind::Values,
+            differing_columns: vec![column.into()],
+            summary: format!("id={id}: {column} old='{old}' new='{new}'"),
+            old_rows: 1,
+            new_rows: 1,
+            old_columns: vec!["id".into(), column.into()],
+            new_columns: vec!["id".into(), column.into()],
+            changed: vec![RowChange {
+                key: format!("id={id}"),
+                cells: vec![CellChange {
+                    column: column.into(),
+                    old: Some(old.into()),
+                    new: Some(new.into()),
+                }],
+                old_row: row(old),
+                new_row: row(new),
+            }],
+            missing: Vec::new(),
+            extra: Vec::new(),
+            column_changes: Vec::new(),
+            ordering: "total",
+            truncated: false,
+        }),
+        ..statement
     }
 }

@@ -2,7 +2,7 @@
 //! a way to push them through a real store writer.
 
 use pgshadow::capture::fingerprint::Fingerprint;
-use pgshadow::diff::{CellChange, Diff, DiffKind, RowChange, RowRef};
+use pgshadow::diff::{Diff, DiffKind, RowRef};
 use pgshadow::protocol::error_response::ErrorFields;
 use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::store::{IncidentEvent, Store, StoreWriter, WriterOptions};
@@ -32,36 +32,13 @@ pub fn matched(fingerprint: Fingerprint) -> Outcome {
 
 /// Row `id` differs in `column`: `old` on the old side, `new` on the new.
 pub fn changed(fingerprint: Fingerprint, id: i64, column: &str, old: &str, new: &str) -> Outcome {
-    let row = |v: &str| vec![Some(id.to_string()), Some(v.to_string())];
-    Outcome {
-        confirmed: Some(true),
-        params: vec![Some(id.to_string())],
-        diff: Some(Diff {
-            kind: DiffKind::Values,
-            differing_columns: vec![column.into()],
-            summary: format!("id={id}: {column} old='{old}' new='{new}'"),
-            old_rows: 1,
-            new_rows: 1,
-            old_columns: vec!["id".into(), column.into()],
-            new_columns: vec!["id".into(), column.into()],
-            changed: vec![RowChange {
-                key: format!("id={id}"),
-                cells: vec![CellChange {
-                    column: column.into(),
-                    old: Some(old.into()),
-                    new: Some(new.into()),
-                }],
-                old_row: row(old),
-                new_row: row(new),
-            }],
-            missing: Vec::new(),
-            extra: Vec::new(),
-            column_changes: Vec::new(),
-            ordering: "total",
-            truncated: false,
-        }),
-        ..base(fingerprint, OutcomeKind::Mismatch)
-    }
+    crate::outcome::values_differ(
+        base(fingerprint, OutcomeKind::Mismatch),
+        id,
+        column,
+        old,
+        new,
+    )
 }
 
 /// Row `id` is missing from the new side.
