@@ -40,6 +40,47 @@ impl Statement {
     }
 }
 
+/// Statements a session prepared lately, found again by their text.
+const RECENT: usize = 8;
+/// Longest SQL text remembered: bounds what a session keeps alive to
+/// `RECENT` × this (a huge text is rarely re-sent in a loop).
+const MAX_REMEMBERED_SQL: usize = 16 * 1024;
+
+/// The statements a session prepared most recently, by SQL text and
+/// parameter types. Most drivers send a fresh Parse of the unnamed
+/// statement before every execution; finding the text here keeps the
+/// statement's facts and its execution count, so the lexer does not run
+/// again and, once the session has run the statement a few times, the
+/// sampler no longer consults its shared count of first executions (a lock
+/// every session running the same query would otherwise take).
+#[derive(Debug, Default)]
+pub(super) struct RecentStatements {
+    ring: [Option<Arc<Statement>>; RECENT],
+    /// Where the next new statement goes.
+    next: usize,
+}
+
+impl RecentStatements {
+    /// The statement for this Parse: a recent one with the same text and
+    /// parameter types, or a new one (then remembered).
+    pub(super) fn get_or_prepare(&mut self, sql: &[u8], param_types: Vec<u32>) -> Arc<Statement> {
+        let same = |s: &&Arc<Statement>| {
+            s.sql.as_deref().map(str::as_bytes) == Some(sql) && *s.param_types == *param_types
+        };
+        if let Some(found) = self.ring.iter().flatten().find(same) {
+            return found.clone();
+        }
+        let statement = Arc::new(Statement::new(sql, Arc::from(param_types)));
+        if statement.sql.is_some() && sql.len() <= MAX_REMEMBERED_SQL {
+            if let Some(slot) = self.ring.get_mut(self.next) {
+                *slot = Some(statement.clone());
+            }
+            self.next = (self.next + 1) % RECENT;
+        }
+        statement
+    }
+}
+
 /// What a statement does to the session, as far as replaying its reads
 /// elsewhere is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,5 +122,71 @@ pub(super) fn ineligible(lexed: &Lexed, valid_utf8: bool) -> Option<SkipReason> 
         Some(SkipReason::NotRead)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_statement_prepared_again_with_the_same_text_is_the_same_statement() {
+        let mut recent = RecentStatements::default();
+        let a = recent.get_or_prepare(b"SELECT * FROM t WHERE id = $1", vec![23]);
+        a.executions.store(5, Ordering::Relaxed);
+        let again = recent.get_or_prepare(b"SELECT * FROM t WHERE id = $1", vec![23]);
+        assert!(Arc::ptr_eq(&a, &again));
+        assert_eq!(again.executions.load(Ordering::Relaxed), 5);
+        let other_types = recent.get_or_prepare(b"SELECT * FROM t WHERE id = $1", vec![20]);
+        assert!(!Arc::ptr_eq(&a, &other_types), "parameter types differ");
+        let other_text = recent.get_or_prepare(b"SELECT * FROM t WHERE id = $2", vec![23]);
+        assert!(!Arc::ptr_eq(&a, &other_text), "text differs");
+    }
+
+    #[test]
+    fn only_the_most_recent_statements_are_remembered() {
+        let mut recent = RecentStatements::default();
+        let first = recent.get_or_prepare(b"SELECT 0", Vec::new());
+        for i in 1..RECENT {
+            recent.get_or_prepare(format!("SELECT {i}").as_bytes(), Vec::new());
+        }
+        assert!(Arc::ptr_eq(
+            &first,
+            &recent.get_or_prepare(b"SELECT 0", Vec::new())
+        ));
+        recent.get_or_prepare(b"SELECT 'one too many'", Vec::new());
+        assert!(!Arc::ptr_eq(
+            &first,
+            &recent.get_or_prepare(b"SELECT 0", Vec::new())
+        ));
+    }
+
+    #[test]
+    fn huge_texts_are_not_remembered() {
+        let mut recent = RecentStatements::default();
+        let huge = format!("SELECT '{}'", "x".repeat(MAX_REMEMBERED_SQL));
+        let a = recent.get_or_prepare(huge.as_bytes(), Vec::new());
+        assert!(!Arc::ptr_eq(
+            &a,
+            &recent.get_or_prepare(huge.as_bytes(), Vec::new())
+        ));
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_never_remembered() {
+        let mut recent = RecentStatements::default();
+        let kept = recent.get_or_prepare(b"SELECT 1", Vec::new());
+        let invalid = [b'S', 0xff, b'x'];
+        let bad = recent.get_or_prepare(&invalid, Vec::new());
+        assert!(bad.sql.is_none());
+        for _ in 0..RECENT {
+            let again = recent.get_or_prepare(&invalid, Vec::new());
+            assert!(!Arc::ptr_eq(&bad, &again));
+        }
+        assert!(
+            Arc::ptr_eq(&kept, &recent.get_or_prepare(b"SELECT 1", Vec::new())),
+            "invalid texts take no slot"
+        );
     }
 }

@@ -20,7 +20,7 @@ pub use super::sample::{Sample, SessionSettings};
 use super::fingerprint::Fingerprint;
 use super::lexer;
 use super::skip::{SkipReason, SkipTally};
-use super::statement::{ineligible, SessionEffect, Statement};
+use super::statement::{ineligible, RecentStatements, SessionEffect, Statement};
 use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend::{self, tag as fe};
 use bytes::Bytes;
@@ -34,6 +34,11 @@ use std::time::{Duration, Instant};
 /// passed, and when it ends.
 const SKIP_FLUSH_EVERY: u32 = 1024;
 const SKIP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// The clock is read for [`SKIP_FLUSH_INTERVAL`] at every this many idle
+/// ReadyForQuery messages only: reading it at each one was a measurable
+/// part of the relay's per-transaction capture cost. A session that runs
+/// one transaction a second therefore hands its skips over every 16 s.
+const CLOCK_EVERY_IDLE_READY: u32 = 16;
 
 /// Statements kept per session at most; beyond, new named statements are
 /// not tracked (their executions are skipped as `too_large`).
@@ -111,6 +116,11 @@ pub struct Tracker<G: SampleGate> {
     settings: Arc<SessionSettings>,
     statements: HashMap<Vec<u8>, Arc<Statement>>,
     unnamed_statement: Option<Arc<Statement>>,
+    /// The latest Parses by text: a repeated Parse finds its statement.
+    recent: RecentStatements,
+    /// The named statement bound last, by name: sessions bind the same few
+    /// statements over and over, and this spares the map's hashing.
+    last_bound: Option<(Vec<u8>, Arc<Statement>)>,
     portals: HashMap<Vec<u8>, Portal>,
     unnamed_portal: Option<Portal>,
     expected: VecDeque<Expected>,
@@ -125,6 +135,8 @@ pub struct Tracker<G: SampleGate> {
     skip_run: Option<((Fingerprint, SkipReason), u64)>,
     unflushed_skips: u32,
     skips_flushed_at: Instant,
+    /// Idle ReadyForQuery messages since the clock was last read.
+    idle_readies: u32,
 }
 
 impl<G: SampleGate> Tracker<G> {
@@ -136,6 +148,8 @@ impl<G: SampleGate> Tracker<G> {
             settings: Arc::new(settings),
             statements: HashMap::new(),
             unnamed_statement: None,
+            recent: RecentStatements::default(),
+            last_bound: None,
             portals: HashMap::new(),
             unnamed_portal: None,
             expected: VecDeque::new(),
@@ -144,12 +158,8 @@ impl<G: SampleGate> Tracker<G> {
             skip_run: None,
             unflushed_skips: 0,
             skips_flushed_at: Instant::now(),
+            idle_readies: 0,
         }
-    }
-
-    /// The gate, for callers that share it.
-    pub fn gate(&self) -> &G {
-        &self.gate
     }
 
     /// A reported setting changed (ParameterStatus).
@@ -201,11 +211,12 @@ impl<G: SampleGate> Tracker<G> {
             self.on_untracked(fe::PARSE);
             return;
         };
-        let statement = Arc::new(Statement::new(parse.sql, Arc::from(parse.param_types)));
+        let statement = self.recent.get_or_prepare(parse.sql, parse.param_types);
         let name = parse.name.to_vec();
         if name.is_empty() {
             self.unnamed_statement = Some(statement);
         } else if self.statements.len() < MAX_TRACKED_STATEMENTS {
+            self.last_bound = None;
             self.statements.insert(name.clone(), statement);
         }
         self.expected.push_back(Expected::Parse(Some(name)));
@@ -223,7 +234,7 @@ impl<G: SampleGate> Tracker<G> {
         let statement = if statement_name.is_empty() {
             self.unnamed_statement.clone()
         } else {
-            self.statements.get(statement_name).cloned()
+            self.named_statement(statement_name)
         };
         let ticket = match statement {
             None => {
@@ -287,9 +298,7 @@ impl<G: SampleGate> Tracker<G> {
         if let Ok((kind, name)) = frontend::target(body) {
             match (kind, name.is_empty()) {
                 (b'S', true) => self.unnamed_statement = None,
-                (b'S', false) => {
-                    self.statements.remove(name);
-                }
+                (b'S', false) => self.forget_statement(name),
                 (_, true) => self.unnamed_portal = None,
                 (_, false) => {
                     self.portals.remove(name);
@@ -400,7 +409,7 @@ impl<G: SampleGate> Tracker<G> {
                 self.portals.clear();
             }
             self.unnamed_portal = None;
-            if self.unflushed_skips > 0 && self.skips_flushed_at.elapsed() >= SKIP_FLUSH_INTERVAL {
+            if self.unflushed_skips > 0 && self.skips_due() {
                 self.flush_skips();
             }
         }
@@ -427,6 +436,17 @@ impl<G: SampleGate> Tracker<G> {
         if self.unflushed_skips >= SKIP_FLUSH_EVERY {
             self.flush_skips();
         }
+    }
+
+    /// Whether the batched skips have waited long enough, asked at an idle
+    /// ReadyForQuery (see [`CLOCK_EVERY_IDLE_READY`]).
+    fn skips_due(&mut self) -> bool {
+        self.idle_readies += 1;
+        if self.idle_readies < CLOCK_EVERY_IDLE_READY {
+            return false;
+        }
+        self.idle_readies = 0;
+        self.skips_flushed_at.elapsed() >= SKIP_FLUSH_INTERVAL
     }
 
     fn flush_skips(&mut self) {
@@ -472,8 +492,20 @@ impl<G: SampleGate> Tracker<G> {
         if name.is_empty() {
             self.unnamed_statement = None;
         } else {
+            self.last_bound = None;
             self.statements.remove(name);
         }
+    }
+
+    fn named_statement(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
+        if let Some((last, statement)) = &self.last_bound {
+            if last.as_slice() == name {
+                return Some(statement.clone());
+            }
+        }
+        let statement = self.statements.get(name)?.clone();
+        self.last_bound = Some((name.to_vec(), statement.clone()));
+        Some(statement)
     }
 
     fn pop_if(&mut self, pred: impl Fn(&Expected) -> bool) {
@@ -573,286 +605,4 @@ impl<G: SampleGate> Drop for Tracker<G> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::cell::RefCell;
-
-    /// Samples everything, records what happens.
-    #[derive(Default)]
-    struct Recorder {
-        submitted: RefCell<Vec<Sample>>,
-        skipped: RefCell<Vec<SkipReason>>,
-        by_fingerprint: RefCell<SkipTally>,
-        executed: RefCell<usize>,
-    }
-
-    impl SampleGate for &Recorder {
-        fn decide(&self, _: Fingerprint, _: u32) -> Result<(), SkipReason> {
-            Ok(())
-        }
-        fn skip(&self, reason: SkipReason) {
-            self.skipped.borrow_mut().push(reason);
-        }
-        fn executed(&self) {
-            *self.executed.borrow_mut() += 1;
-        }
-        fn skipped_by_fingerprint(&self, batch: &mut SkipTally) {
-            let mut all = self.by_fingerprint.borrow_mut();
-            for (key, n) in batch.drain() {
-                *all.entry(key).or_insert(0) += n;
-            }
-        }
-        fn submit(&self, sample: Sample) -> Result<(), SkipReason> {
-            self.submitted.borrow_mut().push(sample);
-            Ok(())
-        }
-    }
-
-    fn cstr(s: &str) -> Vec<u8> {
-        let mut v = s.as_bytes().to_vec();
-        v.push(0);
-        v
-    }
-
-    fn parse(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
-        let mut b = cstr(name);
-        b.extend(cstr(sql));
-        b.extend((types.len() as i16).to_be_bytes());
-        for t in types {
-            b.extend(t.to_be_bytes());
-        }
-        b
-    }
-
-    fn bind(portal: &str, stmt: &str, params: &[&[u8]]) -> Vec<u8> {
-        let mut b = cstr(portal);
-        b.extend(cstr(stmt));
-        b.extend(1i16.to_be_bytes());
-        b.extend(1i16.to_be_bytes());
-        b.extend((params.len() as i16).to_be_bytes());
-        for p in params {
-            b.extend((p.len() as i32).to_be_bytes());
-            b.extend_from_slice(p);
-        }
-        b.extend(0i16.to_be_bytes());
-        b
-    }
-
-    fn execute(portal: &str) -> Vec<u8> {
-        let mut b = cstr(portal);
-        b.extend(0i32.to_be_bytes());
-        b
-    }
-
-    fn tracker(r: &Recorder) -> Tracker<&Recorder> {
-        Tracker::new(r, "app", SessionSettings::default())
-    }
-
-    fn server(t: &mut Tracker<&Recorder>, tags: &[u8]) {
-        for &tag in tags {
-            if tag == b'Z' {
-                t.on_ready_for_query(TransactionStatus::Idle);
-            } else {
-                t.on_server_message(tag);
-            }
-        }
-    }
-
-    #[test]
-    fn a_successful_simple_query_is_submitted_at_ready_for_query() {
-        let r = Recorder::default();
-        let mut t = tracker(&r);
-        t.on_query(&cstr("SELECT * FROM entries WHERE id = 1"));
-        server(&mut t, b"TDC");
-        assert!(r.submitted.borrow().is_empty(), "not before ReadyForQuery");
-        server(&mut t, b"Z");
-        let s = r.submitted.borrow();
-        assert_eq!(s.len(), 1);
-        assert_eq!(&*s[0].sql, "SELECT * FROM entries WHERE id = 1");
-        assert_eq!(&*s[0].database, "app");
-    }
-
-    #[test]
-    fn skips_reach_the_gate_per_fingerprint_in_batches_and_at_session_end() {
-        let r = Recorder::default();
-        let insert = lexer::lex("INSERT INTO t VALUES (1)").fingerprint;
-        {
-            let mut t = tracker(&r);
-            for _ in 0..SKIP_FLUSH_EVERY {
-                t.on_query(&cstr("INSERT INTO t VALUES (1)"));
-                server(&mut t, b"CZ");
-            }
-            assert_eq!(
-                r.by_fingerprint
-                    .borrow()
-                    .get(&(insert, SkipReason::NotRead)),
-                Some(&u64::from(SKIP_FLUSH_EVERY)),
-                "a full batch is handed over at once"
-            );
-            t.on_query(&cstr("SELECT 1; SELECT 2"));
-            server(&mut t, b"TDCTDCZ");
-            assert_eq!(r.by_fingerprint.borrow().len(), 1, "not yet: batched");
-        }
-        let all = r.by_fingerprint.borrow();
-        assert_eq!(all.len(), 2, "the rest when the session ends: {all:?}");
-        assert_eq!(r.skipped.borrow().len(), SKIP_FLUSH_EVERY as usize + 1);
-    }
-
-    #[test]
-    fn interleaved_skips_are_tallied_per_fingerprint_and_reason() {
-        let r = Recorder::default();
-        let insert = lexer::lex("INSERT INTO t VALUES (1)").fingerprint;
-        let update = lexer::lex("UPDATE t SET a = 1").fingerprint;
-        {
-            let mut t = tracker(&r);
-            for sql in ["INSERT INTO t VALUES (1)", "UPDATE t SET a = 1"] {
-                t.on_parse(&parse(
-                    if sql.starts_with('I') { "i" } else { "u" },
-                    sql,
-                    &[],
-                ));
-            }
-            server(&mut t, b"11");
-            for name in ["i", "i", "u", "i", "u", "u", "u", "i"] {
-                t.on_bind(&bind("", name, &[]));
-                t.on_execute(&execute(""));
-                t.on_untracked(fe::SYNC);
-                server(&mut t, b"2CZ");
-            }
-        }
-        let all = r.by_fingerprint.borrow();
-        assert_eq!(all.get(&(insert, SkipReason::NotRead)), Some(&4), "{all:?}");
-        assert_eq!(all.get(&(update, SkipReason::NotRead)), Some(&4), "{all:?}");
-        assert_eq!(all.len(), 2, "{all:?}");
-    }
-
-    #[test]
-    fn failed_statements_and_non_reads_are_never_submitted() {
-        let r = Recorder::default();
-        let mut t = tracker(&r);
-        t.on_query(&cstr("SELECT 1/0"));
-        server(&mut t, b"EZ");
-        t.on_query(&cstr("INSERT INTO t VALUES (1)"));
-        server(&mut t, b"CZ");
-        t.on_query(&cstr("SELECT 1; SELECT 2"));
-        server(&mut t, b"TDCTDCZ");
-        assert!(r.submitted.borrow().is_empty());
-        assert_eq!(
-            *r.skipped.borrow(),
-            vec![SkipReason::NotRead, SkipReason::MultiStatement]
-        );
-        assert_eq!(*r.executed.borrow(), 3);
-    }
-
-    #[test]
-    fn named_statements_are_captured_at_every_execution_with_their_parameters() {
-        let r = Recorder::default();
-        let mut t = tracker(&r);
-        t.on_parse(&parse("s1", "SELECT * FROM entries WHERE id = $1", &[23]));
-        t.on_untracked(fe::SYNC);
-        server(&mut t, b"1Z");
-        for i in 0..5u32 {
-            t.on_bind(&bind("", "s1", &[&i.to_be_bytes()]));
-            t.on_execute(&execute(""));
-            t.on_untracked(fe::SYNC);
-            server(&mut t, b"2DCZ");
-        }
-        let s = r.submitted.borrow();
-        assert_eq!(s.len(), 5);
-        assert_eq!(
-            s[3].params,
-            vec![Some(Bytes::copy_from_slice(&3u32.to_be_bytes()))]
-        );
-        assert_eq!(s[3].param_formats, vec![1]);
-        assert_eq!(&*s[3].param_types, &[23]);
-    }
-
-    #[test]
-    fn an_error_in_a_pipeline_discards_everything_up_to_sync() {
-        let r = Recorder::default();
-        let mut t = tracker(&r);
-        // Batch 1: first statement fails; the second is skipped by the server.
-        t.on_parse(&parse("", "SELECT 1/0", &[]));
-        t.on_bind(&bind("", "", &[]));
-        t.on_execute(&execute(""));
-        t.on_parse(&parse("", "SELECT 2", &[]));
-        t.on_bind(&bind("", "", &[]));
-        t.on_execute(&execute(""));
-        t.on_untracked(fe::SYNC);
-        // Batch 2 succeeds.
-        t.on_parse(&parse("", "SELECT 3", &[]));
-        t.on_bind(&bind("", "", &[]));
-        t.on_execute(&execute(""));
-        t.on_untracked(fe::SYNC);
-        server(&mut t, b"12EZ");
-        assert!(r.submitted.borrow().is_empty());
-        server(&mut t, b"12DCZ");
-        let s = r.submitted.borrow();
-        assert_eq!(s.len(), 1);
-        assert_eq!(&*s[0].sql, "SELECT 3");
-    }
-
-    #[test]
-    fn a_suspended_portal_is_submitted_when_it_completes() {
-        let r = Recorder::default();
-        let mut t = tracker(&r);
-        t.on_parse(&parse("", "SELECT * FROM big", &[]));
-        t.on_bind(&bind("c1", "", &[]));
-        t.on_execute(&execute("c1"));
-        t.on_untracked(fe::FLUSH);
-        server(&mut t, b"12DDs");
-        assert!(r.submitted.borrow().is_empty());
-        t.on_execute(&execute("c1"));
-        t.on_untracked(fe::SYNC);
-        server(&mut t, b"DCZ");
-        assert_eq!(r.submitted.borrow().len(), 1);
-    }
-
-    #[test]
-    fn session_state_changes_make_later_reads_session_dependent() {
-        let r = Recorder::default();
-        let mut t = tracker(&r);
-        t.on_query(&cstr("CREATE TEMP TABLE scratch (id int)"));
-        server(&mut t, b"CZ");
-        t.on_query(&cstr("SELECT * FROM scratch"));
-        server(&mut t, b"TCZ");
-        assert!(r.submitted.borrow().is_empty());
-        assert_eq!(
-            r.skipped.borrow().last(),
-            Some(&SkipReason::SessionDependent)
-        );
-        t.on_query(&cstr("DISCARD ALL"));
-        server(&mut t, b"CZ");
-        t.on_query(&cstr("SELECT 1"));
-        server(&mut t, b"TDCZ");
-        assert_eq!(r.submitted.borrow().len(), 1);
-    }
-
-    #[test]
-    fn settings_follow_parameter_status() {
-        let r = Recorder::default();
-        let mut t = tracker(&r);
-        t.on_parameter_status("TimeZone", "Asia/Tokyo");
-        t.on_parameter_status("application_name", "ignored");
-        t.on_query(&cstr("SELECT now()"));
-        server(&mut t, b"TDCZ");
-        let s = r.submitted.borrow();
-        let pairs: Vec<_> = s[0].settings.pairs().collect();
-        assert_eq!(pairs, vec![("TimeZone", "Asia/Tokyo")]);
-    }
-
-    #[test]
-    fn oversized_messages_keep_the_reply_queue_in_step() {
-        let r = Recorder::default();
-        let mut t = tracker(&r);
-        t.on_untracked(fe::PARSE);
-        t.on_untracked(fe::BIND);
-        t.on_untracked(fe::EXECUTE);
-        t.on_untracked(fe::SYNC);
-        server(&mut t, b"12CZ");
-        t.on_query(&cstr("SELECT 1"));
-        server(&mut t, b"TDCZ");
-        assert_eq!(r.submitted.borrow().len(), 1);
-        assert!(r.skipped.borrow().contains(&SkipReason::TooLarge));
-    }
-}
+mod tests;

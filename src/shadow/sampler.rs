@@ -25,6 +25,13 @@ pub struct Sampler {
     rate: AtomicU64,
     overrides: ArcSwap<HashMap<Fingerprint, f64>>,
     muted: ArcSwap<HashSet<Fingerprint>>,
+    /// Whether `overrides` / `muted` hold anything: most deployments have
+    /// neither, and then a decision loads no shared map at all.
+    any_overrides: AtomicBool,
+    any_muted: AtomicBool,
+    /// Serialises the updates of `overrides` and `muted`, so that each flag
+    /// ends up describing the map it belongs to.
+    policy_updates: Mutex<()>,
     first_executions: u32,
     seen: [Mutex<HashMap<Fingerprint, u32>>; SHARDS],
     limiter: RateLimiter,
@@ -42,8 +49,11 @@ impl Sampler {
         Self {
             enabled: AtomicBool::new(enabled),
             rate: AtomicU64::new(rate.clamp(0.0, 1.0).to_bits()),
+            any_overrides: AtomicBool::new(!overrides.is_empty()),
             overrides: ArcSwap::from_pointee(overrides),
             muted: ArcSwap::from_pointee(HashSet::new()),
+            any_muted: AtomicBool::new(false),
+            policy_updates: Mutex::new(()),
             first_executions,
             seen: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             limiter: RateLimiter::new(max_per_second),
@@ -60,18 +70,21 @@ impl Sampler {
         if !self.enabled.load(Ordering::Relaxed) {
             return Err(SkipReason::Disabled);
         }
-        if self.muted.load().contains(&fingerprint) {
+        if self.any_muted.load(Ordering::Relaxed) && self.muted.load().contains(&fingerprint) {
             return Err(SkipReason::Muted);
         }
         if executions_here < self.first_executions && self.is_early_execution(fingerprint) {
             return Ok(());
         }
-        let rate = self
-            .overrides
-            .load()
-            .get(&fingerprint)
-            .copied()
-            .unwrap_or_else(|| self.rate());
+        let rate = if self.any_overrides.load(Ordering::Relaxed) {
+            self.overrides
+                .load()
+                .get(&fingerprint)
+                .copied()
+                .unwrap_or_else(|| self.rate())
+        } else {
+            self.rate()
+        };
         if rate >= 1.0 || (rate > 0.0 && rand::random::<f64>() < rate) {
             Ok(())
         } else {
@@ -120,12 +133,23 @@ impl Sampler {
 
     /// Replaces the per-fingerprint rates.
     pub fn set_overrides(&self, overrides: HashMap<Fingerprint, f64>) {
+        let _updating = self.lock_policy_updates();
+        self.any_overrides
+            .store(!overrides.is_empty(), Ordering::Relaxed);
         self.overrides.store(Arc::new(overrides));
     }
 
     /// Replaces the muted fingerprints.
     pub fn set_muted(&self, muted: HashSet<Fingerprint>) {
+        let _updating = self.lock_policy_updates();
+        self.any_muted.store(!muted.is_empty(), Ordering::Relaxed);
         self.muted.store(Arc::new(muted));
+    }
+
+    fn lock_policy_updates(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.policy_updates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The muted fingerprints.
@@ -138,11 +162,12 @@ impl Sampler {
     /// from different places (the config file, the admin API) never undo
     /// each other.
     pub fn update_muted(&self, unmute: &HashSet<Fingerprint>, mute: &HashSet<Fingerprint>) {
-        self.muted.rcu(|current| {
-            let mut next: HashSet<Fingerprint> = current.difference(unmute).copied().collect();
-            next.extend(mute.iter().copied());
-            next
-        });
+        let _updating = self.lock_policy_updates();
+        let current = self.muted.load_full();
+        let mut next: HashSet<Fingerprint> = current.difference(unmute).copied().collect();
+        next.extend(mute.iter().copied());
+        self.any_muted.store(!next.is_empty(), Ordering::Relaxed);
+        self.muted.store(Arc::new(next));
     }
 
     /// The cap on samples admitted per second (0 = none).
