@@ -331,3 +331,31 @@ fn oversized_messages_keep_the_reply_queue_in_step() {
     assert_eq!(r.submitted.borrow().len(), 1);
     assert!(r.skipped.borrow().contains(&SkipReason::TooLarge));
 }
+
+#[test]
+fn skips_waiting_past_the_interval_go_out_at_every_sixteenth_idle_ready() {
+    let r = Recorder::default();
+    let mut t = tracker(&r);
+    let run_insert = |t: &mut Tracker<&Recorder>| {
+        t.on_query(&cstr("INSERT INTO t VALUES (1)"));
+        server(t, b"CZ");
+    };
+    run_insert(&mut t);
+    // As if the last hand-over were long ago.
+    t.skips_flushed_at = Instant::now() - 2 * SKIP_FLUSH_INTERVAL;
+    for _ in 2..CLOCK_EVERY_IDLE_READY {
+        run_insert(&mut t);
+    }
+    assert!(
+        r.by_fingerprint.borrow().is_empty(),
+        "the clock is not read before the sixteenth idle ReadyForQuery"
+    );
+    run_insert(&mut t);
+    let insert = lexer::lex("INSERT INTO t VALUES (1)").fingerprint;
+    assert_eq!(
+        r.by_fingerprint
+            .borrow()
+            .get(&(insert, SkipReason::NotRead)),
+        Some(&u64::from(CLOCK_EVERY_IDLE_READY))
+    );
+}
