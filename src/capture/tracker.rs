@@ -297,8 +297,7 @@ impl<G: SampleGate> Tracker<G> {
     pub fn on_close(&mut self, body: &[u8]) {
         if let Ok((kind, name)) = frontend::target(body) {
             match (kind, name.is_empty()) {
-                (b'S', true) => self.unnamed_statement = None,
-                (b'S', false) => self.forget_statement(name),
+                (b'S', _) => self.forget_statement(name),
                 (_, true) => self.unnamed_portal = None,
                 (_, false) => {
                     self.portals.remove(name);
