@@ -183,6 +183,11 @@ pub struct ShadowConfig {
     pub max_in_flight: usize,
     /// Samples waiting for a worker; beyond this they are dropped.
     pub queue_capacity: usize,
+    /// Samples a worker runs together on one connection at most.
+    pub max_batch: usize,
+    /// How long the dispatcher lets samples gather before handing a batch
+    /// that is not full to a worker (0: at once).
+    pub batch_window_ms: u64,
     /// `statement_timeout` of each shadow statement.
     pub statement_timeout_ms: u64,
     /// Samples started per second at most, over all sessions (0 = no cap).
@@ -238,6 +243,8 @@ impl Default for ShadowConfig {
             new_search_path: "v2".into(),
             max_in_flight: 2,
             queue_capacity: 1024,
+            max_batch: 32,
+            batch_window_ms: 50,
             statement_timeout_ms: 5_000,
             max_samples_per_second: 0,
             first_executions: 3,
@@ -568,6 +575,14 @@ impl Config {
         check(s.queue_capacity > 0, "shadow.queue_capacity", || {
             "must be at least 1".into()
         })?;
+        check(s.max_batch > 0, "shadow.max_batch", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            s.batch_window_ms <= 10_000,
+            "shadow.batch_window_ms",
+            || format!("must be at most 10000 (10 s), got {}", s.batch_window_ms),
+        )?;
         check(
             s.statement_timeout_ms > 0,
             "shadow.statement_timeout_ms",
@@ -817,6 +832,11 @@ mod tests {
             ("[store]\nflush_interval_ms = 0", "store.flush_interval_ms"),
             ("[log]\nlevel = \"loud\"", "log.level"),
             ("[shadow]\nmax_in_flight = 0", "shadow.max_in_flight"),
+            ("[shadow]\nmax_batch = 0", "shadow.max_batch"),
+            (
+                "[shadow]\nbatch_window_ms = 60000",
+                "shadow.batch_window_ms",
+            ),
             (
                 "[alerts]\nwebhook_url = \"https://hooks.example.com/x\"",
                 "alerts.webhook_url",

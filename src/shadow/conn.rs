@@ -51,6 +51,36 @@ pub enum ConnError {
     Protocol(String),
 }
 
+impl ConnError {
+    /// The same error again, for every sample of a batch it stopped.
+    pub fn again(&self) -> ConnError {
+        match self {
+            ConnError::Io { address, source } => ConnError::Io {
+                address: address.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            ConnError::Timeout { address, timeout } => ConnError::Timeout {
+                address: address.clone(),
+                timeout: *timeout,
+            },
+            ConnError::Refused {
+                user,
+                code,
+                message,
+            } => ConnError::Refused {
+                user: user.clone(),
+                code: code.clone(),
+                message: message.clone(),
+            },
+            ConnError::Unsupported { user, what } => ConnError::Unsupported {
+                user: user.clone(),
+                what: what.clone(),
+            },
+            ConnError::Protocol(what) => ConnError::Protocol(what.clone()),
+        }
+    }
+}
+
 /// How to reach and log in to the database.
 #[derive(Debug, Clone)]
 pub struct ConnParams {
@@ -93,6 +123,8 @@ pub struct ShadowConn {
     pub(crate) poisoned: bool,
     /// Samples run on this connection, for periodic resets.
     pub(crate) runs: u64,
+    /// Writes sent so far (a batch of prepared samples is one).
+    writes: u64,
     /// Statements prepared on this connection.
     pub(crate) statements: super::statements::StatementCache,
     /// The session settings in effect, as the server last reported them
@@ -129,6 +161,7 @@ impl ShadowConn {
             address: address.clone(),
             poisoned: false,
             runs: 0,
+            writes: 0,
             statements: Default::default(),
             settings: SessionSettings::default(),
         };
@@ -238,8 +271,21 @@ impl ShadowConn {
         }
     }
 
+    /// Writes sent to the server so far, login included: a batch of
+    /// samples whose statements are prepared takes one.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    /// Whether the connection is out of step or broken (it is closed
+    /// instead of returned to the pool).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     /// Writes bytes to the server.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        self.writes += 1;
         let result = self.stream.write_all(bytes).await;
         result.map_err(|source| {
             self.poisoned = true;

@@ -3,7 +3,7 @@
 use super::conn::ConnError;
 use super::outcome::{display_params, Outcome, OutcomeKind};
 use super::pool::Pool;
-use super::run::{run, RunResult, RunSpec, SideResult, Snapshot};
+use super::run::{run, run_batch, RunResult, RunSpec, SideResult, Snapshot};
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
@@ -109,46 +109,177 @@ impl Executor {
         }
     }
 
-    /// Handles one sample to the end.
-    pub async fn handle(&self, sample: &Sample) -> Handled {
-        let untied = self.untied_set().contains(&sample.fingerprint);
-        let handled = self.handle_with(sample, untied).await;
-        match handled {
-            // Both sides refused the appended id column: the relation has
-            // none (typically a view). Compare without the tiebreaker, and
-            // remember not to try again.
-            Handled::Compared(ref o) if o.kind == OutcomeKind::RewriteError && !untied => {
-                tracing::info!(
-                    fingerprint = %sample.fingerprint,
-                    error = o.old_error.as_ref().map(|e| e.message.as_str()).unwrap_or(""),
-                    "tiebreaker column not available for this statement; comparing tie-tolerantly"
-                );
-                {
-                    let mut set = self.untied_set();
-                    if set.len() >= MAX_WITHOUT_TIEBREAK {
-                        set.clear();
-                    }
-                    set.insert(sample.fingerprint);
-                }
-                self.handle_with(sample, true).await
-            }
-            other => other,
+    /// Handles `samples` to the end: one result each, in order. Their
+    /// first runs share connections and writes ([`run_batch`]); follow-ups
+    /// (the new query alone after an old-side error, the recheck of a
+    /// mismatch) run one by one.
+    pub async fn handle_batch(&self, samples: &[Sample]) -> Vec<Handled> {
+        let samples: Vec<&Sample> = samples.iter().collect();
+        let untied: Vec<bool> = {
+            let set = self.untied_set();
+            samples
+                .iter()
+                .map(|s| set.contains(&s.fingerprint))
+                .collect()
+        };
+        let mut handled = self.compare_all(&samples, &untied).await;
+        // Both sides refused the appended id column: the relation has none
+        // (typically a view). Compare without the tiebreaker, and remember
+        // not to try again.
+        let retry: Vec<usize> = handled
+            .iter()
+            .zip(&untied)
+            .enumerate()
+            .filter(|(_, (h, &untied))| {
+                !untied && matches!(h, Handled::Compared(o) if o.kind == OutcomeKind::RewriteError)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if retry.is_empty() {
+            return handled;
         }
+        for &i in &retry {
+            let (sample, Handled::Compared(o)) = (samples[i], &handled[i]) else {
+                continue;
+            };
+            tracing::info!(
+                fingerprint = %sample.fingerprint,
+                error = o.old_error.as_ref().map(|e| e.message.as_str()).unwrap_or(""),
+                "tiebreaker column not available for this statement; comparing tie-tolerantly"
+            );
+            let mut set = self.untied_set();
+            if set.len() >= MAX_WITHOUT_TIEBREAK {
+                set.clear();
+            }
+            set.insert(sample.fingerprint);
+        }
+        let again: Vec<&Sample> = retry.iter().map(|&i| samples[i]).collect();
+        let redone = self.compare_all(&again, &vec![true; again.len()]).await;
+        for (i, h) in retry.into_iter().zip(redone) {
+            handled[i] = h;
+        }
+        handled
     }
 
     fn untied_set(&self) -> std::sync::MutexGuard<'_, HashSet<Fingerprint>> {
         self.untied.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn handle_with(&self, sample: &Sample, untied: bool) -> Handled {
-        let plan = self.plan(&sample.sql, untied).await;
-        let plan = match plan.as_ref() {
-            Ok(plan) => plan,
-            Err(reason) => return Handled::Skipped(*reason),
+    /// Plans, runs, classifies and rechecks each sample (`untied[i]`:
+    /// without the tiebreaker).
+    async fn compare_all(&self, samples: &[&Sample], untied: &[bool]) -> Vec<Handled> {
+        let mut plans = Vec::with_capacity(samples.len());
+        for (sample, &untied) in samples.iter().zip(untied) {
+            plans.push(self.plan(&sample.sql, untied).await);
+        }
+        let options: Vec<Option<CompareOptions>> = plans
+            .iter()
+            .map(|p| p.as_ref().as_ref().ok().map(|p| self.options_for(p)))
+            .collect();
+        let runnable: Vec<(&Sample, &Plan, &CompareOptions)> = samples
+            .iter()
+            .zip(&plans)
+            .zip(&options)
+            .filter_map(|((s, p), o)| Some((*s, p.as_ref().as_ref().ok()?, o.as_ref()?)))
+            .collect();
+        let mut firsts = self.first_runs(&runnable).await.into_iter();
+        let mut handled = Vec::with_capacity(samples.len());
+        for ((sample, plan), options) in samples.iter().zip(&plans).zip(&options) {
+            let (Ok(plan), Some(options)) = (plan.as_ref(), options) else {
+                let reason = match plan.as_ref() {
+                    Err(reason) => *reason,
+                    Ok(_) => SkipReason::Unparsable,
+                };
+                handled.push(Handled::Skipped(reason));
+                continue;
+            };
+            let first = firsts
+                .next()
+                .unwrap_or_else(|| Err(ConnError::Protocol("sample not run".into())));
+            handled.push(self.finish(sample, plan, options, first).await);
+        }
+        handled
+    }
+
+    /// The first run of each of `items`: per database, as few connections
+    /// and writes as [`run_batch`] manages.
+    async fn first_runs(
+        &self,
+        items: &[(&Sample, &Plan, &CompareOptions)],
+    ) -> Vec<Result<RunResult, ConnError>> {
+        let specs: Vec<(&Sample, RunSpec<'_>)> = items
+            .iter()
+            .map(|&(sample, plan, options)| {
+                let old = (plan.old_sql.as_ref(), self.old_search_path.as_str());
+                (sample, self.spec(old, &plan.new_sql, options))
+            })
+            .collect();
+        let mut results: Vec<Option<Result<RunResult, ConnError>>> =
+            specs.iter().map(|_| None).collect();
+        let mut databases: Vec<&str> = Vec::new();
+        for (sample, _) in &specs {
+            if !databases.contains(&sample.database.as_ref()) {
+                databases.push(&sample.database);
+            }
+        }
+        for database in databases {
+            let group: Vec<usize> = (0..specs.len())
+                .filter(|&i| specs[i].0.database.as_ref() == database)
+                .collect();
+            let mut done = 0;
+            while let Some(rest) = group.get(done..).filter(|rest| !rest.is_empty()) {
+                let batch: Vec<(&Sample, RunSpec<'_>)> =
+                    rest.iter().map(|&i| specs[i].clone()).collect();
+                let mut got = self.run_on_one_connection(database, &batch).await;
+                if got.is_empty() {
+                    got.push(Err(ConnError::Protocol("sample not run".into())));
+                }
+                for r in got {
+                    if let Some(slot) = group.get(done).and_then(|&i| results.get_mut(i)) {
+                        *slot = Some(r);
+                    }
+                    done += 1;
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ConnError::Protocol("sample not run".into()))))
+            .collect()
+    }
+
+    /// Takes a connection and runs as much of `batch` on it as it allows;
+    /// returns the connection to the pool unless it is out of step.
+    async fn run_on_one_connection(
+        &self,
+        database: &str,
+        batch: &[(&Sample, RunSpec<'_>)],
+    ) -> Vec<Result<RunResult, ConnError>> {
+        let mut conn = match self.pool.get(database).await {
+            Ok(conn) => conn,
+            Err(e) => return batch.iter().map(|_| Err(e.again())).collect(),
         };
+        let limit = self.run_limit() * u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        match tokio::time::timeout(limit, run_batch(&mut conn, batch)).await {
+            Ok(results) => {
+                self.pool.put(database, conn);
+                results
+            }
+            Err(_) => batch.iter().map(|_| Err(run_timeout(limit))).collect(),
+        }
+    }
+
+    /// Classifies a sample's first run, runs the follow-ups it needs and
+    /// returns the outcome.
+    async fn finish(
+        &self,
+        sample: &Sample,
+        plan: &Plan,
+        options: &CompareOptions,
+        first: Result<RunResult, ConnError>,
+    ) -> Handled {
         let mut outcome = self.outcome_shell(sample, plan);
-        let options = self.options_for(plan);
-        let first = match self.run_once(sample, plan, &options).await {
+        let first = match first {
             Ok(r) => r,
             Err(e) => {
                 outcome.kind = OutcomeKind::ShadowError;
@@ -157,23 +288,26 @@ impl Executor {
                 return Handled::Compared(Box::new(outcome));
             }
         };
-        self.classify(sample, plan, &options, first, &mut outcome)
+        self.classify(sample, plan, options, first, &mut outcome)
             .await;
         if outcome.kind != OutcomeKind::Match {
             add_reproduction_details(&mut outcome, sample);
         }
         if outcome.kind == OutcomeKind::Mismatch && self.recheck {
-            outcome.confirmed = Some(match self.run_once(sample, plan, &options).await {
-                Ok(RunResult {
-                    old: SideResult::Rows(old),
-                    new: SideResult::Rows(new),
-                    ..
-                }) => {
-                    let again = compare(&old, &new, &plan.ordering, &options);
-                    again.is_some_and(|d| Some(d.kind) == outcome.diff.as_ref().map(|o| o.kind))
-                }
-                _ => false,
-            });
+            let old = (plan.old_sql.as_ref(), self.old_search_path.as_str());
+            outcome.confirmed = Some(
+                match self.execute(sample, old, &plan.new_sql, options).await {
+                    Ok(RunResult {
+                        old: SideResult::Rows(old),
+                        new: SideResult::Rows(new),
+                        ..
+                    }) => {
+                        let again = compare(&old, &new, &plan.ordering, options);
+                        again.is_some_and(|d| Some(d.kind) == outcome.diff.as_ref().map(|o| o.kind))
+                    }
+                    _ => false,
+                },
+            );
         }
         Handled::Compared(Box::new(outcome))
     }
@@ -188,16 +322,29 @@ impl Executor {
         }
     }
 
-    /// Takes a connection, runs both queries, and returns the connection
-    /// (or closes it when it is out of step).
-    async fn run_once(
-        &self,
-        sample: &Sample,
-        plan: &Plan,
-        options: &CompareOptions,
-    ) -> Result<RunResult, ConnError> {
-        let old = (plan.old_sql.as_ref(), self.old_search_path.as_str());
-        self.execute(sample, old, &plan.new_sql, options).await
+    /// How long one run may take: the statement timeout bounds each
+    /// statement on the server; this bounds the whole run against a
+    /// silent network.
+    fn run_limit(&self) -> Duration {
+        self.statement_timeout * 4 + Duration::from_secs(5)
+    }
+
+    fn spec<'a>(
+        &'a self,
+        (old_sql, old_search_path): (&'a str, &'a str),
+        new_sql: &'a str,
+        options: &'a CompareOptions,
+    ) -> RunSpec<'a> {
+        RunSpec {
+            old_sql,
+            new_sql,
+            old_search_path,
+            new_search_path: &self.new_search_path,
+            statement_timeout: self.statement_timeout,
+            max_rows: self.max_rows,
+            compare: options,
+            snapshot: self.snapshot,
+        }
     }
 
     /// Only the new query, for telling `old_error` from `both_error` when
@@ -220,34 +367,20 @@ impl Executor {
     async fn execute(
         &self,
         sample: &Sample,
-        (old_sql, old_search_path): (&str, &str),
+        old: (&str, &str),
         new_sql: &str,
         options: &CompareOptions,
     ) -> Result<RunResult, ConnError> {
-        let spec = RunSpec {
-            old_sql,
-            new_sql,
-            old_search_path,
-            new_search_path: &self.new_search_path,
-            statement_timeout: self.statement_timeout,
-            max_rows: self.max_rows,
-            compare: options,
-            snapshot: self.snapshot,
-        };
+        let spec = self.spec(old, new_sql, options);
         let mut conn = self.pool.get(&sample.database).await?;
-        // The statement timeout bounds each statement on the server; this
-        // bounds the whole run against a silent network.
-        let limit = self.statement_timeout * 4 + Duration::from_secs(5);
+        let limit = self.run_limit();
         match tokio::time::timeout(limit, run(&mut conn, sample, &spec)).await {
             Ok(Ok(r)) => {
                 self.pool.put(&sample.database, conn);
                 Ok(r)
             }
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(ConnError::Timeout {
-                address: "shadow run".into(),
-                timeout: limit,
-            }),
+            Err(_) => Err(run_timeout(limit)),
         }
     }
 
@@ -325,6 +458,13 @@ fn add_reproduction_details(outcome: &mut Outcome, sample: &Sample) {
         .pairs()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+}
+
+fn run_timeout(limit: Duration) -> ConnError {
+    ConnError::Timeout {
+        address: "shadow run".into(),
+        timeout: limit,
+    }
 }
 
 fn error_of(side: SideResult) -> Option<ErrorFields> {

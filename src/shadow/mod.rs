@@ -4,15 +4,18 @@
 //! whether to sample an execution ([`sampler`]) and, once the primary has
 //! completed it, hands the sample over with a non-blocking `try_send` into
 //! a bounded queue; a full queue drops the sample and counts it. A
-//! dispatcher takes samples off the queue as workers free up
-//! (`shadow.max_in_flight`) and runs each through the [`executor`]: plan
-//! (cached parse and rewrite), one REPEATABLE READ READ ONLY transaction
-//! on a pooled connection ([`run`]), diff, recheck, outcome.
+//! dispatcher takes samples off the queue in batches as workers free up
+//! (`shadow.max_in_flight`) and runs each sample through the [`executor`]:
+//! plan (cached parse and rewrite), one REPEATABLE READ READ ONLY
+//! transaction on a pooled connection ([`run`]; a batch's transactions
+//! share one connection and, mostly, one write), diff, recheck, outcome.
 
 pub mod conn;
 pub mod executor;
 pub mod outcome;
+mod pipeline;
 pub mod pool;
+mod replies;
 pub mod run;
 pub mod sampler;
 pub mod statements;
@@ -34,6 +37,7 @@ use pool::Pool;
 use sampler::Sampler;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -118,13 +122,12 @@ impl Shadow {
             queue_depth: metrics::gauge!(QUEUE_DEPTH),
             skip_counts,
         });
-        tokio::spawn(dispatch(
-            rx,
-            executor,
-            s.max_in_flight,
-            shadow.clone(),
-            outcomes,
-        ));
+        let batching = Batching {
+            workers: s.max_in_flight,
+            max_batch: s.max_batch,
+            window: Duration::from_millis(s.batch_window_ms),
+        };
+        tokio::spawn(dispatch(rx, executor, batching, shadow.clone(), outcomes));
         Ok(shadow)
     }
 
@@ -211,53 +214,112 @@ impl SampleGate for SessionGate {
     }
 }
 
-/// Takes samples off the queue as workers free up.
+/// How the dispatcher hands samples to workers.
+#[derive(Debug, Clone, Copy)]
+struct Batching {
+    /// Workers at once (`shadow.max_in_flight`).
+    workers: usize,
+    /// Samples per batch at most (`shadow.max_batch`).
+    max_batch: usize,
+    /// How long a batch that is not full waits for more samples
+    /// (`shadow.batch_window_ms`).
+    window: Duration,
+}
+
+/// Takes samples off the queue in batches as workers free up.
+///
+/// Each sample used to wake the dispatcher, a worker, an idle database
+/// backend and the proxy again for the reply; on a busy machine those
+/// wake-ups, not the comparison, were most of what sampling cost the
+/// application. So while samples keep coming the dispatcher sleeps one
+/// `window` at a time and takes whatever arrived meanwhile (the relay's
+/// `try_send` wakes nobody while it sleeps); a worker runs the batch on
+/// one connection in as few writes as possible. A full batch goes at once,
+/// and an empty window sends the dispatcher back to waiting for the next
+/// sample.
 async fn dispatch(
     mut rx: mpsc::Receiver<Sample>,
     executor: Arc<Executor>,
-    max_in_flight: usize,
+    batching: Batching,
     shadow: Arc<Shadow>,
     outcomes: Option<mpsc::Sender<Arc<Outcome>>>,
 ) {
-    let workers = Arc::new(Semaphore::new(max_in_flight));
+    let workers = Arc::new(Semaphore::new(batching.workers));
+    let mut flowing = false;
     loop {
-        // Wait for a free worker before taking a sample, so waiting samples
+        // Wait for a free worker before taking samples, so waiting samples
         // stay in the bounded queue (where overflow is counted).
         let Ok(permit) = workers.clone().acquire_owned().await else {
             return;
         };
-        let Some(sample) = rx.recv().await else {
-            return;
-        };
+        let mut batch = Vec::new();
+        if !flowing {
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            batch.push(first);
+        }
+        take_waiting(&mut rx, &mut batch, batching.max_batch);
+        if batch.len() < batching.max_batch && !batching.window.is_zero() {
+            tokio::time::sleep(batching.window).await;
+            take_waiting(&mut rx, &mut batch, batching.max_batch);
+        }
         shadow.update_queue_depth();
+        flowing = !batch.is_empty();
+        if batch.is_empty() {
+            continue;
+        }
         let executor = executor.clone();
         let shadow = shadow.clone();
         let outcomes = outcomes.clone();
         tokio::spawn(async move {
-            let handled = executor.handle(&sample).await;
+            let handled = executor.handle_batch(&batch).await;
             drop(permit);
-            match handled {
-                Handled::Skipped(reason) => {
-                    shadow.count_skip(reason);
-                    let mut one = SkipTally::from([((sample.fingerprint, reason), 1)]);
-                    shadow.skip_counts.add(&mut one);
-                }
-                Handled::Compared(outcome) => {
-                    record(&outcome);
-                    if let Some(tx) = outcomes {
-                        // Never wait: a slow consumer loses outcomes (and
-                        // counts them), the proxy does not slow down. A
-                        // closed channel means the store writer has
-                        // stopped at shutdown.
-                        if let Err(mpsc::error::TrySendError::Full(_)) =
-                            tx.try_send(Arc::from(outcome))
-                        {
-                            metrics::counter!(STORE_DROPPED_TOTAL).increment(1);
-                        }
+            for (sample, handled) in batch.iter().zip(handled) {
+                shadow.deliver(sample, handled, outcomes.as_ref());
+            }
+        });
+    }
+}
+
+/// Moves samples waiting in the queue into `batch`, up to `max` in all.
+fn take_waiting(rx: &mut mpsc::Receiver<Sample>, batch: &mut Vec<Sample>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(sample) => batch.push(sample),
+            Err(_) => return,
+        }
+    }
+}
+
+impl Shadow {
+    /// Counts, logs and forwards what handling `sample` led to.
+    fn deliver(
+        &self,
+        sample: &Sample,
+        handled: Handled,
+        outcomes: Option<&mpsc::Sender<Arc<Outcome>>>,
+    ) {
+        match handled {
+            Handled::Skipped(reason) => {
+                self.count_skip(reason);
+                let mut one = SkipTally::from([((sample.fingerprint, reason), 1)]);
+                self.skip_counts.add(&mut one);
+            }
+            Handled::Compared(outcome) => {
+                record(&outcome);
+                if let Some(tx) = outcomes {
+                    // Never wait: a slow consumer loses outcomes (and
+                    // counts them), the proxy does not slow down. A closed
+                    // channel means the store writer has stopped at
+                    // shutdown.
+                    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Arc::from(outcome))
+                    {
+                        metrics::counter!(STORE_DROPPED_TOTAL).increment(1);
                     }
                 }
             }
-        });
+        }
     }
 }
 

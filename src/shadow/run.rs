@@ -44,21 +44,44 @@
 //! An error skips the rest of the pipeline up to the Sync: when the old
 //! query fails the new one never runs (the executor then runs it alone),
 //! and the transaction is rolled back before the connection is reused.
+//!
+//! ## Batches
+//!
+//! [`run_batch`] writes the transactions of several samples in one write,
+//! each with its own Sync, and reads their replies in order: one wake-up
+//! of a database backend for many samples instead of one each. Each
+//! sample stays its own transaction with its own snapshot, and an error
+//! stays its own: the transactions written after a failed one are
+//! refused by the server (the connection is in a failed transaction until
+//! the ROLLBACK) and are written again after it. A write ends after the
+//! first transaction that parses a statement, because a later one may bind
+//! that statement and the Parse may never have run; in the steady state
+//! every statement is prepared and a batch is one write. A write also ends
+//! at [`MAX_WRITE_BYTES`], so that it always fits in the socket buffers
+//! while the server's replies wait for it to finish.
 
-use super::conn::{server_error, ConnError, Reply, ShadowConn};
-use super::statements::{statement_name, Prepared, StatementCache, CACHED_PLAN_CHANGED};
+use super::conn::{ConnError, ShadowConn};
+use super::pipeline::{
+    protocol_error, write_transaction, Side, Step, Written, STATEMENTS_PER_TRANSACTION,
+};
+use super::replies::{read_control, read_query, read_until_ready, value_at};
+use super::statements::{statement_name, CACHED_PLAN_CHANGED};
 use crate::capture::tracker::Sample;
-use crate::diff::result::{Column, ResultBuilder, ResultSet};
+use crate::diff::result::ResultSet;
 use crate::diff::CompareOptions;
 use crate::protocol::error_response::ErrorFields;
-use crate::protocol::reader::BodyReader;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
-use postgres_protocol::IsNull;
 use std::time::{Duration, Instant};
 
 /// Runs between two `DISCARD ALL` resets of a shadow connection.
 pub const DISCARD_EVERY: u64 = 1000;
+
+/// A batch's write ends once it holds this many bytes (a single
+/// transaction may be larger). The whole write is sent before any reply
+/// is read, so it must fit in the kernel's socket buffers, which hold far
+/// more than this on any system.
+pub const MAX_WRITE_BYTES: usize = 32 * 1024;
 
 /// SQLSTATE `in_failed_sql_transaction`: what a statement skipped after an
 /// earlier failure in the same transaction reports.
@@ -128,15 +151,97 @@ pub async fn run(
     spec: &RunSpec<'_>,
 ) -> Result<RunResult, ConnError> {
     let first = run_once(conn, sample, spec).await?;
-    // A prepared statement whose relation changed its columns (the new
-    // schema is being migrated) fails once with "cached plan must not
-    // change result type"; it has been closed, so run afresh.
-    let stale =
-        |side: &SideResult| matches!(side, SideResult::Error(e) if e.code == CACHED_PLAN_CHANGED);
-    if stale(&first.old) || stale(&first.new) {
+    if first.is_stale() {
         return run_once(conn, sample, spec).await;
     }
     Ok(first)
+}
+
+impl RunResult {
+    /// A prepared statement whose relation changed its columns (the new
+    /// schema is being migrated) fails once with "cached plan must not
+    /// change result type"; it has been closed, so the run is repeated.
+    fn is_stale(&self) -> bool {
+        let stale = |side: &SideResult| matches!(side, SideResult::Error(e) if e.code == CACHED_PLAN_CHANGED);
+        stale(&self.old) || stale(&self.new)
+    }
+
+    /// The result of a transaction that ran both sides.
+    fn of_shared(r: TransactionResult) -> RunResult {
+        let mut sides = r.sides.into_iter();
+        RunResult {
+            old: sides.next().unwrap_or_else(|| not_run(&r.failure)),
+            new: sides.next().unwrap_or_else(|| not_run(&r.failure)),
+            snapshot_xmin: r.snapshot_xmin,
+            old_time: r.old_time,
+            new_time: r.new_time,
+        }
+    }
+}
+
+/// Runs the samples of `items` on `conn`, in as few writes as the rules
+/// above allow, and returns the results of a prefix of them (at least the
+/// first): it stops early when the connection fails (the last result is
+/// that error) or is not to be trusted any more (`poisoned`); the caller
+/// runs the rest on another connection.
+pub async fn run_batch(
+    conn: &mut ShadowConn,
+    items: &[(&Sample, RunSpec<'_>)],
+) -> Vec<Result<RunResult, ConnError>> {
+    let mut results = Vec::with_capacity(items.len());
+    while results.len() < items.len() && !conn.poisoned {
+        let rest = &items[results.len()..];
+        if rest
+            .iter()
+            .any(|(_, spec)| spec.snapshot == Snapshot::Separate)
+        {
+            // Two transactions per sample: one at a time.
+            for (sample, spec) in rest {
+                let r = run(conn, sample, spec).await;
+                let failed = r.is_err();
+                results.push(r);
+                if failed || conn.poisoned {
+                    break;
+                }
+            }
+            return results;
+        }
+        let sides: Vec<[Side<'_>; 2]> = rest.iter().map(|(_, spec)| both_sides(spec)).collect();
+        let transactions: Vec<Transaction<'_>> = rest
+            .iter()
+            .zip(&sides)
+            .map(|((sample, spec), sides)| Transaction {
+                sample,
+                spec,
+                sides,
+            })
+            .collect();
+        for r in run_transactions(conn, &transactions).await {
+            results.push(r.map(RunResult::of_shared));
+        }
+    }
+    for (result, (sample, spec)) in results.iter_mut().zip(items) {
+        if conn.poisoned {
+            break;
+        }
+        if result.as_ref().is_ok_and(RunResult::is_stale) {
+            *result = run_once(conn, sample, spec).await;
+        }
+    }
+    results
+}
+
+fn both_sides<'a>(spec: &RunSpec<'a>) -> [Side<'a>; 2] {
+    [
+        Side {
+            sql: spec.old_sql,
+            search_path: spec.old_search_path,
+        },
+        Side {
+            sql: spec.new_sql,
+            search_path: spec.new_search_path,
+        },
+    ]
 }
 
 async fn run_once(
@@ -144,26 +249,11 @@ async fn run_once(
     sample: &Sample,
     spec: &RunSpec<'_>,
 ) -> Result<RunResult, ConnError> {
-    let old = Side {
-        sql: spec.old_sql,
-        search_path: spec.old_search_path,
-    };
-    let new = Side {
-        sql: spec.new_sql,
-        search_path: spec.new_search_path,
-    };
+    let [old, new] = both_sides(spec);
     match spec.snapshot {
-        Snapshot::Shared => {
-            let r = run_transaction(conn, sample, spec, &[old, new]).await?;
-            let mut sides = r.sides.into_iter();
-            Ok(RunResult {
-                old: sides.next().unwrap_or_else(|| not_run(&r.failure)),
-                new: sides.next().unwrap_or_else(|| not_run(&r.failure)),
-                snapshot_xmin: r.snapshot_xmin,
-                old_time: r.old_time,
-                new_time: r.new_time,
-            })
-        }
+        Snapshot::Shared => Ok(RunResult::of_shared(
+            run_transaction(conn, sample, spec, &[old, new]).await?,
+        )),
         Snapshot::Separate => {
             let mut first = run_transaction(conn, sample, spec, &[old]).await?;
             let mut second = run_transaction(conn, sample, spec, &[new]).await?;
@@ -179,13 +269,6 @@ async fn run_once(
             })
         }
     }
-}
-
-/// One query and the search_path it runs under.
-#[derive(Clone, Copy)]
-struct Side<'a> {
-    sql: &'a str,
-    search_path: &'a str,
 }
 
 /// What one transaction produced.
@@ -212,19 +295,11 @@ fn not_run(failure: &Option<ErrorFields>) -> SideResult {
     }))
 }
 
-/// What a step of the pipeline is, for reading its replies.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// BEGIN or COMMIT: only its error matters.
-    Control,
-    /// A statement between or after the sides whose first value is the
-    /// server's clock: the sides are timed by the server, because with a
-    /// single Sync their replies reach the worker all at once.
-    Mark,
-    /// The settings statement: the snapshot's xmin, then the clock.
-    Settings,
-    /// Side `n` (0 = old, 1 = new).
-    Query(usize),
+/// One REPEATABLE READ READ ONLY transaction to run: `sides` of `sample`.
+struct Transaction<'a> {
+    sample: &'a Sample,
+    spec: &'a RunSpec<'a>,
+    sides: &'a [Side<'a>],
 }
 
 /// Runs `sides` in one REPEATABLE READ READ ONLY transaction, as one
@@ -235,69 +310,135 @@ async fn run_transaction(
     spec: &RunSpec<'_>,
     sides: &[Side<'_>],
 ) -> Result<TransactionResult, ConnError> {
-    let mut steps = Vec::with_capacity(4 + 2 * sides.len());
-    let timeout = spec.statement_timeout.as_millis().max(1).to_string();
-    let mut out = BytesMut::new();
-    if !conn.statements.has_room(4 + 2 * sides.len()) {
-        // Start the cache over rather than grow it.
-        for id in conn.statements.drain() {
-            frontend::close(b'S', &statement_name(id), &mut out).map_err(protocol_error)?;
-        }
-    }
-    let conn_settings = &conn.settings;
-    let mut pipe = Pipeline {
-        out,
-        cache: &mut conn.statements,
-        used: Vec::with_capacity(steps.capacity()),
+    let one = Transaction {
+        sample,
+        spec,
+        sides,
     };
-    pipe.control("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[])?;
-    steps.push(Step::Control);
-    for (i, side) in sides.iter().enumerate() {
-        if i == 0 {
-            let mut names = vec![("statement_timeout", timeout.as_str())];
-            names.extend(sample.settings.changes_from(conn_settings));
-            names.push(("search_path", side.search_path));
-            pipe.settings(&names)?;
-            steps.push(Step::Settings);
-        } else {
-            pipe.control(
-                "SELECT extract(epoch FROM clock_timestamp())::text, set_config('search_path', $1, true)",
-                &[side.search_path],
-            )?;
-            steps.push(Step::Mark);
-        }
-        pipe.query(sample, side)?;
-        steps.push(Step::Query(i));
-    }
-    pipe.control(
-        "SELECT extract(epoch FROM clock_timestamp())::text, pg_advisory_unlock_all()",
-        &[],
-    )?;
-    steps.push(Step::Mark);
-    pipe.control("COMMIT", &[])?;
-    steps.push(Step::Control);
-    let Pipeline { mut out, used, .. } = pipe;
-    frontend::sync(&mut out);
-    conn.runs += 1;
+    run_transactions(conn, &[one])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(ConnError::Protocol("shadow transaction not run".into())))
+}
 
-    let started = Instant::now();
-    conn.send(&out).await?;
+/// Writes as many of `transactions` as one write may hold (see the module
+/// documentation), each followed by its Sync, and reads their results.
+/// Returns the results of a prefix, at least the first transaction's: the
+/// rest were not written, or were refused after an earlier one failed.
+/// After an error past the write, the connection is poisoned.
+async fn run_transactions(
+    conn: &mut ShadowConn,
+    transactions: &[Transaction<'_>],
+) -> Vec<Result<TransactionResult, ConnError>> {
+    let mut out = BytesMut::new();
+    let mut written = Vec::with_capacity(transactions.len());
+    for t in transactions {
+        let later = !written.is_empty();
+        if later
+            && (out.len() >= MAX_WRITE_BYTES
+                || !conn.statements.has_room(STATEMENTS_PER_TRANSACTION))
+        {
+            break;
+        }
+        let mark = out.len();
+        match write_transaction(conn, &mut out, t.sample, t.spec, t.sides) {
+            Ok(w) => {
+                frontend::sync(&mut out);
+                let parses = w.parses();
+                written.push(w);
+                if parses {
+                    break;
+                }
+            }
+            // Nothing of it reaches the server; it fails alone.
+            Err(e) if !later => return vec![Err(e)],
+            Err(_) => {
+                out.truncate(mark);
+                break;
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(written.len());
+    if let Err(e) = exchange(conn, &out, transactions, &written, &mut results).await {
+        // The replies and the connection are out of step from here on.
+        conn.poisoned = true;
+        results.push(Err(e));
+    }
+    results
+}
+
+/// Sends `out` (the `written` transactions) and reads the results of the
+/// transactions that ran into `results`; then rolls back, forgets doubtful
+/// statements and resets the connection as needed.
+async fn exchange(
+    conn: &mut ShadowConn,
+    out: &[u8],
+    transactions: &[Transaction<'_>],
+    written: &[Written],
+    results: &mut Vec<Result<TransactionResult, ConnError>>,
+) -> Result<(), ConnError> {
+    let resets_before = conn.runs / DISCARD_EVERY;
+    conn.send(out).await?;
+    let mut status = b'I';
+    let mut doubtful = Vec::new();
+    for (t, w) in transactions.iter().zip(written) {
+        if status != b'I' {
+            // An earlier transaction failed and left the connection in a
+            // failed transaction: the server refused this one whole.
+            read_until_ready(conn).await?;
+            doubtful.extend(w.unparsed());
+            continue;
+        }
+        let (result, failed_step) = read_transaction(conn, t.spec, w).await?;
+        status = read_until_ready(conn).await?;
+        conn.runs += 1;
+        if let Some(failed) = failed_step {
+            doubtful.extend(w.doubtful_after(failed));
+        }
+        if result.failure.is_some() && result.sides.len() == w.sides {
+            // Both sides ran but the unlock or COMMIT failed: the results
+            // stand, the connection is not trusted any more.
+            conn.poisoned = true;
+        }
+        results.push(Ok(result));
+    }
+    settle(conn, status, &doubtful).await?;
+    if conn.runs / DISCARD_EVERY != resets_before && !conn.poisoned {
+        let mut discard = BytesMut::new();
+        frontend::query("DISCARD ALL", &mut discard).map_err(protocol_error)?;
+        conn.send(&discard).await?;
+        // DISCARD ALL deallocates every prepared statement too.
+        conn.statements.clear();
+        if read_until_ready(conn).await? != b'I' {
+            conn.poisoned = true;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the replies of one written transaction up to (not including) its
+/// ReadyForQuery: the result, and the step that failed, if any.
+async fn read_transaction(
+    conn: &mut ShadowConn,
+    spec: &RunSpec<'_>,
+    written: &Written,
+) -> Result<(TransactionResult, Option<usize>), ConnError> {
     let mut result = TransactionResult {
-        sides: Vec::with_capacity(sides.len()),
+        sides: Vec::with_capacity(written.sides),
         failure: None,
         snapshot_xmin: None,
         old_time: Duration::ZERO,
         new_time: Duration::ZERO,
     };
-    let mut side_started = started;
+    let mut side_started = Instant::now();
     // Server clock readings around the sides: side i ran between mark i
     // and mark i + 1.
-    let mut marks: Vec<Option<f64>> = Vec::with_capacity(sides.len() + 1);
+    let mut marks: Vec<Option<f64>> = Vec::with_capacity(written.sides + 1);
     let mut failed_step = None;
-    for (index, step) in steps.into_iter().enumerate() {
+    for (index, &step) in written.steps.iter().enumerate() {
         match step {
             Step::Query(i) => {
-                match read_query(conn, spec).await? {
+                match read_query(conn, spec.max_rows, spec.compare).await? {
                     Ok(rows) => result.sides.push(SideResult::Rows(rows)),
                     Err(e) => {
                         result.sides.push(SideResult::Error(e));
@@ -343,33 +484,26 @@ async fn run_transaction(
             }
         }
     }
-    let status = read_until_ready(conn).await?;
+    Ok((result, failed_step))
+}
+
+/// Leaves the connection clean after a write: rolls back a failed
+/// transaction (`status` is the last ReadyForQuery's), and closes and
+/// forgets the `doubtful` statements.
+async fn settle(conn: &mut ShadowConn, status: u8, doubtful: &[u32]) -> Result<(), ConnError> {
     let mut cleanup = BytesMut::new();
     let mut replies = 0;
     if status != b'I' {
-        // Something failed inside the transaction: roll it back so the
-        // connection can be reused.
         frontend::query("ROLLBACK", &mut cleanup).map_err(protocol_error)?;
         replies += 1;
     }
-    if let Some(failed) = failed_step {
-        // The failing step's statement (a plan that no longer fits the
-        // relation, say) and every statement first parsed after it (the
-        // server skipped those Parses) are closed and forgotten.
-        let doubtful: Vec<u32> = used
-            .iter()
-            .enumerate()
-            .skip(failed)
-            .filter_map(|(i, p)| p.filter(|p| i == failed || p.parse).map(|p| p.id))
-            .collect();
-        for &id in &doubtful {
-            conn.statements.forget(id);
-            frontend::close(b'S', &statement_name(id), &mut cleanup).map_err(protocol_error)?;
-        }
-        if !doubtful.is_empty() {
-            frontend::sync(&mut cleanup);
-            replies += 1;
-        }
+    for &id in doubtful {
+        conn.statements.forget(id);
+        frontend::close(b'S', &statement_name(id), &mut cleanup).map_err(protocol_error)?;
+    }
+    if !doubtful.is_empty() {
+        frontend::sync(&mut cleanup);
+        replies += 1;
     }
     if replies > 0 {
         conn.send(&cleanup).await?;
@@ -379,221 +513,5 @@ async fn run_transaction(
             }
         }
     }
-    if result.failure.is_some() && result.sides.len() == sides.len() {
-        // Both sides ran but the unlock or COMMIT failed: the results
-        // stand, the connection is not trusted any more.
-        conn.poisoned = true;
-    }
-    if conn.runs % DISCARD_EVERY == 0 && !conn.poisoned {
-        let mut discard = BytesMut::new();
-        frontend::query("DISCARD ALL", &mut discard).map_err(protocol_error)?;
-        conn.send(&discard).await?;
-        // DISCARD ALL deallocates every prepared statement too.
-        conn.statements.clear();
-        if read_until_ready(conn).await? != b'I' {
-            conn.poisoned = true;
-        }
-    }
-    Ok(result)
-}
-
-fn protocol_error(e: std::io::Error) -> ConnError {
-    ConnError::Protocol(e.to_string())
-}
-
-/// Parse/Bind/Execute of a statement of pgshadow's own, with text
-/// parameters and text results.
-/// The pipeline being built: the bytes, and which prepared statement each
-/// step uses.
-struct Pipeline<'c> {
-    out: BytesMut,
-    cache: &'c mut StatementCache,
-    /// Per step, the statement it binds (`None`: parsed unnamed).
-    used: Vec<Option<Prepared>>,
-}
-
-impl Pipeline<'_> {
-    /// Parse (first use on this connection only) and the statement's name
-    /// for Bind: `""` (unnamed) when the cache has no room.
-    fn statement(
-        &mut self,
-        search_path: &str,
-        sql: &str,
-        types: &[u32],
-    ) -> Result<String, ConnError> {
-        let prepared = self.cache.prepare(search_path, sql, types);
-        let name = prepared.map(Prepared::name).unwrap_or_default();
-        if prepared.is_none_or(|p| p.parse) {
-            frontend::parse(&name, sql, types.iter().copied(), &mut self.out)
-                .map_err(protocol_error)?;
-        }
-        self.used.push(prepared);
-        Ok(name)
-    }
-
-    /// Bind/Execute of a statement of pgshadow's own, with text parameters
-    /// and text results.
-    fn control(&mut self, sql: &str, params: &[&str]) -> Result<(), ConnError> {
-        // pgshadow's own statements name only built-in functions.
-        let name = self.statement("", sql, &[])?;
-        frontend::bind(
-            "",
-            &name,
-            std::iter::empty::<i16>(),
-            params.iter(),
-            |value, buf| {
-                buf.extend_from_slice(value.as_bytes());
-                Ok(IsNull::No)
-            },
-            std::iter::empty::<i16>(),
-            &mut self.out,
-        )
-        .map_err(bind_error)?;
-        frontend::execute("", 0, &mut self.out).map_err(protocol_error)
-    }
-
-    /// The statement that takes the snapshot, reads its xmin and the clock,
-    /// and applies the settings (`set_config(name, value, true)` each, as
-    /// bound parameters).
-    fn settings(&mut self, settings: &[(&str, &str)]) -> Result<(), ConnError> {
-        let mut sql = String::from(
-            "SELECT txid_snapshot_xmin(txid_current_snapshot())::text, \
-             extract(epoch FROM clock_timestamp())::text",
-        );
-        for i in 0..settings.len() {
-            sql.push_str(&format!(
-                ", set_config(${}, ${}, true)",
-                2 * i + 1,
-                2 * i + 2
-            ));
-        }
-        let params: Vec<&str> = settings.iter().flat_map(|(k, v)| [*k, *v]).collect();
-        self.control(&sql, &params)
-    }
-
-    /// Bind/Describe/Execute of one side's query, with the client's
-    /// parameters replayed byte for byte and every result column as text.
-    fn query(&mut self, sample: &Sample, side: &Side<'_>) -> Result<(), ConnError> {
-        let name = self.statement(side.search_path, side.sql, &sample.param_types)?;
-        frontend::bind(
-            "",
-            &name,
-            sample.param_formats.iter().copied(),
-            sample.params.iter(),
-            |value, buf| match value {
-                Some(bytes) => {
-                    buf.extend_from_slice(bytes);
-                    Ok(IsNull::No)
-                }
-                None => Ok(IsNull::Yes),
-            },
-            [0i16],
-            &mut self.out,
-        )
-        .map_err(bind_error)?;
-        frontend::describe(b'P', "", &mut self.out).map_err(protocol_error)?;
-        frontend::execute("", 0, &mut self.out).map_err(protocol_error)
-    }
-}
-
-fn bind_error(e: frontend::BindError) -> ConnError {
-    let why = match e {
-        frontend::BindError::Conversion(e) => e.to_string(),
-        frontend::BindError::Serialization(e) => e.to_string(),
-    };
-    ConnError::Protocol(format!("cannot encode parameters: {why}"))
-}
-
-/// Reads the replies of one control statement up to its completion: the
-/// values of its last row, or its error.
-async fn read_control(
-    conn: &mut ShadowConn,
-) -> Result<Result<Vec<Option<bytes::Bytes>>, ErrorFields>, ConnError> {
-    let mut row = Vec::new();
-    loop {
-        let Reply { tag, body } = conn.read_reply().await?;
-        match tag {
-            b'D' => row = data_row(&body)?,
-            b'C' | b'I' => return Ok(Ok(row)),
-            b'E' => return Ok(Err(server_error(&body))),
-            b'Z' => return Err(out_of_step(conn)),
-            _ => {} // ParseComplete, BindComplete
-        }
-    }
-}
-
-/// Reads the replies of one side's query up to its completion.
-async fn read_query(
-    conn: &mut ShadowConn,
-    spec: &RunSpec<'_>,
-) -> Result<Result<ResultSet, ErrorFields>, ConnError> {
-    let mut rows = ResultBuilder::normalised(spec.max_rows, spec.compare);
-    loop {
-        let Reply { tag, body } = conn.read_reply().await?;
-        match tag {
-            b'T' => rows.columns(row_description(&body)?),
-            b'D' => rows.push(data_row(&body)?),
-            b'C' | b'I' => return Ok(Ok(rows.finish())),
-            b'E' => return Ok(Err(server_error(&body))),
-            b'Z' => return Err(out_of_step(conn)),
-            _ => {} // ParseComplete, BindComplete, NoData
-        }
-    }
-}
-
-/// Reads up to ReadyForQuery; returns its transaction status.
-async fn read_until_ready(conn: &mut ShadowConn) -> Result<u8, ConnError> {
-    loop {
-        let Reply { tag, body } = conn.read_reply().await?;
-        if tag == b'Z' {
-            return Ok(body.first().copied().unwrap_or(0));
-        }
-    }
-}
-
-/// The server ended the pipeline earlier than the replies said it would.
-fn out_of_step(conn: &mut ShadowConn) -> ConnError {
-    conn.poisoned = true;
-    ConnError::Protocol("shadow connection out of step: ReadyForQuery before the reply".into())
-}
-
-/// The `index`th value of a control statement's row, parsed.
-fn value_at<T: std::str::FromStr>(row: &[Option<bytes::Bytes>], index: usize) -> Option<T> {
-    let value = row.get(index)?.as_ref()?;
-    std::str::from_utf8(value).ok()?.trim().parse().ok()
-}
-
-/// Decodes RowDescription: names and type OIDs.
-fn row_description(body: &[u8]) -> Result<Vec<Column>, ConnError> {
-    let bad = |e: crate::protocol::reader::DecodeError| ConnError::Protocol(e.to_string());
-    let mut r = BodyReader::new(body);
-    let n = r.count16("field count").map_err(bad)?;
-    let mut columns = Vec::with_capacity(n);
-    for _ in 0..n {
-        let name = String::from_utf8_lossy(r.cstr("field name").map_err(bad)?).into_owned();
-        r.bytes(6, "table oid and column").map_err(bad)?;
-        let type_oid = r.i32("type oid").map_err(bad)? as u32;
-        r.bytes(8, "type size, modifier and format").map_err(bad)?;
-        columns.push(Column { name, type_oid });
-    }
-    Ok(columns)
-}
-
-/// Decodes DataRow into values that share the reply's buffer.
-fn data_row(body: &bytes::Bytes) -> Result<Vec<Option<bytes::Bytes>>, ConnError> {
-    let bad = |e: crate::protocol::reader::DecodeError| ConnError::Protocol(e.to_string());
-    let mut r = BodyReader::new(body);
-    let n = r.count16("column count").map_err(bad)?;
-    let mut values = Vec::with_capacity(n);
-    for _ in 0..n {
-        let len = r.i32("value length").map_err(bad)?;
-        if len < 0 {
-            values.push(None);
-        } else {
-            let start = body.len() - r.remaining().len();
-            r.bytes(len as usize, "value").map_err(bad)?;
-            values.push(Some(body.slice(start..start + len as usize)));
-        }
-    }
-    Ok(values)
+    Ok(())
 }

@@ -6,6 +6,7 @@
 #[path = "../harness/mod.rs"]
 mod harness;
 
+mod batch;
 mod concurrency;
 mod extended;
 mod fixture;

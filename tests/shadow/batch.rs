@@ -1,0 +1,195 @@
+//! Batches: the samples a worker takes together run on one shadow
+//! connection, each in its own transaction, in one write when their
+//! statements are prepared; a sample that fails does not fail the others,
+//! and a stale cached plan is run again.
+
+use crate::fixture::{self, sys_id, SHADOW_ROLE};
+use crate::harness::{Pg, DB};
+use bytes::Bytes;
+use pgshadow::capture::fingerprint::Fingerprint;
+use pgshadow::capture::tracker::{Sample, SessionSettings};
+use pgshadow::diff::CompareOptions;
+use pgshadow::shadow::conn::{ConnParams, ShadowConn};
+use pgshadow::shadow::run::{run_batch, RunResult, RunSpec, SideResult, Snapshot};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FIRST_ENTRIES: &str =
+    "SELECT sys_id FROM entries WHERE environment_id = $1 ORDER BY sys_id LIMIT 3";
+const DIVIDE: &str = "SELECT 100 / $1::int AS quotient";
+const STALE: &str = "SELECT id, label FROM labels ORDER BY id";
+
+/// A sample of `sql` with text parameters.
+fn sample(sql: &str, params: &[&str]) -> Sample {
+    Sample {
+        fingerprint: Fingerprint(1),
+        sql: Arc::from(sql),
+        param_types: Arc::from(vec![0u32; params.len()]),
+        param_formats: vec![0; params.len()],
+        params: params
+            .iter()
+            .map(|p| Some(Bytes::copy_from_slice(p.as_bytes())))
+            .collect(),
+        settings: Arc::new(SessionSettings::default()),
+        database: Arc::from(DB),
+        completed_at: Instant::now(),
+    }
+}
+
+fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> RunSpec<'a> {
+    RunSpec {
+        old_sql: &sample.sql,
+        new_sql: &sample.sql,
+        old_search_path: "public",
+        new_search_path: "v2",
+        statement_timeout: Duration::from_secs(5),
+        max_rows: 100,
+        compare,
+        snapshot: Snapshot::Shared,
+    }
+}
+
+/// Runs `samples` as one batch; returns each run and the writes it took.
+async fn run_all(
+    conn: &mut ShadowConn,
+    samples: &[Sample],
+    compare: &CompareOptions,
+) -> (Vec<RunResult>, u64) {
+    let items: Vec<(&Sample, RunSpec<'_>)> =
+        samples.iter().map(|s| (s, spec(s, compare))).collect();
+    let before = conn.writes();
+    let results = run_batch(conn, &items).await;
+    assert_eq!(
+        results.len(),
+        samples.len(),
+        "every sample ran on one connection"
+    );
+    let runs = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("shadow connection failed: {e}")))
+        .collect();
+    (runs, conn.writes() - before)
+}
+
+/// The first column of every row of a side, as text.
+fn first_column(side: &SideResult) -> Vec<String> {
+    match side {
+        SideResult::Rows(rows) => rows
+            .rows
+            .iter()
+            .map(|row| {
+                let value = row.first().cloned().flatten().unwrap_or_default();
+                String::from_utf8_lossy(&value).into_owned()
+            })
+            .collect(),
+        SideResult::Error(e) => panic!("expected rows, got {} {}", e.code, e.message),
+    }
+}
+
+fn error_code(side: &SideResult) -> &str {
+    match side {
+        SideResult::Error(e) => &e.code,
+        SideResult::Rows(_) => panic!("expected an error, got rows"),
+    }
+}
+
+/// Both sides returned the first entries of `environment`.
+fn assert_first_entries(run: &RunResult, environment: i64) {
+    let expected: Vec<String> = (1..=3)
+        .map(|n| sys_id(environment, n).to_string())
+        .collect();
+    assert_eq!(first_column(&run.old), expected, "old side");
+    assert_eq!(first_column(&run.new), expected, "new side");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_prepared_samples_is_one_write_and_a_failing_sample_fails_alone() {
+    let pg = Pg::start();
+    fixture::create(&pg);
+    pg.sql(&format!(
+        "CREATE TABLE labels (id int PRIMARY KEY, label text);
+         INSERT INTO labels VALUES (1, 'one'), (2, 'two');
+         CREATE TABLE v2.labels (id int PRIMARY KEY, label text);
+         INSERT INTO v2.labels VALUES (1, 'one'), (2, 'two');
+         GRANT SELECT ON labels, v2.labels TO {SHADOW_ROLE};"
+    ));
+    let mut conn = ShadowConn::connect(&ConnParams {
+        host: "127.0.0.1".into(),
+        port: pg.port(),
+        user: SHADOW_ROLE.into(),
+        password: None,
+        database: DB.into(),
+        connect_timeout: Duration::from_secs(10),
+    })
+    .await
+    .expect("shadow login");
+    let compare = CompareOptions::default();
+
+    // First use: every statement is parsed, so the writes are split after
+    // each sample that parses something.
+    let warm_up = [
+        sample(FIRST_ENTRIES, &["1"]),
+        sample(DIVIDE, &["4"]),
+        sample(STALE, &[]),
+    ];
+    let (runs, writes) = run_all(&mut conn, &warm_up, &compare).await;
+    assert_first_entries(&runs[0], 1);
+    assert_eq!(first_column(&runs[1].old), ["25"]);
+    assert_eq!(first_column(&runs[2].new), ["1", "2"]);
+    assert_eq!(writes, 3, "one write per sample that prepares statements");
+
+    // Steady state: everything prepared, the whole batch is one write.
+    let steady: Vec<Sample> = (1..=3)
+        .map(|env| sample(FIRST_ENTRIES, &[&env.to_string()]))
+        .chain([sample(DIVIDE, &["5"])])
+        .collect();
+    let (runs, writes) = run_all(&mut conn, &steady, &compare).await;
+    for (env, run) in (1..=3).zip(&runs) {
+        assert_first_entries(run, env);
+    }
+    assert_eq!(first_column(&runs[3].new), ["20"]);
+    assert_eq!(writes, 1, "a batch of prepared samples is one write");
+
+    // A division by zero in the middle: that sample fails on its own, the
+    // ones after it (refused by the server in the failed transaction) are
+    // run again, and they return their own rows.
+    let failing = [
+        sample(FIRST_ENTRIES, &["1"]),
+        sample(DIVIDE, &["0"]),
+        sample(FIRST_ENTRIES, &["2"]),
+        sample(DIVIDE, &["10"]),
+    ];
+    let (runs, writes) = run_all(&mut conn, &failing, &compare).await;
+    assert_first_entries(&runs[0], 1);
+    assert_eq!(error_code(&runs[1].old), "22012", "division_by_zero");
+    assert_first_entries(&runs[2], 2);
+    assert_eq!(first_column(&runs[3].old), ["10"]);
+    assert_eq!(first_column(&runs[3].new), ["10"]);
+    assert!(
+        writes <= 3,
+        "batch, rollback, the rest again: {writes} writes"
+    );
+    assert!(!conn.is_poisoned());
+
+    // The new schema's relation changes its columns under a prepared
+    // statement: that sample's first attempt fails with "cached plan must
+    // not change result type" and is run again; its neighbours are not
+    // disturbed.
+    pg.sql("ALTER TABLE v2.labels ALTER COLUMN label TYPE varchar(20)");
+    let stale = [
+        sample(FIRST_ENTRIES, &["3"]),
+        sample(STALE, &[]),
+        sample(DIVIDE, &["50"]),
+    ];
+    let (runs, _) = run_all(&mut conn, &stale, &compare).await;
+    assert_first_entries(&runs[0], 3);
+    assert_eq!(first_column(&runs[1].old), ["1", "2"]);
+    assert_eq!(first_column(&runs[1].new), ["1", "2"]);
+    assert_eq!(first_column(&runs[2].new), ["2"]);
+
+    // Afterwards the statement cache and the server agree again: one write.
+    let (runs, writes) = run_all(&mut conn, &steady, &compare).await;
+    assert_first_entries(&runs[0], 1);
+    assert_eq!(writes, 1, "prepared statements intact after the failures");
+    assert!(!conn.is_poisoned());
+}
