@@ -38,7 +38,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::observability::metrics::{describe, DURATION_BUCKETS, SHADOW_DURATION_SECONDS};
+use crate::observability::metrics::{
+    describe, BATCH_BUCKETS, DURATION_BUCKETS, SHADOW_BATCH_SAMPLES, SHADOW_DURATION_SECONDS,
+};
 use crate::proxy::Proxy;
 use crate::shadow::Shadow;
 use crate::store::StoreWriter;
@@ -98,6 +100,11 @@ pub fn install_metrics() -> Result<PrometheusHandle, AdminError> {
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(SHADOW_DURATION_SECONDS.to_string()),
             &DURATION_BUCKETS,
+        )
+        .map_err(|e| AdminError::Recorder(e.to_string()))?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(SHADOW_BATCH_SAMPLES.to_string()),
+            &BATCH_BUCKETS,
         )
         .map_err(|e| AdminError::Recorder(e.to_string()))?
         .install_recorder()

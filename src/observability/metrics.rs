@@ -28,6 +28,8 @@ pub const SKIPPED_TOTAL: &str = "pgshadow_skipped_total";
 pub const SHADOW_DURATION_SECONDS: &str = "pgshadow_shadow_duration_seconds";
 /// Samples waiting for a shadow worker.
 pub const QUEUE_DEPTH: &str = "pgshadow_queue_depth";
+/// Samples per batch handed to a shadow worker.
+pub const SHADOW_BATCH_SAMPLES: &str = "pgshadow_shadow_batch_samples";
 /// Mismatches rechecked in a fresh snapshot, by `confirmed` (`true`, `false`).
 pub const RECHECKS_TOTAL: &str = "pgshadow_rechecks_total";
 
@@ -57,6 +59,9 @@ pub const WEBHOOK_DELIVERIES_TOTAL: &str = "pgshadow_webhook_deliveries_total";
 pub const DURATION_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
+
+/// Bucket bounds of [`SHADOW_BATCH_SAMPLES`].
+pub const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 /// Registers help text for every metric with the installed recorder.
 /// Harmless when no recorder is installed.
@@ -110,6 +115,11 @@ pub fn describe() {
         QUEUE_DEPTH,
         Unit::Count,
         "Samples waiting for a shadow worker."
+    );
+    describe_histogram!(
+        SHADOW_BATCH_SAMPLES,
+        Unit::Count,
+        "Samples per batch handed to a shadow worker (shadow.max_batch, shadow.batch_window_ms)."
     );
     describe_counter!(
         CONFIG_RELOADS_TOTAL,

@@ -26,7 +26,8 @@ use crate::capture::skip::{SkipCounts, SkipReason, SkipTally};
 use crate::capture::tracker::{Sample, SampleGate};
 use crate::config::Config;
 use crate::observability::metrics::{
-    COMPARISONS_TOTAL, QUEUE_DEPTH, RECHECKS_TOTAL, SHADOW_DURATION_SECONDS, STORE_DROPPED_TOTAL,
+    COMPARISONS_TOTAL, QUEUE_DEPTH, RECHECKS_TOTAL, SHADOW_BATCH_SAMPLES, SHADOW_DURATION_SECONDS,
+    STORE_DROPPED_TOTAL,
 };
 use crate::rewrite::{PlanCache, RewriteRules};
 use conn::ConnParams;
@@ -245,6 +246,7 @@ async fn dispatch(
     outcomes: Option<mpsc::Sender<Arc<Outcome>>>,
 ) {
     let workers = Arc::new(Semaphore::new(batching.workers));
+    let batch_samples = metrics::histogram!(SHADOW_BATCH_SAMPLES);
     let mut flowing = false;
     loop {
         // Wait for a free worker before taking samples, so waiting samples
@@ -269,6 +271,7 @@ async fn dispatch(
         if batch.is_empty() {
             continue;
         }
+        batch_samples.record(batch.len() as f64);
         let executor = executor.clone();
         let shadow = shadow.clone();
         let outcomes = outcomes.clone();

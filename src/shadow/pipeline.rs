@@ -9,7 +9,7 @@
 use super::conn::{ConnError, ShadowConn};
 use super::run::RunSpec;
 use super::statements::{statement_name, Prepared, StatementCache};
-use crate::capture::tracker::Sample;
+use crate::capture::tracker::{Sample, SessionSettings};
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
@@ -104,37 +104,21 @@ pub(super) fn write_transaction(
         cache: &mut conn.statements,
         used: Vec::with_capacity(steps.capacity()),
     };
-    pipe.control("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[])?;
-    steps.push(Step::Control);
-    for (i, side) in sides.iter().enumerate() {
-        if i == 0 {
-            let mut names = vec![("statement_timeout", timeout.as_str())];
-            names.extend(sample.settings.changes_from(conn_settings));
-            names.push(("search_path", side.search_path));
-            pipe.settings(&names)?;
-            steps.push(Step::Settings);
-        } else {
-            pipe.control(
-                "SELECT extract(epoch FROM clock_timestamp())::text, set_config('search_path', $1, true)",
-                &[side.search_path],
-            )?;
-            steps.push(Step::Mark);
+    match pipe.transaction(sample, sides, conn_settings, &timeout, &mut steps) {
+        Ok(()) => Ok(Written {
+            steps,
+            used: pipe.used,
+            sides: sides.len(),
+        }),
+        Err(e) => {
+            // Nothing of it is sent: the names it was to parse do not
+            // exist on the server.
+            for p in pipe.used.iter().flatten().filter(|p| p.parse) {
+                pipe.cache.forget(p.id);
+            }
+            Err(e)
         }
-        pipe.query(sample, side)?;
-        steps.push(Step::Query(i));
     }
-    pipe.control(
-        "SELECT extract(epoch FROM clock_timestamp())::text, pg_advisory_unlock_all()",
-        &[],
-    )?;
-    steps.push(Step::Mark);
-    pipe.control("COMMIT", &[])?;
-    steps.push(Step::Control);
-    Ok(Written {
-        steps,
-        used: pipe.used,
-        sides: sides.len(),
-    })
 }
 
 pub(super) fn protocol_error(e: std::io::Error) -> ConnError {
@@ -151,6 +135,44 @@ struct Pipeline<'c> {
 }
 
 impl Pipeline<'_> {
+    /// The statements of one transaction, each step noted in `steps`.
+    fn transaction(
+        &mut self,
+        sample: &Sample,
+        sides: &[Side<'_>],
+        conn_settings: &SessionSettings,
+        timeout: &str,
+        steps: &mut Vec<Step>,
+    ) -> Result<(), ConnError> {
+        self.control("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[])?;
+        steps.push(Step::Control);
+        for (i, side) in sides.iter().enumerate() {
+            if i == 0 {
+                let mut names = vec![("statement_timeout", timeout)];
+                names.extend(sample.settings.changes_from(conn_settings));
+                names.push(("search_path", side.search_path));
+                self.settings(&names)?;
+                steps.push(Step::Settings);
+            } else {
+                self.control(
+                    "SELECT extract(epoch FROM clock_timestamp())::text, set_config('search_path', $1, true)",
+                    &[side.search_path],
+                )?;
+                steps.push(Step::Mark);
+            }
+            self.query(sample, side)?;
+            steps.push(Step::Query(i));
+        }
+        self.control(
+            "SELECT extract(epoch FROM clock_timestamp())::text, pg_advisory_unlock_all()",
+            &[],
+        )?;
+        steps.push(Step::Mark);
+        self.control("COMMIT", &[])?;
+        steps.push(Step::Control);
+        Ok(())
+    }
+
     /// Parse (first use on this connection only) and the statement's name
     /// for Bind: `""` (unnamed) when the cache has no room.
     fn statement(

@@ -4,7 +4,8 @@
 //! and a stale cached plan is run again.
 
 use crate::fixture::{self, sys_id, SHADOW_ROLE};
-use crate::harness::{Pg, DB};
+use crate::harness::{connect, Pg, Proxy, DB};
+use crate::{comparisons, wait_for_comparisons};
 use bytes::Bytes;
 use pgshadow::capture::fingerprint::Fingerprint;
 use pgshadow::capture::tracker::{Sample, SessionSettings};
@@ -192,4 +193,39 @@ async fn a_batch_of_prepared_samples_is_one_write_and_a_failing_sample_fails_alo
     assert_first_entries(&runs[0], 1);
     assert_eq!(writes, 1, "prepared statements intact after the failures");
     assert!(!conn.is_poisoned());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_arriving_within_the_window_go_to_workers_in_batches_of_at_most_max_batch() {
+    let pg = Pg::start();
+    fixture::create(&pg);
+    let proxy = Proxy::start(
+        pg.port(),
+        &fixture::shadow_config("max_batch = 4\nbatch_window_ms = 3000"),
+    );
+    let client = connect(proxy.port).await;
+    for environment in 1..=10i32 {
+        let rows = client
+            .query(FIRST_ENTRIES, &[&(environment % 3 + 1)])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+    }
+    wait_for_comparisons(&proxy, 10.0);
+    assert_eq!(
+        comparisons(&proxy, "match"),
+        10.0,
+        "{}",
+        proxy.metrics_text()
+    );
+    let batches = proxy.metric("pgshadow_shadow_batch_samples_count");
+    let samples = proxy.metric("pgshadow_shadow_batch_samples_sum");
+    let at_most_four = proxy.metric("pgshadow_shadow_batch_samples_bucket{le=\"4\"}");
+    let text = proxy.metrics_text();
+    assert_eq!(samples, 10.0, "{text}");
+    assert_eq!(at_most_four, batches, "no batch exceeds max_batch: {text}");
+    assert!(
+        (3.0..=4.0).contains(&batches),
+        "ten samples within one window make three batches of at most four, not one each: {text}"
+    );
 }
