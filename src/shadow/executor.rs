@@ -172,31 +172,30 @@ impl Executor {
         for (sample, &untied) in samples.iter().zip(untied) {
             plans.push(self.plan(&sample.sql, untied).await);
         }
-        let options: Vec<Option<CompareOptions>> = plans
+        let planned: Vec<Result<(&Plan, CompareOptions), SkipReason>> = plans
             .iter()
-            .map(|p| p.as_ref().as_ref().ok().map(|p| self.options_for(p)))
+            .map(|p| match p.as_ref() {
+                Ok(plan) => Ok((plan, self.options_for(plan))),
+                Err(reason) => Err(*reason),
+            })
             .collect();
         let runnable: Vec<(&Sample, &Plan, &CompareOptions)> = samples
             .iter()
-            .zip(&plans)
-            .zip(&options)
-            .filter_map(|((s, p), o)| Some((*s, p.as_ref().as_ref().ok()?, o.as_ref()?)))
+            .zip(&planned)
+            .filter_map(|(s, p)| p.as_ref().ok().map(|(plan, options)| (*s, *plan, options)))
             .collect();
         let mut firsts = self.first_runs(&runnable).await.into_iter();
         let mut handled = Vec::with_capacity(samples.len());
-        for ((sample, plan), options) in samples.iter().zip(&plans).zip(&options) {
-            let (Ok(plan), Some(options)) = (plan.as_ref(), options) else {
-                let reason = match plan.as_ref() {
-                    Err(reason) => *reason,
-                    Ok(_) => SkipReason::Unparsable,
-                };
-                handled.push(Handled::Skipped(reason));
-                continue;
-            };
-            let first = firsts
-                .next()
-                .unwrap_or_else(|| Err(ConnError::Protocol("sample not run".into())));
-            handled.push(self.finish(sample, plan, options, first).await);
+        for (sample, planned) in samples.iter().zip(&planned) {
+            match planned {
+                Err(reason) => handled.push(Handled::Skipped(*reason)),
+                Ok((plan, options)) => {
+                    let first = firsts
+                        .next()
+                        .unwrap_or_else(|| Err(ConnError::Protocol("sample not run".into())));
+                    handled.push(self.finish(sample, plan, options, first).await);
+                }
+            }
         }
         handled
     }
