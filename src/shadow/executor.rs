@@ -3,7 +3,7 @@
 use super::conn::ConnError;
 use super::outcome::{display_params, Outcome, OutcomeKind};
 use super::pool::Pool;
-use super::run::{run, run_batch, RunResult, RunSpec, SideResult, Snapshot};
+use super::run::{run_batch, RunResult, RunSpec, SideResult, Snapshot};
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
@@ -190,9 +190,7 @@ impl Executor {
             match planned {
                 Err(reason) => handled.push(Handled::Skipped(*reason)),
                 Ok((plan, options)) => {
-                    let first = firsts
-                        .next()
-                        .unwrap_or_else(|| Err(ConnError::Protocol("sample not run".into())));
+                    let first = firsts.next().unwrap_or_else(|| Err(not_run()));
                     handled.push(self.finish(sample, plan, options, first).await);
                 }
             }
@@ -231,7 +229,7 @@ impl Executor {
                     rest.iter().map(|&i| specs[i].clone()).collect();
                 let mut got = self.run_on_one_connection(database, &batch).await;
                 if got.is_empty() {
-                    got.push(Err(ConnError::Protocol("sample not run".into())));
+                    got.push(Err(not_run()));
                 }
                 for r in got {
                     if let Some(slot) = group.get(done).and_then(|&i| results.get_mut(i)) {
@@ -243,7 +241,7 @@ impl Executor {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ConnError::Protocol("sample not run".into()))))
+            .map(|r| r.unwrap_or_else(|| Err(not_run())))
             .collect()
     }
 
@@ -370,17 +368,11 @@ impl Executor {
         new_sql: &str,
         options: &CompareOptions,
     ) -> Result<RunResult, ConnError> {
-        let spec = self.spec(old, new_sql, options);
-        let mut conn = self.pool.get(&sample.database).await?;
-        let limit = self.run_limit();
-        match tokio::time::timeout(limit, run(&mut conn, sample, &spec)).await {
-            Ok(Ok(r)) => {
-                self.pool.put(&sample.database, conn);
-                Ok(r)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(run_timeout(limit)),
-        }
+        let one = [(sample, self.spec(old, new_sql, options))];
+        self.run_on_one_connection(&sample.database, &one)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(not_run()))
     }
 
     async fn classify(
@@ -457,6 +449,12 @@ fn add_reproduction_details(outcome: &mut Outcome, sample: &Sample) {
         .pairs()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+}
+
+/// The error of a sample the connection's batch never got to; the runs
+/// guarantee progress, so this only guards against a miscount.
+fn not_run() -> ConnError {
+    ConnError::Protocol("sample not run".into())
 }
 
 fn run_timeout(limit: Duration) -> ConnError {
