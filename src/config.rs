@@ -244,7 +244,7 @@ impl Default for ShadowConfig {
             max_in_flight: 2,
             queue_capacity: 1024,
             max_batch: 32,
-            batch_window_ms: 50,
+            batch_window_ms: 500,
             statement_timeout_ms: 5_000,
             max_samples_per_second: 0,
             first_executions: 3,

@@ -110,7 +110,7 @@ impl Executor {
     }
 
     /// Handles `samples` to the end: one result each, in order. Their
-    /// first runs share connections and writes ([`run_batch`]); follow-ups
+    /// first runs share connections and transactions ([`run_batch`]); follow-ups
     /// (the new query alone after an old-side error, the recheck of a
     /// mismatch) run one by one.
     pub async fn handle_batch(&self, samples: &[Sample]) -> Vec<Handled> {
@@ -199,7 +199,7 @@ impl Executor {
     }
 
     /// The first run of each of `items`: per database, as few connections
-    /// and writes as [`run_batch`] manages.
+    /// and transactions as [`run_batch`] manages.
     async fn first_runs(
         &self,
         items: &[(&Sample, &Plan, &CompareOptions)],

@@ -6,9 +6,10 @@
 //! a bounded queue; a full queue drops the sample and counts it. A
 //! dispatcher takes samples off the queue in batches as workers free up
 //! (`shadow.max_in_flight`) and runs each sample through the [`executor`]:
-//! plan (cached parse and rewrite), one REPEATABLE READ READ ONLY
-//! transaction on a pooled connection ([`run`]; a batch's transactions
-//! share one connection and, mostly, one write), diff, recheck, outcome.
+//! plan (cached parse and rewrite), old and new query in one REPEATABLE
+//! READ READ ONLY transaction on a pooled connection ([`run`]; the samples
+//! of a batch share one connection and, mostly, one transaction), diff,
+//! recheck, outcome.
 
 pub mod conn;
 pub mod executor;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
 
 /// Why the shadow could not start.
 #[derive(Debug, Error)]
@@ -227,17 +229,23 @@ struct Batching {
     window: Duration,
 }
 
+/// While a batch gathers, the dispatcher looks at the queue this often:
+/// a batch goes as soon as it is full, so a window longer than this
+/// never holds back a rate of samples the workers could keep up with.
+const FILL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Takes samples off the queue in batches as workers free up.
 ///
 /// Each sample used to wake the dispatcher, a worker, an idle database
 /// backend and the proxy again for the reply; on a busy machine those
 /// wake-ups, not the comparison, were most of what sampling cost the
-/// application. So while samples keep coming the dispatcher sleeps one
-/// `window` at a time and takes whatever arrived meanwhile (the relay's
-/// `try_send` wakes nobody while it sleeps); a worker runs the batch on
-/// one connection in as few writes as possible. A full batch goes at once,
-/// and an empty window sends the dispatcher back to waiting for the next
-/// sample.
+/// application, and a database backend woken for a handful of samples
+/// spends more on waking than on them. So while samples keep coming the
+/// dispatcher sleeps (the relay's `try_send` wakes nobody while it sleeps),
+/// looking at the queue every [`FILL_CHECK_INTERVAL`], until the batch is
+/// full or `window` has passed, and a worker runs the batch on one
+/// connection in one transaction. An empty window sends the dispatcher
+/// back to waiting for the next sample.
 async fn dispatch(
     mut rx: mpsc::Receiver<Sample>,
     executor: Arc<Executor>,
@@ -262,8 +270,13 @@ async fn dispatch(
             batch.push(first);
         }
         take_waiting(&mut rx, &mut batch, batching.max_batch);
-        if batch.len() < batching.max_batch && !batching.window.is_zero() {
-            tokio::time::sleep(batching.window).await;
+        let deadline = Instant::now() + batching.window;
+        while batch.len() < batching.max_batch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.min(FILL_CHECK_INTERVAL)).await;
             take_waiting(&mut rx, &mut batch, batching.max_batch);
         }
         shadow.update_queue_depth();

@@ -1,18 +1,25 @@
-//! Writing one sample's transaction into a pipeline.
+//! Writing a batch's transaction into a pipeline.
 //!
-//! The bytes of a transaction (BEGIN, the settings, the sides, the unlock,
-//! COMMIT; see [`super::run`]) are appended to an output buffer, which may
-//! already hold other transactions of the same batch; the caller adds the
-//! Sync. What is written is remembered in a [`Written`], for reading the
-//! replies and for cleaning up the statement cache after a failure.
+//! The bytes of one transaction (BEGIN, each sample's settings and sides,
+//! the unlock, COMMIT; see [`super::run`]) are appended to an output
+//! buffer; the caller adds the Sync. What is written is remembered in a
+//! [`Written`], for reading the replies and for cleaning up the statement
+//! cache after a failure.
 
-use super::conn::{ConnError, ShadowConn};
-use super::run::RunSpec;
+use super::conn::ConnError;
+use super::run::{RunSpec, Snapshot};
 use super::statements::{statement_name, Prepared, StatementCache};
 use crate::capture::tracker::{Sample, SessionSettings};
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
+use std::sync::Arc;
+
+/// A transaction takes no more samples once it holds this many bytes (a
+/// single sample may be larger). The whole write is sent before any reply
+/// is read, so it must fit in the kernel's socket buffers, which hold far
+/// more than this on any system.
+pub const MAX_WRITE_BYTES: usize = 32 * 1024;
 
 /// One query and the search_path it runs under.
 #[derive(Debug, Clone, Copy)]
@@ -21,44 +28,62 @@ pub(super) struct Side<'a> {
     pub search_path: &'a str,
 }
 
+/// One sample to run: its sides, in order.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Run<'a> {
+    pub sample: &'a Sample,
+    pub spec: &'a RunSpec<'a>,
+    pub sides: &'a [Side<'a>],
+}
+
+impl Run<'_> {
+    /// Whether `other` may share this run's transaction: the same settings
+    /// (they are transaction-local, and each run needs its client's) and
+    /// the same statement timeout.
+    fn shares_transaction_with(&self, other: &Run<'_>) -> bool {
+        let (a, b) = (self.sample, other.sample);
+        self.spec.snapshot == Snapshot::Shared
+            && other.spec.snapshot == Snapshot::Shared
+            && self.spec.statement_timeout == other.spec.statement_timeout
+            && (Arc::ptr_eq(&a.settings, &b.settings) || a.settings == b.settings)
+    }
+}
+
 /// What a step of the pipeline is, for reading its replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
     /// BEGIN or COMMIT: only its error matters.
     Control,
-    /// A statement between or after the sides whose first value is the
-    /// server's clock: the sides are timed by the server, because with a
-    /// single Sync their replies reach the worker all at once.
+    /// A statement before a side (setting its search_path) or after the
+    /// last one, whose first value is the server's clock: the sides are
+    /// timed by the server, because with a single Sync their replies reach
+    /// the worker all at once.
     Mark,
-    /// The settings statement: the snapshot's xmin, then the clock.
+    /// The transaction's first statement: the snapshot's xmin, then the
+    /// clock; it applies the settings and the first side's search_path.
     Settings,
-    /// Side `n` (0 = old, 1 = new).
+    /// Side `n` (0 = old, 1 = new) of its run.
     Query(usize),
 }
 
-/// Statements one transaction may need prepared: BEGIN, settings, the
-/// search_path switch, unlock, COMMIT and two sides.
+/// Statements the first run of a transaction may need prepared: BEGIN,
+/// settings, the search_path switch under either search_path, unlock,
+/// COMMIT and two sides.
 pub(super) const STATEMENTS_PER_TRANSACTION: usize = 8;
 
 /// A transaction written into the pipeline.
 #[derive(Debug)]
 pub(super) struct Written {
-    /// Its steps, in order.
-    pub steps: Vec<Step>,
+    /// Its steps, in order, each with the index of the run it belongs to
+    /// (BEGIN to the first, the unlock and COMMIT to the last).
+    pub steps: Vec<(usize, Step)>,
     /// Per step, the statement it binds (`None`: parsed unnamed).
     pub used: Vec<Option<Prepared>>,
-    /// Number of sides.
-    pub sides: usize,
+    /// How many of the runs offered it holds (a prefix, at least one).
+    pub runs: usize,
 }
 
 impl Written {
-    /// Whether it parses a statement: a later transaction of the same
-    /// write must not bind that statement, because this transaction may
-    /// fail before the server gets to the Parse.
-    pub fn parses(&self) -> bool {
-        self.used.iter().any(|p| p.is_none_or(|p| p.parse))
-    }
-
     /// Statements that may not exist on the server after step `failed`
     /// failed: the failing step's own (a plan that no longer fits the
     /// relation, say) and every one first parsed after it (the server
@@ -71,108 +96,150 @@ impl Written {
             .filter_map(move |(i, p)| p.filter(|p| i == failed || p.parse))
             .map(|p| p.id)
     }
-
-    /// Statements this transaction was to parse, when it never ran (an
-    /// earlier transaction of the same write left the connection in a
-    /// failed transaction, so the server refused every message up to the
-    /// Sync).
-    pub fn unparsed(&self) -> impl Iterator<Item = u32> + '_ {
-        self.used.iter().flatten().filter(|p| p.parse).map(|p| p.id)
-    }
 }
 
-/// Appends the transaction of `sample` over `sides` to `out` (without the
-/// Sync).
+/// Appends one transaction to `out` (without the Sync): the first of
+/// `runs` and as many of the following as may share it (same settings,
+/// until [`MAX_WRITE_BYTES`]). `cache` is the connection's statement
+/// cache and `conn_settings` the settings the connection has in effect.
+/// A run after the first whose parameters cannot be encoded ends the
+/// transaction before it (it then fails alone as the first of the next).
 pub(super) fn write_transaction(
-    conn: &mut ShadowConn,
+    cache: &mut StatementCache,
+    conn_settings: &SessionSettings,
     out: &mut BytesMut,
-    sample: &Sample,
-    spec: &RunSpec<'_>,
-    sides: &[Side<'_>],
+    runs: &[Run<'_>],
 ) -> Result<Written, ConnError> {
-    let mut steps = Vec::with_capacity(4 + 2 * sides.len());
-    let timeout = spec.statement_timeout.as_millis().max(1).to_string();
-    if !conn.statements.has_room(STATEMENTS_PER_TRANSACTION) {
+    let Some(first) = runs.first() else {
+        return Err(ConnError::Protocol("empty shadow transaction".into()));
+    };
+    if !cache.has_room(STATEMENTS_PER_TRANSACTION) {
         // Start the cache over rather than grow it.
-        for id in conn.statements.drain() {
+        for id in cache.drain() {
             frontend::close(b'S', &statement_name(id), out).map_err(protocol_error)?;
         }
     }
-    let conn_settings = &conn.settings;
     let mut pipe = Pipeline {
         out,
-        cache: &mut conn.statements,
-        used: Vec::with_capacity(steps.capacity()),
+        cache,
+        search_path: "",
+        steps: Vec::with_capacity(8 + 4 * runs.len()),
+        used: Vec::with_capacity(8 + 4 * runs.len()),
     };
-    match pipe.transaction(sample, sides, conn_settings, &timeout, &mut steps) {
-        Ok(()) => Ok(Written {
-            steps,
-            used: pipe.used,
-            sides: sides.len(),
-        }),
-        Err(e) => {
-            // Nothing of it is sent: the names it was to parse do not
-            // exist on the server.
-            for p in pipe.used.iter().flatten().filter(|p| p.parse) {
-                pipe.cache.forget(p.id);
-            }
-            Err(e)
-        }
+    let first_run = pipe
+        .begin()
+        .and_then(|()| pipe.run(0, first, Some(conn_settings)));
+    if let Err(e) = first_run {
+        // Nothing of it is sent: the names it was to parse do not exist
+        // on the server.
+        pipe.forget_parsed_from(0);
+        return Err(e);
     }
+    let mut taken = 1;
+    for (index, run) in runs.iter().enumerate().skip(1) {
+        if pipe.out.len() >= MAX_WRITE_BYTES || !first.shares_transaction_with(run) {
+            break;
+        }
+        let mark = (pipe.out.len(), pipe.steps.len(), pipe.search_path);
+        if pipe.run(index, run, None).is_err() {
+            pipe.out.truncate(mark.0);
+            pipe.steps.truncate(mark.1);
+            pipe.forget_parsed_from(mark.1);
+            pipe.used.truncate(mark.1);
+            pipe.search_path = mark.2;
+            break;
+        }
+        taken += 1;
+    }
+    if let Err(e) = pipe.end(taken - 1) {
+        pipe.forget_parsed_from(0);
+        return Err(e);
+    }
+    Ok(Written {
+        steps: pipe.steps,
+        used: pipe.used,
+        runs: taken,
+    })
 }
 
 pub(super) fn protocol_error(e: std::io::Error) -> ConnError {
     ConnError::Protocol(e.to_string())
 }
 
-/// The pipeline being built: the bytes, and which prepared statement each
-/// step uses.
-struct Pipeline<'c> {
+/// The pipeline being built: the bytes, its steps, and which prepared
+/// statement each step uses.
+struct Pipeline<'c, 's> {
     out: &'c mut BytesMut,
     cache: &'c mut StatementCache,
+    /// The search_path the next statement runs under (`""`: the
+    /// connection's own).
+    search_path: &'s str,
+    steps: Vec<(usize, Step)>,
     /// Per step, the statement it binds (`None`: parsed unnamed).
     used: Vec<Option<Prepared>>,
 }
 
-impl Pipeline<'_> {
-    /// The statements of one transaction, each step noted in `steps`.
-    fn transaction(
-        &mut self,
-        sample: &Sample,
-        sides: &[Side<'_>],
-        conn_settings: &SessionSettings,
-        timeout: &str,
-        steps: &mut Vec<Step>,
-    ) -> Result<(), ConnError> {
+impl<'s> Pipeline<'_, 's> {
+    fn begin(&mut self) -> Result<(), ConnError> {
         self.control("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[])?;
-        steps.push(Step::Control);
-        for (i, side) in sides.iter().enumerate() {
-            if i == 0 {
-                let mut names = vec![("statement_timeout", timeout)];
-                names.extend(sample.settings.changes_from(conn_settings));
-                names.push(("search_path", side.search_path));
-                self.settings(&names)?;
-                steps.push(Step::Settings);
-            } else {
-                self.control(
-                    "SELECT extract(epoch FROM clock_timestamp())::text, set_config('search_path', $1, true)",
-                    &[side.search_path],
-                )?;
-                steps.push(Step::Mark);
+        self.steps.push((0, Step::Control));
+        Ok(())
+    }
+
+    /// The statements of run `index`. The transaction's first run
+    /// (`conn_settings` given) takes the snapshot and applies the
+    /// settings; every later side only switches the search_path.
+    fn run(
+        &mut self,
+        index: usize,
+        run: &Run<'s>,
+        conn_settings: Option<&SessionSettings>,
+    ) -> Result<(), ConnError> {
+        for (i, side) in run.sides.iter().enumerate() {
+            match conn_settings {
+                Some(conn_settings) if i == 0 => {
+                    let timeout = run.spec.statement_timeout.as_millis().max(1).to_string();
+                    let mut names = vec![("statement_timeout", timeout.as_str())];
+                    names.extend(run.sample.settings.changes_from(conn_settings));
+                    names.push(("search_path", side.search_path));
+                    self.settings(&names)?;
+                    self.steps.push((index, Step::Settings));
+                }
+                _ => {
+                    self.control(
+                        "SELECT extract(epoch FROM clock_timestamp())::text, set_config('search_path', $1, true)",
+                        &[side.search_path],
+                    )?;
+                    self.steps.push((index, Step::Mark));
+                }
             }
-            self.query(sample, side)?;
-            steps.push(Step::Query(i));
+            self.search_path = side.search_path;
+            self.query(run.sample, side)?;
+            self.steps.push((index, Step::Query(i)));
         }
+        Ok(())
+    }
+
+    /// The unlock (with the clock that ends the last side) and COMMIT,
+    /// both counted to the last run, `last`.
+    fn end(&mut self, last: usize) -> Result<(), ConnError> {
         self.control(
             "SELECT extract(epoch FROM clock_timestamp())::text, pg_advisory_unlock_all()",
             &[],
         )?;
-        steps.push(Step::Mark);
+        self.steps.push((last, Step::Mark));
         self.control("COMMIT", &[])?;
-        steps.push(Step::Control);
+        self.steps.push((last, Step::Control));
         Ok(())
     }
 
+    /// Forgets the statements first parsed at or after step `from`: they
+    /// are not sent.
+    fn forget_parsed_from(&mut self, from: usize) {
+        for p in self.used.iter().skip(from).flatten().filter(|p| p.parse) {
+            self.cache.forget(p.id);
+        }
+    }
     /// Parse (first use on this connection only) and the statement's name
     /// for Bind: `""` (unnamed) when the cache has no room.
     fn statement(
@@ -183,18 +250,24 @@ impl Pipeline<'_> {
     ) -> Result<String, ConnError> {
         let prepared = self.cache.prepare(search_path, sql, types);
         let name = prepared.map(Prepared::name).unwrap_or_default();
+        // Noted before encoding, so that a failure to encode forgets it.
+        self.used.push(prepared);
         if prepared.is_none_or(|p| p.parse) {
             frontend::parse(&name, sql, types.iter().copied(), self.out).map_err(protocol_error)?;
         }
-        self.used.push(prepared);
         Ok(name)
     }
 
     /// Bind/Execute of a statement of pgshadow's own, with text parameters
     /// and text results.
     fn control(&mut self, sql: &str, params: &[&str]) -> Result<(), ConnError> {
-        // pgshadow's own statements name only built-in functions.
-        let name = self.statement("", sql, &[])?;
+        // Prepared per search_path in effect when it runs, although it
+        // names only built-in functions: PostgreSQL analyses and plans a
+        // prepared statement again whenever the search_path differs from
+        // the last execution's, and the switch between the sides runs
+        // under the old and, for the next sample, the new search_path.
+        let path = self.search_path;
+        let name = self.statement(path, sql, &[])?;
         frontend::bind(
             "",
             &name,
@@ -266,47 +339,198 @@ fn bind_error(e: frontend::BindError) -> ConnError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::fingerprint::Fingerprint;
+    use crate::diff::CompareOptions;
+    use bytes::Bytes;
+    use std::time::{Duration, Instant};
 
     fn prepared(id: u32, parse: bool) -> Option<Prepared> {
         Some(Prepared { id, parse })
     }
 
+    fn sample(sql: &str, params: usize, settings: &Arc<SessionSettings>) -> Sample {
+        Sample {
+            fingerprint: Fingerprint(7),
+            sql: Arc::from(sql),
+            param_types: Arc::from(vec![0u32; params]),
+            param_formats: Vec::new(),
+            params: vec![Some(Bytes::from_static(b"1")); params],
+            settings: settings.clone(),
+            database: Arc::from("db"),
+            completed_at: Instant::now(),
+        }
+    }
+
+    fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> RunSpec<'a> {
+        RunSpec {
+            old_sql: &sample.sql,
+            new_sql: &sample.sql,
+            old_search_path: "public",
+            new_search_path: "v2",
+            statement_timeout: Duration::from_secs(5),
+            max_rows: 10,
+            compare,
+            snapshot: Snapshot::Shared,
+        }
+    }
+
+    fn sides<'a>(spec: &RunSpec<'a>) -> [Side<'a>; 2] {
+        [
+            Side {
+                sql: spec.old_sql,
+                search_path: spec.old_search_path,
+            },
+            Side {
+                sql: spec.new_sql,
+                search_path: spec.new_search_path,
+            },
+        ]
+    }
+
+    #[test]
+    fn samples_with_the_same_settings_share_one_transaction() {
+        let compare = CompareOptions::default();
+        let utc = Arc::new(SessionSettings {
+            timezone: Some("UTC".into()),
+            ..Default::default()
+        });
+        let tokyo = Arc::new(SessionSettings {
+            timezone: Some("Asia/Tokyo".into()),
+            ..Default::default()
+        });
+        let samples = [
+            sample("SELECT $1::int", 1, &utc),
+            sample("SELECT $1::int + 1", 1, &utc),
+            sample("SELECT $1::int", 1, &Arc::new((*utc).clone())),
+            sample("SELECT $1::int", 1, &tokyo),
+        ];
+        let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(sides).collect();
+        let runs: Vec<Run<'_>> = samples
+            .iter()
+            .zip(&specs)
+            .zip(&sides)
+            .map(|((sample, spec), sides)| Run {
+                sample,
+                spec,
+                sides,
+            })
+            .collect();
+        let mut cache = StatementCache::default();
+        let mut out = BytesMut::new();
+        let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs)
+            .expect("encodes");
+        assert_eq!(written.runs, 3, "the sample in another time zone waits");
+        use Step::*;
+        let expected = [
+            (0, Control),
+            (0, Settings),
+            (0, Query(0)),
+            (0, Mark),
+            (0, Query(1)),
+            (1, Mark),
+            (1, Query(0)),
+            (1, Mark),
+            (1, Query(1)),
+            (2, Mark),
+            (2, Query(0)),
+            (2, Mark),
+            (2, Query(1)),
+            (2, Mark),
+            (2, Control),
+        ];
+        assert_eq!(written.steps, expected);
+        assert_eq!(written.used.len(), written.steps.len());
+        let parsed = written.used.iter().flatten().filter(|p| p.parse).count();
+        assert_eq!(
+            parsed, 10,
+            "BEGIN, settings, the switch under either search_path, unlock, COMMIT \
+             and two texts under two search_paths, each parsed once"
+        );
+        let switches: Vec<u32> = written
+            .steps
+            .iter()
+            .zip(&written.used)
+            .filter(|((_, step), _)| *step == Step::Mark)
+            .filter_map(|(_, p)| p.map(|p| p.id))
+            .collect();
+        assert_eq!(
+            switches.len(),
+            6,
+            "five switches and the unlock: {switches:?}"
+        );
+        // Marks 0, 2 and 4 switch to v2 and run under public; 1 and 3 the
+        // other way round; 5 is the unlock.
+        let (to_v2, to_public) = (switches[0], switches[1]);
+        assert_eq!([switches[2], switches[4]], [to_v2, to_v2]);
+        assert_eq!(switches[3], to_public);
+        assert_ne!(
+            to_v2, to_public,
+            "the switch is prepared once per search_path it runs under, so PostgreSQL never re-plans it"
+        );
+    }
+
+    #[test]
+    fn a_later_sample_that_cannot_be_encoded_ends_the_transaction_before_it() {
+        let compare = CompareOptions::default();
+        let settings = Arc::new(SessionSettings::default());
+        // More parameters than the protocol can count.
+        let samples = [
+            sample("SELECT 1", 0, &settings),
+            sample("SELECT 2", 70_000, &settings),
+        ];
+        let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(sides).collect();
+        let runs: Vec<Run<'_>> = (0..2)
+            .map(|i| Run {
+                sample: &samples[i],
+                spec: &specs[i],
+                sides: &sides[i],
+            })
+            .collect();
+        let mut cache = StatementCache::default();
+        let mut out = BytesMut::new();
+        let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs)
+            .expect("the first sample encodes");
+        assert_eq!(written.runs, 1);
+        assert_eq!(written.steps.last(), Some(&(0, Step::Control)), "COMMIT");
+        let again = cache.prepare("public", "SELECT 2", &[0; 70_000]);
+        assert!(
+            again.is_some_and(|p| p.parse),
+            "the statement never sent is not in the cache"
+        );
+        let mut alone = BytesMut::new();
+        let failed = write_transaction(
+            &mut cache,
+            &SessionSettings::default(),
+            &mut alone,
+            &runs[1..],
+        );
+        assert!(failed.is_err(), "as the first of a transaction it fails");
+    }
+
     #[test]
     fn after_a_failure_the_failing_statement_and_later_parses_are_doubtful() {
         let written = Written {
-            steps: vec![Step::Control, Step::Settings, Step::Query(0), Step::Mark],
+            steps: vec![
+                (0, Step::Control),
+                (0, Step::Settings),
+                (0, Step::Query(0)),
+                (0, Step::Mark),
+            ],
             used: vec![
                 prepared(1, false),
                 prepared(2, true),
                 prepared(3, false),
                 prepared(4, true),
             ],
-            sides: 1,
+            runs: 1,
         };
-        assert!(written.parses());
         let doubtful: Vec<u32> = written.doubtful_after(2).collect();
         assert_eq!(
             doubtful,
             [3, 4],
             "the failing step's statement and the parse after it"
-        );
-        let unparsed: Vec<u32> = written.unparsed().collect();
-        assert_eq!(unparsed, [2, 4], "a refused transaction parsed nothing");
-    }
-
-    #[test]
-    fn a_transaction_of_prepared_statements_parses_nothing() {
-        let mut written = Written {
-            steps: vec![Step::Control, Step::Control],
-            used: vec![prepared(1, false), prepared(2, false)],
-            sides: 0,
-        };
-        assert!(!written.parses());
-        assert_eq!(written.unparsed().count(), 0);
-        written.used.push(None);
-        assert!(
-            written.parses(),
-            "an unnamed statement is parsed every time"
         );
     }
 }

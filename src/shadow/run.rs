@@ -1,7 +1,7 @@
-//! Running one sample: old query and new query in one snapshot.
+//! Running samples: each sample's old query and new query in one snapshot.
 //!
-//! A sample is one pipeline of extended-protocol statements with a single
-//! Sync, written to the connection in one go:
+//! A batch of samples is one pipeline of extended-protocol statements with
+//! a single Sync, written to the connection in one go, as one transaction:
 //!
 //! ```text
 //! BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
@@ -10,9 +10,14 @@
 //!        set_config('statement_timeout', $1, true),
 //!        set_config('TimeZone', $2, true), …   -- the client's settings this connection lacks
 //!        set_config('search_path', <old>, true)
-//! <old query>            (the client's parameters, byte for byte; text results)
+//! <old query 1>          (the client's parameters, byte for byte; text results)
 //! SELECT <clock>, set_config('search_path', <new>, true)
-//! <new query>
+//! <new query 1>
+//! SELECT <clock>, set_config('search_path', <old>, true)
+//! <old query 2>
+//! SELECT <clock>, set_config('search_path', <new>, true)
+//! <new query 2>
+//! …
 //! SELECT <clock>, pg_advisory_unlock_all()
 //! COMMIT
 //! Sync
@@ -22,48 +27,41 @@
 //! and executed ([`super::statements`]), so a busy fingerprint's queries
 //! are not parsed and planned again for every sample.
 //!
-//! One Sync means one flush by the server and one wake-up of the worker for
-//! the whole sample (bar results larger than the server's send buffer):
-//! comparing must cost the database little more than the statements
-//! themselves. Settings go through `set_config(…, true)` (the same as
-//! `SET LOCAL`) as bound parameters, so no value is ever quoted into SQL,
-//! and only where the client's value differs from the connection's own
-//! (as the server reported it): changing a reported setting costs the
-//! server a ParameterStatus message on the way in and another at COMMIT.
-//!
 //! In a REPEATABLE READ transaction every statement sees the snapshot taken
-//! by the first one, so concurrent writes cannot make the two runs differ.
-//! READ ONLY makes the database itself refuse writes. The settings are
-//! transaction-local and vanish at COMMIT; `pg_advisory_unlock_all()`
+//! by the first one, so concurrent writes cannot make the two runs of a
+//! sample differ; the samples of a batch share that snapshot, which was
+//! taken after the primary completed each of them. READ ONLY makes the
+//! database itself refuse writes. The statement timeout applies to every
+//! statement on its own.
+//!
+//! Why one transaction for many samples: a transaction of its own per
+//! sample (BEGIN, COMMIT, unlock, a Sync and a flush each) cost the
+//! database a third more than the sample's statements need, and one reply
+//! flush per sample woke the worker once per sample. With one Sync the
+//! server flushes once per batch (bar results larger than its send
+//! buffer). Samples share a transaction only when their settings are the
+//! same ([`super::pipeline`]): settings go through `set_config(…, true)`
+//! (the same as `SET LOCAL`) as bound parameters, so no value is ever
+//! quoted into SQL, and only where the client's value differs from the
+//! connection's own (as the server reported it): changing a reported
+//! setting costs the server a ParameterStatus message on the way in and
+//! another at COMMIT. Settings vanish at COMMIT; `pg_advisory_unlock_all()`
 //! releases any session-level advisory lock a function the statement called
 //! may have taken, so the connection goes back to the pool holding nothing.
 //! (Every [`DISCARD_EVERY`] runs the connection is also reset with
 //! `DISCARD ALL`, which bounds any other session state a user function
 //! might leave behind.)
 //!
-//! An error skips the rest of the pipeline up to the Sync: when the old
-//! query fails the new one never runs (the executor then runs it alone),
-//! and the transaction is rolled back before the connection is reused.
-//!
-//! ## Batches
-//!
-//! [`run_batch`] writes the transactions of several samples in one write,
-//! each with its own Sync, and reads their replies in order: one wake-up
-//! of a database backend for many samples instead of one each. Each
-//! sample stays its own transaction with its own snapshot, and an error
-//! stays its own: the transactions written after a failed one are
-//! refused by the server (the connection is in a failed transaction until
-//! the ROLLBACK) and are written again after it. A write ends after the
-//! first transaction that parses a statement, because a later one may bind
-//! that statement and the Parse may never have run; in the steady state
-//! every statement is prepared and a batch is one write. A write also ends
-//! at [`MAX_WRITE_BYTES`], so that it always fits in the socket buffers
-//! while the server's replies wait for it to finish.
+//! An error skips the rest of the pipeline up to the Sync. The failing
+//! sample gets what it ran (when its old query failed, the executor then
+//! runs the new one alone); the transaction is rolled back, and the samples
+//! after it, which never ran, are run again in a new transaction: one
+//! sample's failure never becomes another's. A cached plan that no longer
+//! fits its relation (0A000) is prepared afresh and its sample run again.
 
 use super::conn::{ConnError, ShadowConn};
-use super::pipeline::{
-    protocol_error, write_transaction, Side, Step, Written, STATEMENTS_PER_TRANSACTION,
-};
+pub use super::pipeline::MAX_WRITE_BYTES;
+use super::pipeline::{protocol_error, write_transaction, Run, Side, Step, Written};
 use super::replies::{read_control, read_query, read_until_ready, value_at};
 use super::statements::{statement_name, CACHED_PLAN_CHANGED};
 use crate::capture::tracker::Sample;
@@ -76,12 +74,6 @@ use std::time::{Duration, Instant};
 
 /// Runs between two `DISCARD ALL` resets of a shadow connection.
 pub const DISCARD_EVERY: u64 = 1000;
-
-/// A batch's write ends once it holds this many bytes (a single
-/// transaction may be larger). The whole write is sent before any reply
-/// is read, so it must fit in the kernel's socket buffers, which hold far
-/// more than this on any system.
-pub const MAX_WRITE_BYTES: usize = 32 * 1024;
 
 /// SQLSTATE `in_failed_sql_transaction`: what a statement skipped after an
 /// earlier failure in the same transaction reports.
@@ -166,24 +158,24 @@ impl RunResult {
         stale(&self.old) || stale(&self.new)
     }
 
-    /// The result of a transaction that ran both sides.
-    fn of_shared(r: TransactionResult) -> RunResult {
+    /// The result of a run of both sides.
+    fn of_shared(r: Answered) -> RunResult {
         let mut sides = r.sides.into_iter();
         RunResult {
             old: sides.next().unwrap_or_else(|| not_run(&r.failure)),
             new: sides.next().unwrap_or_else(|| not_run(&r.failure)),
             snapshot_xmin: r.snapshot_xmin,
-            old_time: r.old_time,
-            new_time: r.new_time,
+            old_time: r.times.first().copied().unwrap_or_default(),
+            new_time: r.times.get(1).copied().unwrap_or_default(),
         }
     }
 }
 
-/// Runs the samples of `items` on `conn`, in as few writes as the rules
-/// above allow, and returns the results of a prefix of them (at least the
-/// first): it stops early when the connection fails (the last result is
-/// that error) or is not to be trusted any more (`poisoned`); the caller
-/// runs the rest on another connection.
+/// Runs the samples of `items` on `conn`, in as few transactions as the
+/// rules above allow, and returns the results of a prefix of them (at
+/// least the first): it stops early when the connection fails (the last
+/// result is that error) or is not to be trusted any more (`poisoned`);
+/// the caller runs the rest on another connection.
 pub async fn run_batch(
     conn: &mut ShadowConn,
     items: &[(&Sample, RunSpec<'_>)],
@@ -207,16 +199,16 @@ pub async fn run_batch(
             return results;
         }
         let sides: Vec<[Side<'_>; 2]> = rest.iter().map(|(_, spec)| both_sides(spec)).collect();
-        let transactions: Vec<Transaction<'_>> = rest
+        let runs: Vec<Run<'_>> = rest
             .iter()
             .zip(&sides)
-            .map(|((sample, spec), sides)| Transaction {
+            .map(|((sample, spec), sides)| Run {
                 sample,
                 spec,
                 sides,
             })
             .collect();
-        for r in run_transactions(conn, &transactions).await {
+        for r in run_transaction(conn, &runs).await {
             results.push(r.map(RunResult::of_shared));
         }
     }
@@ -252,11 +244,11 @@ async fn run_once(
     let [old, new] = both_sides(spec);
     match spec.snapshot {
         Snapshot::Shared => Ok(RunResult::of_shared(
-            run_transaction(conn, sample, spec, &[old, new]).await?,
+            run_alone(conn, sample, spec, &[old, new]).await?,
         )),
         Snapshot::Separate => {
-            let mut first = run_transaction(conn, sample, spec, &[old]).await?;
-            let mut second = run_transaction(conn, sample, spec, &[new]).await?;
+            let mut first = run_alone(conn, sample, spec, &[old]).await?;
+            let mut second = run_alone(conn, sample, spec, &[new]).await?;
             Ok(RunResult {
                 old: first.sides.pop().unwrap_or_else(|| not_run(&first.failure)),
                 new: second
@@ -264,25 +256,25 @@ async fn run_once(
                     .pop()
                     .unwrap_or_else(|| not_run(&second.failure)),
                 snapshot_xmin: first.snapshot_xmin,
-                old_time: first.old_time,
-                new_time: second.old_time,
+                old_time: first.times.first().copied().unwrap_or_default(),
+                new_time: second.times.first().copied().unwrap_or_default(),
             })
         }
     }
 }
 
-/// What one transaction produced.
-struct TransactionResult {
+/// What one run's statements answered.
+#[derive(Debug, Default)]
+struct Answered {
     /// The sides that ran, in order; a side missing at the end never ran
     /// because something before it failed.
     sides: Vec<SideResult>,
-    /// The error that stopped the pipeline before a side ran, if any.
+    /// The error of a statement of pgshadow's own that stopped the run
+    /// (BEGIN, a setting, a search_path switch, the unlock, COMMIT).
     failure: Option<ErrorFields>,
     snapshot_xmin: Option<u64>,
-    /// Time of the first side, from the pipeline's start to its last row.
-    old_time: Duration,
-    /// Time of the second side, from the first side's end to its last row.
-    new_time: Duration,
+    /// Per side that ran, how long it took.
+    times: Vec<Duration>,
 }
 
 /// The result of a side that never ran: the error that stopped the
@@ -295,112 +287,75 @@ fn not_run(failure: &Option<ErrorFields>) -> SideResult {
     }))
 }
 
-/// One REPEATABLE READ READ ONLY transaction to run: `sides` of `sample`.
-struct Transaction<'a> {
-    sample: &'a Sample,
-    spec: &'a RunSpec<'a>,
-    sides: &'a [Side<'a>],
-}
-
-/// Runs `sides` in one REPEATABLE READ READ ONLY transaction, as one
-/// pipeline with a single Sync.
-async fn run_transaction(
+/// Runs `sides` of one sample in a transaction of its own.
+async fn run_alone(
     conn: &mut ShadowConn,
     sample: &Sample,
     spec: &RunSpec<'_>,
     sides: &[Side<'_>],
-) -> Result<TransactionResult, ConnError> {
-    let one = Transaction {
+) -> Result<Answered, ConnError> {
+    let one = Run {
         sample,
         spec,
         sides,
     };
-    run_transactions(conn, &[one])
+    run_transaction(conn, &[one])
         .await
-        .pop()
+        .into_iter()
+        .next()
         .unwrap_or_else(|| Err(ConnError::Protocol("shadow transaction not run".into())))
 }
 
-/// Writes as many of `transactions` as one write may hold (see the module
-/// documentation), each followed by its Sync, and reads their results.
-/// Returns the results of a prefix, at least the first transaction's: the
-/// rest were not written, or were refused after an earlier one failed.
-/// After an error past the write, the connection is poisoned.
-async fn run_transactions(
+/// Writes one transaction of as many of `runs` as may share it (see
+/// [`write_transaction`]), followed by its Sync, and reads what they
+/// answered. Returns the answers of a prefix of `runs`, at least the
+/// first's: the rest were not written, or never ran because an earlier run
+/// failed. After an error past the write, the connection is poisoned.
+async fn run_transaction(
     conn: &mut ShadowConn,
-    transactions: &[Transaction<'_>],
-) -> Vec<Result<TransactionResult, ConnError>> {
+    runs: &[Run<'_>],
+) -> Vec<Result<Answered, ConnError>> {
     let mut out = BytesMut::new();
-    let mut written = Vec::with_capacity(transactions.len());
-    for t in transactions {
-        let later = !written.is_empty();
-        if later
-            && (out.len() >= MAX_WRITE_BYTES
-                || !conn.statements.has_room(STATEMENTS_PER_TRANSACTION))
-        {
-            break;
-        }
-        let mark = out.len();
-        match write_transaction(conn, &mut out, t.sample, t.spec, t.sides) {
-            Ok(w) => {
-                frontend::sync(&mut out);
-                let parses = w.parses();
-                written.push(w);
-                if parses {
-                    break;
-                }
-            }
-            // Nothing of it reaches the server; it fails alone.
-            Err(e) if !later => return vec![Err(e)],
-            Err(_) => {
-                out.truncate(mark);
-                break;
-            }
+    let written = match write_transaction(&mut conn.statements, &conn.settings, &mut out, runs) {
+        Ok(written) => written,
+        // Nothing of it reaches the server; the first run fails alone.
+        Err(e) => return vec![Err(e)],
+    };
+    frontend::sync(&mut out);
+    match exchange(conn, &out, runs, &written).await {
+        Ok(answers) => answers.into_iter().map(Ok).collect(),
+        Err(e) => {
+            // The replies and the connection are out of step from here on.
+            conn.poisoned = true;
+            vec![Err(e)]
         }
     }
-    let mut results = Vec::with_capacity(written.len());
-    if let Err(e) = exchange(conn, &out, transactions, &written, &mut results).await {
-        // The replies and the connection are out of step from here on.
-        conn.poisoned = true;
-        results.push(Err(e));
-    }
-    results
 }
 
-/// Sends `out` (the `written` transactions) and reads the results of the
-/// transactions that ran into `results`; then rolls back, forgets doubtful
-/// statements and resets the connection as needed.
+/// Sends `out` (the `written` transaction) and reads what its runs
+/// answered; then rolls back, forgets doubtful statements and resets the
+/// connection as needed.
 async fn exchange(
     conn: &mut ShadowConn,
     out: &[u8],
-    transactions: &[Transaction<'_>],
-    written: &[Written],
-    results: &mut Vec<Result<TransactionResult, ConnError>>,
-) -> Result<(), ConnError> {
+    runs: &[Run<'_>],
+    written: &Written,
+) -> Result<Vec<Answered>, ConnError> {
     let resets_before = conn.runs / DISCARD_EVERY;
     conn.send(out).await?;
-    let mut status = b'I';
-    let mut doubtful = Vec::new();
-    for (t, w) in transactions.iter().zip(written) {
-        if status != b'I' {
-            // An earlier transaction failed and left the connection in a
-            // failed transaction: the server refused this one whole.
-            read_until_ready(conn).await?;
-            doubtful.extend(w.unparsed());
-            continue;
-        }
-        let (result, failed_step) = read_transaction(conn, t.spec, w).await?;
-        status = read_until_ready(conn).await?;
-        conn.runs += 1;
-        if let Some(failed) = failed_step {
-            doubtful.extend(w.doubtful_after(failed));
-        }
-        if result.failure.is_some() && result.sides.len() == w.sides {
-            // Both sides ran but the unlock or COMMIT failed: the results
+    let (answers, failed_step) = read_transaction(conn, runs, written).await?;
+    let status = read_until_ready(conn).await?;
+    conn.runs += answers.len() as u64;
+    let doubtful: Vec<u32> = failed_step
+        .map(|failed| written.doubtful_after(failed).collect())
+        .unwrap_or_default();
+    let last_ran_whole = answers.last().zip(runs.get(answers.len().wrapping_sub(1)));
+    if let Some((answer, run)) = last_ran_whole {
+        if answer.failure.is_some() && answer.sides.len() == run.sides.len() {
+            // Every side ran but the unlock or COMMIT failed: the results
             // stand, the connection is not trusted any more.
             conn.poisoned = true;
         }
-        results.push(Ok(result));
     }
     settle(conn, status, &doubtful).await?;
     if conn.runs / DISCARD_EVERY != resets_before && !conn.poisoned {
@@ -413,78 +368,82 @@ async fn exchange(
             conn.poisoned = true;
         }
     }
-    Ok(())
+    Ok(answers)
 }
 
-/// Reads the replies of one written transaction up to (not including) its
-/// ReadyForQuery: the result, and the step that failed, if any.
+/// Reads the replies of the written transaction up to (not including) its
+/// ReadyForQuery: what each run that ran answered (a prefix of `runs`,
+/// ending with the one that failed, if any), and the step that failed.
 async fn read_transaction(
     conn: &mut ShadowConn,
-    spec: &RunSpec<'_>,
+    runs: &[Run<'_>],
     written: &Written,
-) -> Result<(TransactionResult, Option<usize>), ConnError> {
-    let mut result = TransactionResult {
-        sides: Vec::with_capacity(written.sides),
-        failure: None,
-        snapshot_xmin: None,
-        old_time: Duration::ZERO,
-        new_time: Duration::ZERO,
-    };
+) -> Result<(Vec<Answered>, Option<usize>), ConnError> {
+    let mut answers: Vec<Answered> = Vec::with_capacity(written.runs);
+    let mut snapshot_xmin = None;
+    // Server clock readings: one before every side and one after the last,
+    // so side k (counting over the whole transaction) ran between clock k
+    // and clock k + 1. The client's clock is the fallback.
+    let mut clocks: Vec<Option<f64>> = Vec::with_capacity(2 * written.runs + 1);
+    let mut local_times: Vec<(usize, Duration)> = Vec::with_capacity(2 * written.runs);
     let mut side_started = Instant::now();
-    // Server clock readings around the sides: side i ran between mark i
-    // and mark i + 1.
-    let mut marks: Vec<Option<f64>> = Vec::with_capacity(written.sides + 1);
     let mut failed_step = None;
-    for (index, &step) in written.steps.iter().enumerate() {
+    for (index, &(run, step)) in written.steps.iter().enumerate() {
+        while answers.len() <= run {
+            answers.push(Answered::default());
+        }
+        let (Some(answer), Some(spec)) = (answers.get_mut(run), runs.get(run).map(|r| r.spec))
+        else {
+            return Err(ConnError::Protocol(
+                "shadow transaction step of an unknown run".into(),
+            ));
+        };
         match step {
-            Step::Query(i) => {
+            Step::Query(_) => {
                 match read_query(conn, spec.max_rows, spec.compare).await? {
-                    Ok(rows) => result.sides.push(SideResult::Rows(rows)),
+                    Ok(rows) => answer.sides.push(SideResult::Rows(rows)),
                     Err(e) => {
-                        result.sides.push(SideResult::Error(e));
+                        answer.sides.push(SideResult::Error(e));
                         failed_step = Some(index);
                         break;
                     }
                 }
-                let elapsed = side_started.elapsed();
-                if i == 0 {
-                    result.old_time = elapsed;
-                } else {
-                    result.new_time = elapsed;
-                }
+                local_times.push((run, side_started.elapsed()));
                 side_started = Instant::now();
             }
             Step::Settings | Step::Mark | Step::Control => match read_control(conn).await? {
                 Ok(row) => match step {
                     Step::Settings => {
-                        result.snapshot_xmin = value_at(&row, 0);
-                        marks.push(value_at(&row, 1));
+                        snapshot_xmin = value_at(&row, 0);
+                        clocks.push(value_at(&row, 1));
                     }
-                    Step::Mark => marks.push(value_at(&row, 0)),
+                    Step::Mark => clocks.push(value_at(&row, 0)),
                     _ => {}
                 },
                 Err(e) => {
-                    // BEGIN, a setting, the unlock or COMMIT failed: that
-                    // is the shadow's problem, not the schemas'. A side
-                    // that already ran keeps its result.
-                    result.failure = Some(e);
+                    // BEGIN, a setting, a switch, the unlock or COMMIT
+                    // failed: that is the shadow's problem, not the
+                    // schemas'. Sides that already ran keep their results.
+                    answer.failure = Some(e);
                     failed_step = Some(index);
                     break;
                 }
             },
         }
     }
-    for (i, pair) in marks.windows(2).enumerate() {
-        if let [Some(start), Some(end)] = *pair {
-            let server_time = Duration::try_from_secs_f64(end - start).unwrap_or_default();
-            match i {
-                0 => result.old_time = server_time,
-                1 => result.new_time = server_time,
-                _ => {}
-            }
+    for (k, &(run, local)) in local_times.iter().enumerate() {
+        let server = match (clocks.get(k), clocks.get(k + 1)) {
+            (Some(&Some(start)), Some(&Some(end))) => Duration::try_from_secs_f64(end - start).ok(),
+            _ => None,
+        };
+        if let Some(answer) = answers.get_mut(run) {
+            answer.times.push(server.unwrap_or(local));
         }
     }
-    Ok((result, failed_step))
+    for answer in &mut answers {
+        answer.snapshot_xmin = snapshot_xmin;
+    }
+    Ok((answers, failed_step))
 }
 
 /// Leaves the connection clean after a write: rolls back a failed

@@ -1,7 +1,8 @@
 //! Batches: the samples a worker takes together run on one shadow
-//! connection, each in its own transaction, in one write when their
-//! statements are prepared; a sample that fails does not fail the others,
-//! and a stale cached plan is run again.
+//! connection, in one transaction and one write when their settings are
+//! the same; a sample that fails does not fail the others, a stale cached
+//! plan is run again, and samples with different settings each run under
+//! their own.
 
 use crate::fixture::{self, sys_id, SHADOW_ROLE};
 use crate::harness::{connect, Pg, Proxy, DB};
@@ -126,8 +127,7 @@ async fn a_batch_of_prepared_samples_is_one_write_and_a_failing_sample_fails_alo
     .expect("shadow login");
     let compare = CompareOptions::default();
 
-    // First use: every statement is parsed, so the writes are split after
-    // each sample that parses something.
+    // First use: every statement is parsed and bound in the same write.
     let warm_up = [
         sample(FIRST_ENTRIES, &["1"]),
         sample(DIVIDE, &["4"]),
@@ -137,7 +137,7 @@ async fn a_batch_of_prepared_samples_is_one_write_and_a_failing_sample_fails_alo
     assert_first_entries(&runs[0], 1);
     assert_eq!(first_column(&runs[1].old), ["25"]);
     assert_eq!(first_column(&runs[2].new), ["1", "2"]);
-    assert_eq!(writes, 3, "one write per sample that prepares statements");
+    assert_eq!(writes, 1, "a batch is one write, statements parsed or not");
 
     // Steady state: everything prepared, the whole batch is one write.
     let steady: Vec<Sample> = (1..=3)
@@ -150,10 +150,16 @@ async fn a_batch_of_prepared_samples_is_one_write_and_a_failing_sample_fails_alo
     }
     assert_eq!(first_column(&runs[3].new), ["20"]);
     assert_eq!(writes, 1, "a batch of prepared samples is one write");
+    assert!(runs[0].snapshot_xmin.is_some());
+    assert!(
+        runs.iter()
+            .all(|r| r.snapshot_xmin == runs[0].snapshot_xmin),
+        "one transaction, one snapshot"
+    );
 
     // A division by zero in the middle: that sample fails on its own, the
-    // ones after it (refused by the server in the failed transaction) are
-    // run again, and they return their own rows.
+    // ones after it (skipped by the server in the failed transaction) are
+    // run again in a new one, and they return their own rows.
     let failing = [
         sample(FIRST_ENTRIES, &["1"]),
         sample(DIVIDE, &["0"]),
@@ -193,6 +199,57 @@ async fn a_batch_of_prepared_samples_is_one_write_and_a_failing_sample_fails_alo
     assert_first_entries(&runs[0], 1);
     assert_eq!(writes, 1, "prepared statements intact after the failures");
     assert!(!conn.is_poisoned());
+}
+
+/// A sample of `SELECT current_setting('TimeZone')` from a client in
+/// `timezone` (`None`: the connection's own).
+fn time_zone_sample(timezone: Option<&str>) -> Sample {
+    let mut s = sample("SELECT current_setting('TimeZone')", &[]);
+    s.settings = Arc::new(SessionSettings {
+        timezone: timezone.map(str::to_string),
+        ..Default::default()
+    });
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_with_different_settings_in_one_batch_each_run_under_their_own() {
+    let pg = Pg::start();
+    fixture::create(&pg);
+    let mut conn = ShadowConn::connect(&ConnParams {
+        host: "127.0.0.1".into(),
+        port: pg.port(),
+        user: SHADOW_ROLE.into(),
+        password: None,
+        database: DB.into(),
+        connect_timeout: Duration::from_secs(10),
+    })
+    .await
+    .expect("shadow login");
+    let compare = CompareOptions::default();
+    let batch = [
+        time_zone_sample(Some("Asia/Tokyo")),
+        time_zone_sample(Some("Asia/Tokyo")),
+        time_zone_sample(None),
+        time_zone_sample(Some("America/Lima")),
+        time_zone_sample(Some("America/Lima")),
+    ];
+    let (runs, writes) = run_all(&mut conn, &batch, &compare).await;
+    let zones: Vec<Vec<String>> = runs.iter().map(|r| first_column(&r.new)).collect();
+    let own = first_column(&runs[2].old);
+    assert_ne!(own, ["Asia/Tokyo"], "the connection's own time zone");
+    assert_eq!(
+        zones,
+        [
+            vec!["Asia/Tokyo".to_string()],
+            vec!["Asia/Tokyo".to_string()],
+            own,
+            vec!["America/Lima".to_string()],
+            vec!["America/Lima".to_string()],
+        ],
+        "every sample sees its client's setting, none a neighbour's"
+    );
+    assert_eq!(writes, 3, "one transaction per run of equal settings");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
