@@ -286,3 +286,35 @@ async fn samples_arriving_within_the_window_go_to_workers_in_batches_of_at_most_
         "ten samples within one window make three batches of at most four, not one each: {text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_goes_to_a_worker_without_waiting_for_the_window() {
+    let pg = Pg::start();
+    fixture::create(&pg);
+    let proxy = Proxy::start(
+        pg.port(),
+        &fixture::shadow_config("max_batch = 4\nbatch_window_ms = 10000"),
+    );
+    let client = connect(proxy.port).await;
+    let started = Instant::now();
+    for environment in 1..=8i32 {
+        let rows = client
+            .query(FIRST_ENTRIES, &[&(environment % 3 + 1)])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+    }
+    wait_for_comparisons(&proxy, 8.0);
+    let text = proxy.metrics_text();
+    assert_eq!(comparisons(&proxy, "match"), 8.0, "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "eight samples fill two batches of four, which go at once instead of after the 10 s window: {:?}\n{text}",
+        started.elapsed()
+    );
+    assert_eq!(
+        proxy.metric("pgshadow_shadow_batch_samples_count"),
+        2.0,
+        "{text}"
+    );
+}
