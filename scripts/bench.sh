@@ -43,6 +43,11 @@
 #   BENCH_SHADOW_CLIENTS [16]       pgbench -c of the shadow part
 #   BENCH_SHADOW_JOBS    [2]        pgbench -j of the shadow part (at most -c)
 #   BENCH_PAUSE    [1]     seconds of rest between runs
+#   BENCH_SHADOW_RESTART [0] shadow part: seconds of warm-up after restarting
+#                          the four instances before every round (0: they
+#                          run throughout). Restarting keeps whatever luck
+#                          one process has (thread placement, memory
+#                          layout) from sticking to one configuration.
 #   BENCH_OUT      same as --markdown-out
 #   BENCH_RAW_OUT  same as --raw-out (one TSV line per measured run; the
 #                  shadow part's runs go to FILE with -shadow before .tsv)
@@ -92,6 +97,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP=${BENCH_WARMUP:-5}
 SCALE=${BENCH_SCALE:-10}
 PAUSE=${BENCH_PAUSE:-1}
+SHADOW_RESTART=${BENCH_SHADOW_RESTART:-0}
 NPROC=$(nproc)
 # A run is flagged as disturbed when more CPU than this (in cores) went to
 # processes other than pgbench, PostgreSQL and the proxy.
@@ -101,7 +107,7 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 for pair in "BENCH_SECONDS=$SECONDS_PER_RUN" "BENCH_ROUNDS=$ROUNDS" "BENCH_SCALE=$SCALE"; do
     is_uint "${pair#*=}" && ((${pair#*=} > 0)) || die "${pair%%=*} must be a positive integer, got '${pair#*=}'"
 done
-for pair in "BENCH_WARMUP=$WARMUP" "BENCH_PAUSE=$PAUSE"; do
+for pair in "BENCH_WARMUP=$WARMUP" "BENCH_PAUSE=$PAUSE" "BENCH_SHADOW_RESTART=$SHADOW_RESTART"; do
     is_uint "${pair#*=}" || die "${pair%%=*} must be a non-negative integer, got '${pair#*=}'"
 done
 [[ -z ${BENCH_JOBS:-} ]] || { is_uint "$BENCH_JOBS" && ((BENCH_JOBS > 0)); } ||
@@ -538,6 +544,20 @@ EOF
     ADMIN_PORT[$name]=$admin
 }
 
+# restart_pgshadow NAME: stops instance NAME and starts it again with the
+# same configuration and ports.
+restart_pgshadow() {
+    local name=$1 pid
+    log "restarting pgshadow ($name)"
+    stop_pid "${TARGET_PID[$name]}" TERM 10
+    RUST_LOG= "$SHADOW_BIN" run --config "$WORK/pgshadow-$name.toml" >>"$WORK/pgshadow-$name.log" 2>&1 &
+    pid=$!
+    SHADOW_PIDS+=("$pid")
+    wait_until "$pid" 30 "pgshadow ($name)" select_1 "${TARGET_PORT[$name]}"
+    wait_until "$pid" 30 "pgshadow ($name) admin server" scrape_metrics "${ADMIN_PORT[$name]}"
+    TARGET_PID[$name]=$pid
+}
+
 TARGET_PORT[direct]=$PG_PORT
 TARGET_PID[direct]=""
 if [[ -n $RUN_RELAY ]]; then
@@ -696,7 +716,7 @@ if [[ -n $RUN_RELAY ]]; then
     )
 fi
 SHADOW_FACTS=(
-    "- Runs: pgbench -n -S -M $SHADOW_MODE -c $SHADOW_CLIENTS -j $SHADOW_JOBS -T $SECONDS_PER_RUN, scale $SCALE, against four pgshadow instances, one per configuration (same binary and configuration except \`[shadow]\`, all running throughout, own listen and admin ports); $ROUNDS round(s) in a balanced order (per 4 rounds each configuration runs once in every position and once right after every other), ${WARMUP}s warm-up per configuration, ${PAUSE}s pause between runs"
+    "- Runs: pgbench -n -S -M $SHADOW_MODE -c $SHADOW_CLIENTS -j $SHADOW_JOBS -T $SECONDS_PER_RUN, scale $SCALE, against four pgshadow instances, one per configuration (same binary and configuration except \`[shadow]\`, $( ((SHADOW_RESTART > 0)) && printf 'restarted before every round and warmed for %ss' "$SHADOW_RESTART" || printf 'all running throughout'), own listen and admin ports; $ROUNDS round(s) in a balanced order (per 4 rounds each configuration runs once in every position and once right after every other), ${WARMUP}s warm-up per configuration, ${PAUSE}s pause between runs"
     "- Shadow on: \`user = \"postgres\"\` (the cluster superuser, trust), \`old_search_path = \"public\"\`, \`new_search_path = \"v2\"\`, \`max_in_flight = 2\` (the default), \`queue_capacity = 1024\`, \`first_executions = 0\` with sample_rate 0 and 3 (the default) otherwise; other keys at their defaults. Schema v2 holds one view \`SELECT * FROM public.<table>\` per pgbench table, so this is an A/A comparison: every comparison must match"
     "- Shadow counters: the instance's /metrics ($([[ -n $CURL ]] && echo curl || echo "bash /dev/tcp")) read right before each run and, after pgbench exits, once the shadow is idle again (queue depth 0 and no comparison finished for 0.3 s); the report shows the differences, so they belong to that run (including the comparisons of its samples that finished after pgbench exited: \"drain\"). TPS and CPU cover pgbench's run only"
 )
@@ -775,6 +795,14 @@ shadow_part() {
     # shadow off would always follow sample_rate 1.0.)
     local -a first=(0 1 3 2)
     for ((round = 0; round < ROUNDS; round++)); do
+        if ((SHADOW_RESTART > 0 && round > 0)); then
+            for cfg in "${SHADOW_CONFIGS[@]}"; do
+                restart_pgshadow "$cfg"
+                run_pgbench "$cfg" "$SHADOW_MODE" "$SHADOW_CLIENTS" "$SHADOW_RESTART" "$SHADOW_JOBS"
+                wait_drained "${ADMIN_PORT[$cfg]}" >/dev/null
+            done
+            sleep "$PAUSE"
+        fi
         for ((i = 0; i < ${#SHADOW_CONFIGS[@]}; i++)); do
             cfg=${SHADOW_CONFIGS[$(((first[i] + round) % ${#SHADOW_CONFIGS[@]}))]}
             admin=${ADMIN_PORT[$cfg]}
