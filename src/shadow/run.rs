@@ -349,8 +349,8 @@ async fn exchange(
     let doubtful: Vec<u32> = failed_step
         .map(|failed| written.doubtful_after(failed).collect())
         .unwrap_or_default();
-    let last_ran_whole = answers.last().zip(runs.get(answers.len().wrapping_sub(1)));
-    if let Some((answer, run)) = last_ran_whole {
+    let last = answers.len().checked_sub(1);
+    if let Some((answer, run)) = last.and_then(|i| answers.get(i).zip(runs.get(i))) {
         if answer.failure.is_some() && answer.sides.len() == run.sides.len() {
             // Every side ran but the unlock or COMMIT failed: the results
             // stand, the connection is not trusted any more.
