@@ -28,6 +28,20 @@ pub(super) struct Side<'a> {
     pub search_path: &'a str,
 }
 
+/// The old side, then the new side, of `spec`.
+pub(super) fn both_sides<'a>(spec: &RunSpec<'a>) -> [Side<'a>; 2] {
+    [
+        Side {
+            sql: spec.old_sql,
+            search_path: spec.old_search_path,
+        },
+        Side {
+            sql: spec.new_sql,
+            search_path: spec.new_search_path,
+        },
+    ]
+}
+
 /// One sample to run: its sides, in order.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Run<'a> {
@@ -374,17 +388,22 @@ mod tests {
         }
     }
 
-    fn sides<'a>(spec: &RunSpec<'a>) -> [Side<'a>; 2] {
-        [
-            Side {
-                sql: spec.old_sql,
-                search_path: spec.old_search_path,
-            },
-            Side {
-                sql: spec.new_sql,
-                search_path: spec.new_search_path,
-            },
-        ]
+    /// The runs of `samples` (both sides each).
+    fn runs<'a>(
+        samples: &'a [Sample],
+        specs: &'a [RunSpec<'a>],
+        sides: &'a [[Side<'a>; 2]],
+    ) -> Vec<Run<'a>> {
+        samples
+            .iter()
+            .zip(specs)
+            .zip(sides)
+            .map(|((sample, spec), sides)| Run {
+                sample,
+                spec,
+                sides,
+            })
+            .collect()
     }
 
     #[test]
@@ -405,17 +424,8 @@ mod tests {
             sample("SELECT $1::int", 1, &tokyo),
         ];
         let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
-        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(sides).collect();
-        let runs: Vec<Run<'_>> = samples
-            .iter()
-            .zip(&specs)
-            .zip(&sides)
-            .map(|((sample, spec), sides)| Run {
-                sample,
-                spec,
-                sides,
-            })
-            .collect();
+        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(both_sides).collect();
+        let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
         let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs)
@@ -480,14 +490,8 @@ mod tests {
             sample("SELECT 2", 70_000, &settings),
         ];
         let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
-        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(sides).collect();
-        let runs: Vec<Run<'_>> = (0..2)
-            .map(|i| Run {
-                sample: &samples[i],
-                spec: &specs[i],
-                sides: &sides[i],
-            })
-            .collect();
+        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(both_sides).collect();
+        let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
         let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs)

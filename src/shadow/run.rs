@@ -61,7 +61,7 @@
 
 use super::conn::{ConnError, ShadowConn};
 pub use super::pipeline::MAX_WRITE_BYTES;
-use super::pipeline::{protocol_error, write_transaction, Run, Side, Step, Written};
+use super::pipeline::{both_sides, protocol_error, write_transaction, Run, Side, Step, Written};
 use super::replies::{read_control, read_query, read_until_ready, value_at};
 use super::statements::{statement_name, CACHED_PLAN_CHANGED};
 use crate::capture::tracker::Sample;
@@ -221,19 +221,6 @@ pub async fn run_batch(
         }
     }
     results
-}
-
-fn both_sides<'a>(spec: &RunSpec<'a>) -> [Side<'a>; 2] {
-    [
-        Side {
-            sql: spec.old_sql,
-            search_path: spec.old_search_path,
-        },
-        Side {
-            sql: spec.new_sql,
-            search_path: spec.new_search_path,
-        },
-    ]
 }
 
 async fn run_once(

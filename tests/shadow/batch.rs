@@ -51,6 +51,20 @@ fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> RunSpec<'a> {
     }
 }
 
+/// A shadow connection to `pg` as the shadow role.
+async fn shadow_login(pg: &Pg) -> ShadowConn {
+    ShadowConn::connect(&ConnParams {
+        host: "127.0.0.1".into(),
+        port: pg.port(),
+        user: SHADOW_ROLE.into(),
+        password: None,
+        database: DB.into(),
+        connect_timeout: Duration::from_secs(10),
+    })
+    .await
+    .expect("shadow login")
+}
+
 /// Runs `samples` as one batch; returns each run and the writes it took.
 async fn run_all(
     conn: &mut ShadowConn,
@@ -115,16 +129,7 @@ async fn a_batch_of_prepared_samples_is_one_write_and_a_failing_sample_fails_alo
          INSERT INTO v2.labels VALUES (1, 'one'), (2, 'two');
          GRANT SELECT ON labels, v2.labels TO {SHADOW_ROLE};"
     ));
-    let mut conn = ShadowConn::connect(&ConnParams {
-        host: "127.0.0.1".into(),
-        port: pg.port(),
-        user: SHADOW_ROLE.into(),
-        password: None,
-        database: DB.into(),
-        connect_timeout: Duration::from_secs(10),
-    })
-    .await
-    .expect("shadow login");
+    let mut conn = shadow_login(&pg).await;
     let compare = CompareOptions::default();
 
     // First use: every statement is parsed and bound in the same write.
@@ -216,16 +221,7 @@ fn time_zone_sample(timezone: Option<&str>) -> Sample {
 async fn samples_with_different_settings_in_one_batch_each_run_under_their_own() {
     let pg = Pg::start();
     fixture::create(&pg);
-    let mut conn = ShadowConn::connect(&ConnParams {
-        host: "127.0.0.1".into(),
-        port: pg.port(),
-        user: SHADOW_ROLE.into(),
-        password: None,
-        database: DB.into(),
-        connect_timeout: Duration::from_secs(10),
-    })
-    .await
-    .expect("shadow login");
+    let mut conn = shadow_login(&pg).await;
     let compare = CompareOptions::default();
     let batch = [
         time_zone_sample(Some("Asia/Tokyo")),
