@@ -339,14 +339,14 @@ mod tests {
         assert_eq!(s.rate(), 1.0);
         assert_eq!(s.max_samples_per_second(), 7);
         assert_eq!(
-            s.decide(Fingerprint(0xaa), 0),
+            s.decide(Fingerprint(0xaa), 0, &mut rand::rng()),
             Err(crate::capture::skip::SkipReason::Muted)
         );
         assert_eq!(
-            s.decide(Fingerprint(0xbb), 0),
+            s.decide(Fingerprint(0xbb), 0, &mut rand::rng()),
             Err(crate::capture::skip::SkipReason::NotSampled)
         );
-        assert_eq!(s.decide(Fingerprint(0xcc), 0), Ok(()));
+        assert_eq!(s.decide(Fingerprint(0xcc), 0, &mut rand::rng()), Ok(()));
     }
 
     #[test]
@@ -357,11 +357,11 @@ mod tests {
         let off = config("[shadow]\nenabled = false\nsample_rate = 1.0");
         apply_hot_keys(&s, &on.shadow, &off.shadow);
         assert_eq!(
-            s.decide(Fingerprint(1), 0),
+            s.decide(Fingerprint(1), 0, &mut rand::rng()),
             Err(crate::capture::skip::SkipReason::Disabled)
         );
         apply_hot_keys(&s, &off.shadow, &on.shadow);
-        assert_eq!(s.decide(Fingerprint(1), 0), Ok(()));
+        assert_eq!(s.decide(Fingerprint(1), 0, &mut rand::rng()), Ok(()));
     }
 
     #[test]

@@ -4,26 +4,36 @@
 //! Every statement every client runs is counted, so these are the hottest
 //! counters of the proxy. One shared atomic per counter would be written by
 //! every core for every statement, and its cache line would travel between
-//! the cores each time. Instead each session counts into one of
-//! [`SHARDS`] cache-line-aligned shards (handed out round-robin, so
-//! concurrent sessions rarely share one), and the shards are summed into
-//! the Prometheus counters by [`StatementCounts::publish`] just before
-//! `/metrics` is rendered: the counts stay exact and current at every
-//! scrape, and the relay pays an uncontended add.
+//! the cores each time. Instead each thread counts into a cache-line-aligned
+//! shard of its own, handed out when the thread first counts. A session
+//! moves between threads, but a thread seldom moves between cores, so the
+//! lines a thread writes stay in its core's cache (per-session shards were
+//! written from whichever core the session's task ran on last). A shard
+//! with one writer needs no atomic read-modify-write either: counting is a
+//! plain load and store, which, unlike a locked add, does not wait for the
+//! thread's earlier writes to drain. Threads beyond the first
+//! `SHARDS - 1` share the last shard and add atomically. The shards are
+//! summed into the Prometheus counters by [`StatementCounts::publish`]
+//! just before `/metrics` is rendered: the counts stay exact and current at
+//! every scrape.
 
 use super::skip::SkipReason;
 use crate::observability::metrics::{QUERIES_TOTAL, SKIPPED_TOTAL};
 use metrics::Counter;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Shards per counter set; more than the cores of any machine the proxy
-/// runs on, so that sessions running at the same time rarely share one.
+/// Shards per counter set: one per thread for the first `SHARDS - 1`
+/// threads that count (more than the proxy's runtime has on any machine it
+/// runs on), and the last one shared by any later thread.
 const SHARDS: usize = 64;
+
+/// The shard every thread past the first `SHARDS - 1` counts into.
+const SHARED: usize = SHARDS - 1;
 
 /// Skip reasons, one counter each.
 const REASONS: usize = SkipReason::ALL.len();
 
-/// One session's slot: two cache lines of its own.
+/// One thread's slot: two cache lines of its own.
 #[repr(align(128))]
 #[derive(Default)]
 struct Shard {
@@ -31,14 +41,31 @@ struct Shard {
     skipped: [AtomicU64; REASONS],
 }
 
-/// Which shard a session counts into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ShardId(usize);
+/// The calling thread's shard index, the same for every counter set: its
+/// own (no other thread ever gets it), or [`SHARED`].
+fn thread_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed).min(SHARED);
+    }
+    // During the thread's own teardown its slot is gone.
+    SHARD.try_with(|s| *s).unwrap_or(SHARED)
+}
 
-/// Statement counts, sharded per session; see the module docs.
+/// Adds one to a counter of shard `shard`: a plain load and store when the
+/// calling thread is the shard's only writer.
+fn add_one(counter: &AtomicU64, shard: usize) {
+    if shard == SHARED {
+        counter.fetch_add(1, Ordering::Relaxed);
+    } else {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}
+
+/// Statement counts, sharded per thread; see the module docs.
 pub struct StatementCounts {
-    shards: Box<[Shard]>,
-    next_shard: AtomicUsize,
+    /// Inline rather than boxed: finding the shard then reads no pointer.
+    shards: [Shard; SHARDS],
     queries: Counter,
     skipped: [Counter; REASONS],
 }
@@ -54,34 +81,30 @@ impl StatementCounts {
     /// reason shows from the first scrape on).
     pub fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            next_shard: AtomicUsize::new(0),
+            shards: std::array::from_fn(|_| Shard::default()),
             queries: metrics::counter!(QUERIES_TOTAL),
             skipped: SkipReason::ALL
                 .map(|reason| metrics::counter!(SKIPPED_TOTAL, "reason" => reason.label())),
         }
     }
 
-    /// A shard for a new session.
-    pub fn shard(&self) -> ShardId {
-        ShardId(self.next_shard.fetch_add(1, Ordering::Relaxed) % SHARDS)
-    }
-
-    fn slot(&self, shard: ShardId) -> Option<&Shard> {
-        self.shards.get(shard.0)
-    }
-
     /// Counts one statement executed by a client.
-    pub fn executed(&self, shard: ShardId) {
-        if let Some(s) = self.slot(shard) {
-            s.executed.fetch_add(1, Ordering::Relaxed);
+    pub fn executed(&self) {
+        let shard = thread_shard();
+        if let Some(s) = self.shards.get(shard) {
+            add_one(&s.executed, shard);
         }
     }
 
     /// Counts one statement that will not be compared.
-    pub fn skipped(&self, shard: ShardId, reason: SkipReason) {
-        if let Some(c) = self.slot(shard).and_then(|s| s.skipped.get(reason.index())) {
-            c.fetch_add(1, Ordering::Relaxed);
+    pub fn skipped(&self, reason: SkipReason) {
+        let shard = thread_shard();
+        if let Some(c) = self
+            .shards
+            .get(shard)
+            .and_then(|s| s.skipped.get(reason.index()))
+        {
+            add_one(c, shard);
         }
     }
 
@@ -120,17 +143,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_from_every_shard_add_up() {
+    fn counts_from_every_thread_add_up() {
         let counts = StatementCounts::new();
-        let shards: Vec<ShardId> = (0..SHARDS + 3).map(|_| counts.shard()).collect();
-        for (i, shard) in shards.iter().enumerate() {
-            for _ in 0..=i {
-                counts.executed(*shard);
+        let threads = SHARDS + 3;
+        std::thread::scope(|scope| {
+            for i in 0..threads {
+                let counts = &counts;
+                scope.spawn(move || {
+                    for _ in 0..=i {
+                        counts.executed();
+                    }
+                    counts.skipped(SkipReason::NotSampled);
+                    if i == 0 {
+                        counts.skipped(SkipReason::Muted);
+                    }
+                });
             }
-            counts.skipped(*shard, SkipReason::NotSampled);
-        }
-        counts.skipped(shards[0], SkipReason::Muted);
-        let n = shards.len() as u64;
+        });
+        let n = threads as u64;
         assert_eq!(counts.executed_total(), n * (n + 1) / 2);
         assert_eq!(counts.skipped_total(SkipReason::NotSampled), n);
         assert_eq!(counts.skipped_total(SkipReason::Muted), 1);
@@ -138,13 +168,20 @@ mod tests {
     }
 
     #[test]
-    fn sessions_get_different_shards_until_they_wrap_around() {
-        let counts = StatementCounts::new();
-        let first: Vec<ShardId> = (0..SHARDS).map(|_| counts.shard()).collect();
-        let mut distinct = first.clone();
-        distinct.dedup();
-        assert_eq!(distinct.len(), SHARDS);
-        assert_eq!(counts.shard(), first[0]);
+    fn a_thread_keeps_its_shard_and_no_other_thread_gets_it() {
+        let here = thread_shard();
+        assert_eq!(thread_shard(), here);
+        let others: Vec<usize> = (0..SHARDS + 2)
+            .map(|_| std::thread::spawn(thread_shard).join().unwrap_or(here))
+            .collect();
+        if here != SHARED {
+            assert!(!others.contains(&here), "{here} {others:?}");
+        }
+        let mut own: Vec<usize> = others.into_iter().filter(|&s| s != SHARED).collect();
+        let n = own.len();
+        own.sort_unstable();
+        own.dedup();
+        assert_eq!(own.len(), n, "every thread's own shard is its alone");
     }
 
     #[test]

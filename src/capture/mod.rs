@@ -8,7 +8,7 @@
 //! [`tracker::Sample`]. Only cheap
 //! work happens here ([`lexer`]); parsing and rewriting happen off the
 //! relay, in the shadow workers. What every statement costs the relay is
-//! counted per session shard ([`counts`]).
+//! counted per thread shard ([`counts`]).
 
 pub mod counts;
 pub mod fingerprint;

@@ -20,12 +20,12 @@ pub use super::sample::{Sample, SessionSettings};
 use super::fingerprint::Fingerprint;
 use super::lexer;
 use super::skip::{SkipReason, SkipTally};
-use super::statement::{ineligible, RecentStatements, SessionEffect, Statement};
+use super::statement::{ineligible, Facts, LastBound, RecentStatements, SessionEffect, Statement};
 use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend::{self, tag as fe};
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use replies::{Candidate, Expected, ReplyQueue, Target};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,10 +49,14 @@ pub trait SampleGate {
     /// Whether to sample one execution of `fingerprint`; called once per
     /// execution of a statement that may be a read. `executions_here` is
     /// how often this session has run the same prepared statement before
-    /// (0 when unknown): past the fingerprint's first executions, the
-    /// sampler need not look them up. `Err` carries the reason it is not
-    /// sampled.
-    fn decide(&self, fingerprint: Fingerprint, executions_here: u32) -> Result<(), SkipReason>;
+    /// (0 when unknown; counted up to [`SampleGate::first_executions`]):
+    /// past the fingerprint's first executions, the sampler need not look
+    /// them up. `Err` carries the reason it is not sampled.
+    fn decide(&mut self, fingerprint: Fingerprint, executions_here: u32) -> Result<(), SkipReason>;
+    /// How many executions of a fingerprint are sampled regardless of the
+    /// rate. The tracker counts a statement's executions up to this many
+    /// and then stops writing the count.
+    fn first_executions(&self) -> u32;
     /// Counts a statement that will not be compared.
     fn skip(&self, reason: SkipReason);
     /// Takes a session's skips per fingerprint (summed up locally, so this
@@ -67,9 +71,12 @@ pub trait SampleGate {
     fn submit(&self, sample: Sample) -> Result<(), SkipReason>;
 }
 
-/// Parameters copied for a picked execution.
+/// An execution picked for sampling: the portal it was bound to and the
+/// parameters copied from its Bind. Boxed, and only for picked executions,
+/// so that what every execution writes stays small.
 #[derive(Debug)]
 struct Ticket {
+    portal: Vec<u8>,
     statement: Arc<Statement>,
     param_formats: Vec<i16>,
     params: Vec<Option<Bytes>>,
@@ -78,35 +85,7 @@ struct Ticket {
 /// A bound portal; carries the ticket while its execution is pending.
 #[derive(Debug)]
 struct Portal {
-    ticket: Option<Ticket>,
-}
-
-/// A reply the server owes, in request order.
-#[derive(Debug)]
-enum Expected {
-    /// ParseComplete for this statement name (`None`: untracked Parse).
-    Parse(Option<Vec<u8>>),
-    /// BindComplete for this portal name (`None`: untracked Bind).
-    Bind(Option<Vec<u8>>),
-    /// ParameterDescription/RowDescription/NoData.
-    Describe,
-    /// Rows then CommandComplete, PortalSuspended or EmptyQueryResponse.
-    Execute {
-        portal: Vec<u8>,
-        ticket: Option<Ticket>,
-    },
-    /// CloseComplete.
-    Close,
-    /// ReadyForQuery ending an extended-protocol batch.
-    Sync,
-    /// A simple Query, ended by ReadyForQuery.
-    Query {
-        candidate: Option<(Fingerprint, Arc<str>)>,
-        completed: bool,
-        failed: bool,
-    },
-    /// FunctionCallResponse then ReadyForQuery.
-    FunctionCall,
+    ticket: Option<Box<Ticket>>,
 }
 
 /// Tracks one session's statements; see the module docs.
@@ -120,10 +99,10 @@ pub struct Tracker<G: SampleGate> {
     recent: RecentStatements,
     /// The named statement bound last, by name: sessions bind the same few
     /// statements over and over, and this spares the map's hashing.
-    last_bound: Option<(Vec<u8>, Arc<Statement>)>,
+    last_bound: Option<LastBound>,
     portals: HashMap<Vec<u8>, Portal>,
     unnamed_portal: Option<Portal>,
-    expected: VecDeque<Expected>,
+    expected: ReplyQueue,
     /// The session created temporary objects or changed its search_path:
     /// its reads cannot be replayed elsewhere.
     session_dependent: bool,
@@ -152,7 +131,7 @@ impl<G: SampleGate> Tracker<G> {
             last_bound: None,
             portals: HashMap::new(),
             unnamed_portal: None,
-            expected: VecDeque::new(),
+            expected: ReplyQueue::default(),
             session_dependent: false,
             skips: SkipTally::new(),
             skip_run: None,
@@ -185,7 +164,10 @@ impl<G: SampleGate> Tracker<G> {
                     .eligible(ineligible(&lexed, text.is_some()))
                     .and_then(|()| self.gate.decide(lexed.fingerprint, 0));
                 match (verdict, text) {
-                    (Ok(()), Some(sql)) => Some((lexed.fingerprint, Arc::from(sql))),
+                    (Ok(()), Some(sql)) => Some(Box::new(Candidate {
+                        fingerprint: lexed.fingerprint,
+                        sql: Arc::from(sql),
+                    })),
                     (Err(reason), _) => {
                         self.skip(lexed.fingerprint, reason);
                         None
@@ -212,14 +194,14 @@ impl<G: SampleGate> Tracker<G> {
             return;
         };
         let statement = self.recent.get_or_prepare(parse.sql, parse.param_types);
-        let name = parse.name.to_vec();
-        if name.is_empty() {
+        if parse.name.is_empty() {
             self.unnamed_statement = Some(statement);
         } else if self.statements.len() < MAX_TRACKED_STATEMENTS {
             self.last_bound = None;
-            self.statements.insert(name.clone(), statement);
+            self.statements.insert(parse.name.to_vec(), statement);
         }
-        self.expected.push_back(Expected::Parse(Some(name)));
+        self.expected
+            .push_back(Expected::Parse(Target::of(parse.name)));
     }
 
     /// A Bind message: one execution of a statement. The sampling decision
@@ -231,77 +213,75 @@ impl<G: SampleGate> Tracker<G> {
             return;
         };
         self.gate.executed();
-        let statement = if statement_name.is_empty() {
-            self.unnamed_statement.clone()
-        } else {
-            self.named_statement(statement_name)
+        let portal = Portal {
+            ticket: self.pick(portal_name, statement_name, body),
         };
-        let ticket = match statement {
-            None => {
-                // Not tracked (too many statements, or prepared with SQL
-                // PREPARE): we do not know what it runs.
-                self.gate.skip(SkipReason::TooLarge);
-                None
-            }
-            Some(statement) => {
-                self.apply(statement.effect);
-                let executions = statement.executions.load(Ordering::Relaxed);
-                statement
-                    .executions
-                    .store(executions.saturating_add(1), Ordering::Relaxed);
-                let verdict = self
-                    .eligible(statement.ineligible)
-                    .and_then(|()| self.gate.decide(statement.fingerprint, executions))
-                    .and_then(|()| frontend::bind(body).map_err(|_| SkipReason::Unparsable));
-                match verdict {
-                    Ok(bind) => Some(Ticket {
-                        param_formats: bind.param_formats,
-                        params: bind
-                            .params
-                            .iter()
-                            .map(|p| p.map(Bytes::copy_from_slice))
-                            .collect(),
-                        statement,
-                    }),
-                    Err(reason) => {
-                        self.skip(statement.fingerprint, reason);
-                        None
-                    }
-                }
-            }
-        };
-        let portal = Portal { ticket };
-        let name = portal_name.to_vec();
-        if name.is_empty() {
+        if portal_name.is_empty() {
             self.unnamed_portal = Some(portal);
         } else {
-            self.portals.insert(name.clone(), portal);
+            self.portals.insert(portal_name.to_vec(), portal);
         }
-        self.expected.push_back(Expected::Bind(Some(name)));
+        self.expected
+            .push_back(Expected::Bind(Target::of(portal_name)));
+    }
+
+    /// The sampling decision for one execution of the statement a Bind
+    /// names: a ticket when it is picked, else the skip counted.
+    ///
+    /// Runs for every execution, so it touches as little memory as it can:
+    /// the statement is not cloned (its reference count lives with it), and
+    /// its execution count stops at the first executions.
+    fn pick(&mut self, portal: &[u8], statement_name: &[u8], body: &[u8]) -> Option<Box<Ticket>> {
+        let first_executions = self.gate.first_executions();
+        let Some((facts, executions)) = self.count_execution(statement_name, first_executions)
+        else {
+            // Not tracked (too many statements, or prepared with SQL
+            // PREPARE): we do not know what it runs.
+            self.gate.skip(SkipReason::TooLarge);
+            return None;
+        };
+        let fingerprint = facts.fingerprint;
+        self.apply(facts.effect);
+        let verdict = self
+            .eligible(facts.ineligible)
+            .and_then(|()| self.gate.decide(fingerprint, executions))
+            .and_then(|()| frontend::bind(body).map_err(|_| SkipReason::Unparsable));
+        let bind = match verdict {
+            Ok(bind) => bind,
+            Err(reason) => {
+                self.skip(fingerprint, reason);
+                return None;
+            }
+        };
+        let statement = self.bound_statement(statement_name)?.clone();
+        Some(Box::new(Ticket {
+            portal: portal.to_vec(),
+            param_formats: bind.param_formats,
+            params: bind
+                .params
+                .iter()
+                .map(|p| p.map(Bytes::copy_from_slice))
+                .collect(),
+            statement,
+        }))
     }
 
     /// An Execute message.
     pub fn on_execute(&mut self, body: &[u8]) {
-        let (portal, ticket) = match frontend::execute(body) {
-            Ok((name, _)) => {
-                let ticket = self.portal_mut(name).and_then(|p| p.ticket.take());
-                (name.to_vec(), ticket)
-            }
-            Err(_) => (Vec::new(), None),
+        let ticket = match frontend::execute(body) {
+            Ok((name, _)) => self.portal_mut(name).and_then(|p| p.ticket.take()),
+            Err(_) => None,
         };
-        self.expected
-            .push_back(Expected::Execute { portal, ticket });
+        self.expected.push_back(Expected::Execute(ticket));
     }
 
     /// A Close message.
     pub fn on_close(&mut self, body: &[u8]) {
         if let Ok((kind, name)) = frontend::target(body) {
-            match (kind, name.is_empty()) {
-                (b'S', _) => self.forget_statement(name),
-                (_, true) => self.unnamed_portal = None,
-                (_, false) => {
-                    self.portals.remove(name);
-                }
+            if kind == b'S' {
+                self.forget_statement(name);
+            } else {
+                self.forget_portal(name);
             }
         }
         self.expected.push_back(Expected::Close);
@@ -324,18 +304,15 @@ impl<G: SampleGate> Tracker<G> {
                 // Only the unnamed statement can have been replaced: a
                 // named one must be closed before its name is reused.
                 self.unnamed_statement = None;
-                self.expected.push_back(Expected::Parse(None));
+                self.expected.push_back(Expected::Parse(Target::UNNAMED));
             }
             fe::BIND => {
                 self.gate.executed();
                 self.gate.skip(SkipReason::TooLarge);
                 self.unnamed_portal = None;
-                self.expected.push_back(Expected::Bind(None));
+                self.expected.push_back(Expected::Bind(Target::UNNAMED));
             }
-            fe::EXECUTE => self.expected.push_back(Expected::Execute {
-                portal: Vec::new(),
-                ticket: None,
-            }),
+            fe::EXECUTE => self.expected.push_back(Expected::Execute(None)),
             fe::CLOSE => self.expected.push_back(Expected::Close),
             fe::DESCRIBE => self.expected.push_back(Expected::Describe),
             fe::SYNC => self.expected.push_back(Expected::Sync),
@@ -356,13 +333,9 @@ impl<G: SampleGate> Tracker<G> {
             b'n' | b'T' => self.pop_if(|e| matches!(e, Expected::Describe)),
             b'C' => match self.expected.front_mut() {
                 Some(Expected::Query { completed, .. }) => *completed = true,
-                Some(Expected::Execute { .. }) => {
-                    if let Some(Expected::Execute {
-                        ticket: Some(ticket),
-                        ..
-                    }) = self.expected.pop_front()
-                    {
-                        self.emit(ticket);
+                Some(Expected::Execute(_)) => {
+                    if let Some(Expected::Execute(Some(ticket))) = self.expected.pop_front() {
+                        self.emit(*ticket);
                     }
                 }
                 _ => {}
@@ -370,16 +343,14 @@ impl<G: SampleGate> Tracker<G> {
             b's' => {
                 // PortalSuspended: the portal will be executed again; the
                 // ticket waits for its final completion.
-                if let Some(Expected::Execute { portal, ticket }) = self.pop_front_if_execute() {
-                    if let Some(p) = self.portal_mut(&portal) {
-                        p.ticket = ticket;
+                if let Some(Expected::Execute(Some(ticket))) = self.pop_front_if_execute() {
+                    if let Some(p) = self.portal_mut(&ticket.portal) {
+                        p.ticket = Some(ticket);
                     }
                 }
             }
             b'I' => {
-                if matches!(self.expected.front(), Some(Expected::Execute { .. })) {
-                    self.expected.pop_front();
-                }
+                self.pop_front_if_execute();
             }
             b'E' => self.on_error(),
             _ => {}
@@ -390,10 +361,16 @@ impl<G: SampleGate> Tracker<G> {
     pub fn on_ready_for_query(&mut self, status: TransactionStatus) {
         match self.expected.pop_front() {
             Some(Expected::Query {
-                candidate: Some((fingerprint, sql)),
+                candidate: Some(candidate),
                 completed: true,
                 failed: false,
-            }) => self.submit(fingerprint, sql, Arc::from([]), Vec::new(), Vec::new()),
+            }) => self.submit(
+                candidate.fingerprint,
+                candidate.sql,
+                Arc::from([]),
+                Vec::new(),
+                Vec::new(),
+            ),
             Some(Expected::Query { .. } | Expected::Sync | Expected::FunctionCall) | None => {}
             Some(_) => {
                 // Out of step (a reply we did not expect): start afresh
@@ -474,14 +451,8 @@ impl<G: SampleGate> Tracker<G> {
                 break;
             }
             match self.expected.pop_front() {
-                Some(Expected::Parse(Some(name))) => self.forget_statement(&name),
-                Some(Expected::Bind(Some(name))) => {
-                    if name.is_empty() {
-                        self.unnamed_portal = None;
-                    } else {
-                        self.portals.remove(&name);
-                    }
-                }
+                Some(Expected::Parse(statement)) => self.forget_statement(statement.name()),
+                Some(Expected::Bind(portal)) => self.forget_portal(portal.name()),
                 _ => {}
             }
         }
@@ -496,15 +467,40 @@ impl<G: SampleGate> Tracker<G> {
         }
     }
 
-    fn named_statement(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
-        if let Some((last, statement)) = &self.last_bound {
-            if last.as_slice() == name {
-                return Some(statement.clone());
+    fn forget_portal(&mut self, name: &[u8]) {
+        if name.is_empty() {
+            self.unnamed_portal = None;
+        } else {
+            self.portals.remove(name);
+        }
+    }
+
+    /// Counts one execution of the statement a Bind names (empty: the
+    /// unnamed one): its facts and how often this session ran it before
+    /// (counted up to `limit`).
+    fn count_execution(&mut self, name: &[u8], limit: u32) -> Option<(Facts, u32)> {
+        if name.is_empty() {
+            let statement = self.unnamed_statement.as_ref()?;
+            return Some((statement.facts(), statement.count_execution(limit)));
+        }
+        if !self.last_bound.as_ref().is_some_and(|last| last.is(name)) {
+            let statement = self.statements.get(name)?;
+            match LastBound::new(name, statement.clone()) {
+                Some(last) => self.last_bound = Some(last),
+                None => return Some((statement.facts(), statement.count_execution(limit))),
             }
         }
-        let statement = self.statements.get(name)?.clone();
-        self.last_bound = Some((name.to_vec(), statement.clone()));
-        Some(statement)
+        let last = self.last_bound.as_mut()?;
+        Some((last.facts, last.count_execution(limit)))
+    }
+
+    /// The statement a Bind names (empty: the unnamed one).
+    fn bound_statement(&self, name: &[u8]) -> Option<&Arc<Statement>> {
+        match &self.last_bound {
+            _ if name.is_empty() => self.unnamed_statement.as_ref(),
+            Some(last) if last.is(name) => Some(&last.statement),
+            _ => self.statements.get(name),
+        }
     }
 
     fn pop_if(&mut self, pred: impl Fn(&Expected) -> bool) {
@@ -514,7 +510,7 @@ impl<G: SampleGate> Tracker<G> {
     }
 
     fn pop_front_if_execute(&mut self) -> Option<Expected> {
-        if matches!(self.expected.front(), Some(Expected::Execute { .. })) {
+        if matches!(self.expected.front(), Some(Expected::Execute(_))) {
             self.expected.pop_front()
         } else {
             None
@@ -603,5 +599,6 @@ impl<G: SampleGate> Drop for Tracker<G> {
     }
 }
 
+mod replies;
 #[cfg(test)]
 mod tests;

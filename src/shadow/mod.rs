@@ -21,7 +21,7 @@ pub mod run;
 pub mod sampler;
 pub mod statements;
 
-use crate::capture::counts::{ShardId, StatementCounts};
+use crate::capture::counts::StatementCounts;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::{SkipCounts, SkipReason, SkipTally};
 use crate::capture::tracker::{Sample, SampleGate};
@@ -36,6 +36,7 @@ use executor::{Executor, Handled};
 use metrics::Gauge;
 use outcome::{Outcome, OutcomeKind};
 use pool::Pool;
+use rand::rngs::SmallRng;
 use sampler::Sampler;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -58,10 +59,8 @@ pub struct Shadow {
     queue: mpsc::Sender<Sample>,
     queue_capacity: usize,
     capture_limit: usize,
-    /// Statements executed and skipped, per session shard.
+    /// Statements executed and skipped, per thread shard.
     counts: StatementCounts,
-    /// The shard of skips decided here rather than by a session.
-    own_shard: ShardId,
     queue_depth: Gauge,
     /// Skips per fingerprint, for the store's coverage table.
     skip_counts: SkipCounts,
@@ -121,7 +120,6 @@ impl Shadow {
             queue_capacity: s.queue_capacity,
             capture_limit: s.max_capture_bytes,
             counts: StatementCounts::new(),
-            own_shard: ShardId::default(),
             queue_depth: metrics::gauge!(QUEUE_DEPTH),
             skip_counts,
         });
@@ -156,7 +154,7 @@ impl Shadow {
     }
 
     fn count_skip(&self, reason: SkipReason) {
-        self.counts.skipped(self.own_shard, reason);
+        self.counts.skipped(reason);
     }
 
     /// Brings `pgshadow_queries_total` and `pgshadow_skipped_total` up to
@@ -166,11 +164,11 @@ impl Shadow {
     }
 
     /// The gate of a new session: its sampling decisions and hand-offs go
-    /// here, its statement counts into a shard of its own.
+    /// here, and it draws from a random source of its own.
     pub fn session_gate(self: &Arc<Self>) -> SessionGate {
         SessionGate {
-            shard: self.counts.shard(),
             shadow: self.clone(),
+            rng: rand::make_rng(),
         }
     }
 }
@@ -178,20 +176,28 @@ impl Shadow {
 /// One session's way into the [`Shadow`].
 pub struct SessionGate {
     shadow: Arc<Shadow>,
-    shard: ShardId,
+    /// The session's own random source for sampling: the thread-local
+    /// generator costs a lookup and a reference count on every draw.
+    rng: SmallRng,
 }
 
 impl SampleGate for SessionGate {
-    fn decide(&self, fingerprint: Fingerprint, executions_here: u32) -> Result<(), SkipReason> {
-        self.shadow.sampler.decide(fingerprint, executions_here)
+    fn decide(&mut self, fingerprint: Fingerprint, executions_here: u32) -> Result<(), SkipReason> {
+        self.shadow
+            .sampler
+            .decide(fingerprint, executions_here, &mut self.rng)
+    }
+
+    fn first_executions(&self) -> u32 {
+        self.shadow.sampler.first_executions()
     }
 
     fn skip(&self, reason: SkipReason) {
-        self.shadow.counts.skipped(self.shard, reason);
+        self.shadow.counts.skipped(reason);
     }
 
     fn executed(&self) {
-        self.shadow.counts.executed(self.shard);
+        self.shadow.counts.executed();
     }
 
     fn submit(&self, sample: Sample) -> Result<(), SkipReason> {

@@ -8,6 +8,7 @@
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
 use arc_swap::ArcSwap;
+use rand::{Rng, RngExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,21 +21,30 @@ const SHARDS: usize = 16;
 
 /// Runtime-adjustable sampling policy.
 pub struct Sampler {
+    switches: Switches,
+    overrides: ArcSwap<HashMap<Fingerprint, f64>>,
+    muted: ArcSwap<HashSet<Fingerprint>>,
+    /// Serialises the updates of `overrides` and `muted`, so that each flag
+    /// ends up describing the map it belongs to.
+    policy_updates: Mutex<()>,
+    seen: [Mutex<HashMap<Fingerprint, u32>>; SHARDS],
+    limiter: RateLimiter,
+}
+
+/// What every decision reads, in one cache line of its own: the relay
+/// decides for every execution, and each line it reads is one more it may
+/// have to fetch back from memory.
+#[repr(align(64))]
+struct Switches {
     enabled: AtomicBool,
     /// Global rate, as f64 bits.
     rate: AtomicU64,
-    overrides: ArcSwap<HashMap<Fingerprint, f64>>,
-    muted: ArcSwap<HashSet<Fingerprint>>,
     /// Whether `overrides` / `muted` hold anything: most deployments have
     /// neither, and then a decision loads no shared map at all.
     any_overrides: AtomicBool,
     any_muted: AtomicBool,
-    /// Serialises the updates of `overrides` and `muted`, so that each flag
-    /// ends up describing the map it belongs to.
-    policy_updates: Mutex<()>,
+    /// Executions of each fingerprint sampled regardless of the rate.
     first_executions: u32,
-    seen: [Mutex<HashMap<Fingerprint, u32>>; SHARDS],
-    limiter: RateLimiter,
 }
 
 impl Sampler {
@@ -47,14 +57,16 @@ impl Sampler {
         max_per_second: u64,
     ) -> Self {
         Self {
-            enabled: AtomicBool::new(enabled),
-            rate: AtomicU64::new(rate.clamp(0.0, 1.0).to_bits()),
-            any_overrides: AtomicBool::new(!overrides.is_empty()),
+            switches: Switches {
+                enabled: AtomicBool::new(enabled),
+                rate: AtomicU64::new(rate.clamp(0.0, 1.0).to_bits()),
+                any_overrides: AtomicBool::new(!overrides.is_empty()),
+                any_muted: AtomicBool::new(false),
+                first_executions,
+            },
             overrides: ArcSwap::from_pointee(overrides),
             muted: ArcSwap::from_pointee(HashSet::new()),
-            any_muted: AtomicBool::new(false),
             policy_updates: Mutex::new(()),
-            first_executions,
             seen: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             limiter: RateLimiter::new(max_per_second),
         }
@@ -65,18 +77,27 @@ impl Sampler {
     /// when it does not know): once that alone exceeds
     /// `first_executions`, so does the fingerprint's count over all
     /// sessions, and the shared count is not touched again; a busy
-    /// statement then costs no lock.
-    pub fn decide(&self, fingerprint: Fingerprint, executions_here: u32) -> Result<(), SkipReason> {
-        if !self.enabled.load(Ordering::Relaxed) {
+    /// statement then costs no lock. `rng` draws the random part of the
+    /// decision (sessions keep their own small generator).
+    pub fn decide(
+        &self,
+        fingerprint: Fingerprint,
+        executions_here: u32,
+        rng: &mut impl Rng,
+    ) -> Result<(), SkipReason> {
+        if !self.switches.enabled.load(Ordering::Relaxed) {
             return Err(SkipReason::Disabled);
         }
-        if self.any_muted.load(Ordering::Relaxed) && self.muted.load().contains(&fingerprint) {
+        if self.switches.any_muted.load(Ordering::Relaxed)
+            && self.muted.load().contains(&fingerprint)
+        {
             return Err(SkipReason::Muted);
         }
-        if executions_here < self.first_executions && self.is_early_execution(fingerprint) {
+        if executions_here < self.switches.first_executions && self.is_early_execution(fingerprint)
+        {
             return Ok(());
         }
-        let rate = if self.any_overrides.load(Ordering::Relaxed) {
+        let rate = if self.switches.any_overrides.load(Ordering::Relaxed) {
             self.overrides
                 .load()
                 .get(&fingerprint)
@@ -85,11 +106,16 @@ impl Sampler {
         } else {
             self.rate()
         };
-        if rate >= 1.0 || (rate > 0.0 && rand::random::<f64>() < rate) {
+        if rate >= 1.0 || (rate > 0.0 && rng.random::<f64>() < rate) {
             Ok(())
         } else {
             Err(SkipReason::NotSampled)
         }
+    }
+
+    /// Executions of each fingerprint sampled regardless of the rate.
+    pub fn first_executions(&self) -> u32 {
+        self.switches.first_executions
     }
 
     /// Takes a slot under `max_samples_per_second`.
@@ -107,34 +133,36 @@ impl Sampler {
         }
         let n = seen.entry(fingerprint).or_insert(0);
         *n = n.saturating_add(1);
-        *n <= self.first_executions
+        *n <= self.switches.first_executions
     }
 
     /// The global sample rate.
     pub fn rate(&self) -> f64 {
-        f64::from_bits(self.rate.load(Ordering::Relaxed))
+        f64::from_bits(self.switches.rate.load(Ordering::Relaxed))
     }
 
     /// Changes the global sample rate (clamped to 0..1).
     pub fn set_rate(&self, rate: f64) {
-        self.rate
+        self.switches
+            .rate
             .store(rate.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
     }
 
     /// Whether sampling is switched on.
     pub fn enabled(&self) -> bool {
-        self.enabled.load(Ordering::Relaxed)
+        self.switches.enabled.load(Ordering::Relaxed)
     }
 
     /// The kill switch.
     pub fn set_enabled(&self, on: bool) {
-        self.enabled.store(on, Ordering::Relaxed);
+        self.switches.enabled.store(on, Ordering::Relaxed);
     }
 
     /// Replaces the per-fingerprint rates.
     pub fn set_overrides(&self, overrides: HashMap<Fingerprint, f64>) {
         let _updating = self.lock_policy_updates();
-        self.any_overrides
+        self.switches
+            .any_overrides
             .store(!overrides.is_empty(), Ordering::Relaxed);
         self.overrides.store(Arc::new(overrides));
     }
@@ -142,7 +170,9 @@ impl Sampler {
     /// Replaces the muted fingerprints.
     pub fn set_muted(&self, muted: HashSet<Fingerprint>) {
         let _updating = self.lock_policy_updates();
-        self.any_muted.store(!muted.is_empty(), Ordering::Relaxed);
+        self.switches
+            .any_muted
+            .store(!muted.is_empty(), Ordering::Relaxed);
         self.muted.store(Arc::new(muted));
     }
 
@@ -166,7 +196,9 @@ impl Sampler {
         let current = self.muted.load_full();
         let mut next: HashSet<Fingerprint> = current.difference(unmute).copied().collect();
         next.extend(mute.iter().copied());
-        self.any_muted.store(!next.is_empty(), Ordering::Relaxed);
+        self.switches
+            .any_muted
+            .store(!next.is_empty(), Ordering::Relaxed);
         self.muted.store(Arc::new(next));
     }
 
@@ -238,11 +270,16 @@ mod tests {
     fn the_first_executions_of_a_fingerprint_are_sampled_regardless_of_rate() {
         let s = Sampler::new(true, 0.0, HashMap::new(), 3, 0);
         let fp = Fingerprint(7);
-        let picked: Vec<bool> = (0..6).map(|_| s.decide(fp, 0).is_ok()).collect();
+        let picked: Vec<bool> = (0..6)
+            .map(|_| s.decide(fp, 0, &mut rand::rng()).is_ok())
+            .collect();
         assert_eq!(picked, [true, true, true, false, false, false]);
-        assert_eq!(s.decide(fp, 0), Err(SkipReason::NotSampled));
+        assert_eq!(
+            s.decide(fp, 0, &mut rand::rng()),
+            Err(SkipReason::NotSampled)
+        );
         assert!(
-            s.decide(Fingerprint(8), 0).is_ok(),
+            s.decide(Fingerprint(8), 0, &mut rand::rng()).is_ok(),
             "a new fingerprint starts over"
         );
     }
@@ -253,25 +290,45 @@ mod tests {
         let fp = Fingerprint(7);
         // A session that ran the statement 3 times already is past them,
         // whatever the shared count says...
-        assert_eq!(s.decide(fp, 3), Err(SkipReason::NotSampled));
-        assert_eq!(s.decide(fp, 1000), Err(SkipReason::NotSampled));
+        assert_eq!(
+            s.decide(fp, 3, &mut rand::rng()),
+            Err(SkipReason::NotSampled)
+        );
+        assert_eq!(
+            s.decide(fp, 1000, &mut rand::rng()),
+            Err(SkipReason::NotSampled)
+        );
         // ...and did not use up another session's first executions.
-        let picked: Vec<bool> = (0..4).map(|_| s.decide(fp, 0).is_ok()).collect();
+        let picked: Vec<bool> = (0..4)
+            .map(|_| s.decide(fp, 0, &mut rand::rng()).is_ok())
+            .collect();
         assert_eq!(picked, [true, true, true, false]);
     }
 
     #[test]
     fn rate_overrides_kill_switch_and_mutes() {
         let s = Sampler::new(true, 1.0, HashMap::from([(Fingerprint(1), 0.0)]), 0, 0);
-        assert!(s.decide(Fingerprint(2), 0).is_ok());
-        assert_eq!(s.decide(Fingerprint(1), 0), Err(SkipReason::NotSampled));
+        assert!(s.decide(Fingerprint(2), 0, &mut rand::rng()).is_ok());
+        assert_eq!(
+            s.decide(Fingerprint(1), 0, &mut rand::rng()),
+            Err(SkipReason::NotSampled)
+        );
         s.set_muted(HashSet::from([Fingerprint(2)]));
-        assert_eq!(s.decide(Fingerprint(2), 0), Err(SkipReason::Muted));
+        assert_eq!(
+            s.decide(Fingerprint(2), 0, &mut rand::rng()),
+            Err(SkipReason::Muted)
+        );
         s.set_enabled(false);
-        assert_eq!(s.decide(Fingerprint(3), 0), Err(SkipReason::Disabled));
+        assert_eq!(
+            s.decide(Fingerprint(3), 0, &mut rand::rng()),
+            Err(SkipReason::Disabled)
+        );
         s.set_enabled(true);
         s.set_rate(0.0);
-        assert_eq!(s.decide(Fingerprint(3), 0), Err(SkipReason::NotSampled));
+        assert_eq!(
+            s.decide(Fingerprint(3), 0, &mut rand::rng()),
+            Err(SkipReason::NotSampled)
+        );
     }
 
     #[test]
@@ -279,7 +336,7 @@ mod tests {
         let s = Sampler::new(true, 0.25, HashMap::new(), 0, 0);
         let n = 20_000;
         let picked = (0..n)
-            .filter(|_| s.decide(Fingerprint(9), 0).is_ok())
+            .filter(|_| s.decide(Fingerprint(9), 0, &mut rand::rng()).is_ok())
             .count();
         let share = picked as f64 / n as f64;
         assert!((0.22..0.28).contains(&share), "{share}");
@@ -298,8 +355,11 @@ mod tests {
             HashSet::from([Fingerprint(1), Fingerprint(3)]),
             "1 was muted elsewhere and stays; 2 is unmuted; 3 is muted"
         );
-        assert_eq!(s.decide(Fingerprint(2), 0), Ok(()));
-        assert_eq!(s.decide(Fingerprint(3), 0), Err(SkipReason::Muted));
+        assert_eq!(s.decide(Fingerprint(2), 0, &mut rand::rng()), Ok(()));
+        assert_eq!(
+            s.decide(Fingerprint(3), 0, &mut rand::rng()),
+            Err(SkipReason::Muted)
+        );
     }
 
     #[test]

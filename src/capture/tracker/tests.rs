@@ -12,12 +12,17 @@ struct Recorder {
     executed: RefCell<usize>,
     /// `executions_here` of every sampling decision.
     decided: RefCell<Vec<u32>>,
+    /// `first_executions` (`None`: unlimited).
+    first_executions: Option<u32>,
 }
 
 impl SampleGate for &Recorder {
-    fn decide(&self, _: Fingerprint, executions_here: u32) -> Result<(), SkipReason> {
+    fn decide(&mut self, _: Fingerprint, executions_here: u32) -> Result<(), SkipReason> {
         self.decided.borrow_mut().push(executions_here);
         Ok(())
+    }
+    fn first_executions(&self) -> u32 {
+        self.first_executions.unwrap_or(u32::MAX)
     }
     fn skip(&self, reason: SkipReason) {
         self.skipped.borrow_mut().push(reason);
@@ -218,6 +223,25 @@ fn an_unnamed_statement_parsed_again_keeps_counting_its_executions() {
         Some(&0),
         "a new text starts at 0"
     );
+}
+
+#[test]
+fn executions_are_counted_up_to_the_first_executions_only() {
+    let r = Recorder {
+        first_executions: Some(2),
+        ..Recorder::default()
+    };
+    let mut t = tracker(&r);
+    t.on_parse(&parse("s", "SELECT 1", &[]));
+    server(&mut t, b"1");
+    for _ in 0..5 {
+        t.on_bind(&bind("", "s", &[]));
+        t.on_execute(&execute(""));
+        t.on_untracked(fe::SYNC);
+        server(&mut t, b"2DCZ");
+    }
+    assert_eq!(*r.decided.borrow(), [0, 1, 2, 2, 2]);
+    assert_eq!(r.submitted.borrow().len(), 5);
 }
 
 #[test]
