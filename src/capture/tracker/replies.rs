@@ -65,7 +65,7 @@ pub(super) enum Expected {
         completed: bool,
         failed: bool,
     },
-    /// FunctionCall then ReadyForQuery.
+    /// FunctionCallResponse then ReadyForQuery.
     FunctionCall,
 }
 
