@@ -218,6 +218,11 @@ pub struct ShadowConfig {
     /// in two transactions, so concurrent writes cause false alarms; only
     /// for showing why the shared snapshot matters.
     pub snapshot: SnapshotMode,
+    /// Fraction of comparisons that also run the old query a second time in
+    /// the same snapshot (the A/A baseline): a statement whose two old runs
+    /// differ is nondeterministic and labelled noisy instead of raising
+    /// incidents. Every recheck of a mismatch runs the A/A pair as well.
+    pub baseline_rate: f64,
 }
 
 /// How the old and new query share a snapshot.
@@ -256,24 +261,33 @@ impl Default for ShadowConfig {
             recheck_mismatches: true,
             plan_cache_size: 10_000,
             snapshot: SnapshotMode::Shared,
+            baseline_rate: 0.01,
         }
     }
 }
 
-/// `[tiebreak]`: stable id columns that make ORDER BY total.
+/// `[tiebreak]`: the keys that make ORDER BY total. They come from the
+/// catalog (primary key, else a unique index over NOT NULL columns); these
+/// settings only override or fill gaps.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TiebreakConfig {
-    /// Append the tiebreaker to the shadow's queries. Off, rows that tie on
-    /// the sort key are compared tie-tolerantly, and paginated queries
-    /// with ties raise false alarms.
+    /// Append each relation's key to the shadow's queries. Off, rows that
+    /// tie on the sort key are compared tie-tolerantly only, which finds
+    /// less and cannot follow every query.
     pub enabled: bool,
-    /// Id column for tables not listed in `columns`.
+    /// Last resort for a relation with neither a configured nor a catalog
+    /// key: this column, when both schemas' relations have it.
     pub default_column: String,
-    /// Table name to its stable id column.
-    pub columns: BTreeMap<String, String>,
+    /// Relation (`table` or `schema.table`) to its key: one column or a
+    /// list. Overrides the catalog.
+    pub columns: BTreeMap<String, KeyColumns>,
     /// Also append the tiebreaker to the application's own ORDER BY queries.
     pub apply_to_primary: bool,
+    /// Keys learned from the catalog are looked up again after this many
+    /// seconds (and at once when a statement fails on a missing column or
+    /// a changed relation, or a mismatch is rechecked).
+    pub key_cache_seconds: u64,
 }
 
 impl Default for TiebreakConfig {
@@ -283,7 +297,35 @@ impl Default for TiebreakConfig {
             default_column: "id".into(),
             columns: BTreeMap::new(),
             apply_to_primary: false,
+            key_cache_seconds: 300,
         }
+    }
+}
+
+/// A `tiebreak.columns` value: one column (`"sys_id"`) or the columns of a
+/// composite key (`["env_id", "entry_id"]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum KeyColumns {
+    /// A single-column key.
+    One(String),
+    /// A composite key, in ORDER BY order.
+    Many(Vec<String>),
+}
+
+impl KeyColumns {
+    /// The key's columns, in order.
+    pub fn columns(&self) -> Vec<String> {
+        match self {
+            KeyColumns::One(column) => vec![column.clone()],
+            KeyColumns::Many(columns) => columns.clone(),
+        }
+    }
+}
+
+impl From<&str> for KeyColumns {
+    fn from(column: &str) -> Self {
+        KeyColumns::One(column.to_string())
     }
 }
 
@@ -347,6 +389,9 @@ pub struct StoreConfig {
     /// Outcomes waiting for the store writer; beyond, they are dropped
     /// and counted (`pgshadow_store_dropped_total`).
     pub queue_capacity: usize,
+    /// Distinct differing row ids kept per incident (with first and last
+    /// seen); further ids are only counted.
+    pub max_ids_per_incident: u64,
 }
 
 impl Default for StoreConfig {
@@ -360,6 +405,7 @@ impl Default for StoreConfig {
             flush_interval_ms: 200,
             flush_max_outcomes: 500,
             queue_capacity: 10_000,
+            max_ids_per_incident: 10_000,
         }
     }
 }
@@ -606,6 +652,11 @@ impl Config {
         check(s.plan_cache_size > 0, "shadow.plan_cache_size", || {
             "must be at least 1".into()
         })?;
+        check(
+            (0.0..=1.0).contains(&s.baseline_rate),
+            "shadow.baseline_rate",
+            || format!("must be between 0 and 1, got {}", s.baseline_rate),
+        )?;
         for (fingerprint, rate) in &s.fingerprint_sample_rates {
             check(
                 fingerprint.len() == 16 && u64::from_str_radix(fingerprint, 16).is_ok(),
@@ -660,6 +711,7 @@ impl Config {
         check(self.compare.max_rows > 0, "compare.max_rows", || {
             "must be at least 1".into()
         })?;
+        self.validate_tiebreak()?;
         check(
             self.store.url.starts_with("sqlite://")
                 || self.store.url.starts_with("postgres://")
@@ -740,6 +792,7 @@ impl Config {
         }
         at_least_1(s.flush_max_outcomes >= 1, "store.flush_max_outcomes")?;
         at_least_1(s.queue_capacity >= 1, "store.queue_capacity")?;
+        at_least_1(s.max_ids_per_incident >= 1, "store.max_ids_per_incident")?;
         if self.shadow.enabled {
             if let Some(var) = &s.password_env {
                 if std::env::var_os(var).is_none() {
@@ -749,6 +802,27 @@ impl Config {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[tiebreak]` checks: every configured key names at least one
+    /// column, and no empty ones.
+    fn validate_tiebreak(&self) -> Result<(), (&'static str, String)> {
+        let t = &self.tiebreak;
+        for (relation, key) in &t.columns {
+            let columns = key.columns();
+            if columns.is_empty() || columns.iter().any(|c| c.trim().is_empty()) {
+                return Err((
+                    "tiebreak.columns",
+                    format!("{relation:?}: a key needs one or more non-empty column names"),
+                ));
+            }
+        }
+        if t.key_cache_seconds == 0 {
+            return Err(("tiebreak.key_cache_seconds", "must be at least 1".into()));
         }
         Ok(())
     }
@@ -848,10 +922,38 @@ mod tests {
                 "[shadow]\nmuted_fingerprints = [\"nope\"]",
                 "shadow.muted_fingerprints",
             ),
+            ("[shadow]\nbaseline_rate = 2.0", "shadow.baseline_rate"),
+            ("[tiebreak]\ncolumns = { t = [] }", "tiebreak.columns"),
+            (
+                "[tiebreak]\ncolumns = { t = [\"a\", \"\"] }",
+                "tiebreak.columns",
+            ),
+            (
+                "[tiebreak]\nkey_cache_seconds = 0",
+                "tiebreak.key_cache_seconds",
+            ),
+            (
+                "[store]\nmax_ids_per_incident = 0",
+                "store.max_ids_per_incident",
+            ),
         ] {
             let msg = Config::parse(toml, "f.toml").unwrap_err().to_string();
             assert!(msg.contains(key), "{toml}: {msg}");
         }
+    }
+
+    #[test]
+    fn a_tiebreak_key_is_one_column_or_a_list() {
+        let c = Config::parse(
+            "[tiebreak]\ncolumns = { entries = \"sys_id\", entry_fields = [\"env_id\", \"entry_id\", \"field\"] }",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.tiebreak.columns["entries"].columns(), ["sys_id"]);
+        assert_eq!(
+            c.tiebreak.columns["entry_fields"].columns(),
+            ["env_id", "entry_id", "field"]
+        );
     }
 
     #[test]

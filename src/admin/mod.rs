@@ -39,7 +39,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::observability::metrics::{
-    describe, BATCH_BUCKETS, DURATION_BUCKETS, SHADOW_BATCH_SAMPLES, SHADOW_DURATION_SECONDS,
+    describe, BATCH_BUCKETS, DURATION_BUCKETS, KEY_LOOKUP_SECONDS, SHADOW_BATCH_SAMPLES,
+    SHADOW_DURATION_SECONDS,
 };
 use crate::proxy::Proxy;
 use crate::shadow::Shadow;
@@ -105,6 +106,11 @@ pub fn install_metrics() -> Result<PrometheusHandle, AdminError> {
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(SHADOW_BATCH_SAMPLES.to_string()),
             &BATCH_BUCKETS,
+        )
+        .map_err(|e| AdminError::Recorder(e.to_string()))?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(KEY_LOOKUP_SECONDS.to_string()),
+            &DURATION_BUCKETS,
         )
         .map_err(|e| AdminError::Recorder(e.to_string()))?
         .install_recorder()

@@ -402,6 +402,9 @@ pub fn render_incident(detail: &IncidentDetail) -> String {
     );
     fact(&mut h, "First seen", &format_utc(i.first_seen_ms));
     fact(&mut h, "Last seen", &format_utc(i.last_seen_ms));
+    if i.kind == IncidentKind::Mismatch {
+        render_ids_fact(&mut h, i);
+    }
     h.raw("<dt>Status</dt><dd id=\"status-detail\">");
     h.text(&status_detail(i)).raw("</dd>");
     fact(&mut h, "Signature", &i.signature);
@@ -419,6 +422,24 @@ pub fn render_incident(detail: &IncidentDetail) -> String {
         render_example(&mut h, n + 1, e);
     }
     h.finish()
+}
+
+/// How many differing row ids the incident kept, with links to the list
+/// (JSON and CSV, from the API).
+fn render_ids_fact(h: &mut Html, i: &Incident) {
+    h.raw("<dt>Differing rows</dt><dd id=\"ids\">")
+        .display(i.ids_count)
+        .raw(" distinct ids kept");
+    if i.ids_omitted > 0 {
+        h.raw(" (")
+            .display(i.ids_omitted)
+            .raw(" more sightings beyond store.max_ids_per_incident)");
+    }
+    h.raw(" · <a id=\"ids-link\" href=\"/api/incidents/")
+        .text(&i.id)
+        .raw("/ids\">every id (JSON)</a> · <a id=\"ids-csv\" href=\"/api/incidents/")
+        .text(&i.id)
+        .raw("/ids?format=csv\">CSV</a></dd>");
 }
 
 /// `acknowledged by alice at …`, `muted until … because …`, `open`.
@@ -463,7 +484,9 @@ fn render_example(h: &mut Html, n: usize, e: &Example) {
         .text(&e.ordering)
         .raw(" · tiebreak ")
         .text(&e.tiebreak)
-        .raw(" · old ")
+        .raw(" · keys <span class=\"keys\">")
+        .text(if e.keys.is_empty() { "–" } else { &e.keys })
+        .raw("</span> · old ")
         .text(&format!("{:.1}", e.old_ms))
         .raw(" ms, new ")
         .text(&format!("{:.1}", e.new_ms))
@@ -672,7 +695,7 @@ pub fn render_coverage(rows: &[Coverage]) -> String {
         return h.finish();
     }
     h.raw("<table id=\"coverage\"><thead><tr><th>Fingerprint</th><th>Statement</th>")
-        .raw("<th>Compared</th><th>Matched</th><th>Mismatched</th><th>Errors</th>")
+        .raw("<th>Compared</th><th>Matched</th><th>Mismatched</th><th>Noisy</th><th>Errors</th>")
         .raw(
             "<th>Skipped</th><th>Mismatch rate ≤ (95%)</th><th>Last seen</th></tr></thead><tbody>",
         );
@@ -691,6 +714,7 @@ pub fn render_coverage(rows: &[Coverage]) -> String {
             .element("td", "num", &c.compared.to_string())
             .element("td", "num", &c.matched.to_string())
             .element("td", "num", &c.mismatched.to_string())
+            .element("td", "num noisy", &c.noisy.to_string())
             .element("td", "num", &c.errored.to_string())
             .raw("<td class=\"num\" title=\"")
             .text(&reasons.join(", "))
@@ -740,6 +764,8 @@ mod tests {
             muted_until_ms: None,
             mute_reason: Some(EVIL.into()),
             example_count: 1,
+            ids_count: 0,
+            ids_omitted: 0,
         }
     }
 
@@ -787,6 +813,7 @@ mod tests {
                 confirmed: Some(true),
                 ordering: "total".into(),
                 tiebreak: "appended".into(),
+                keys: String::new(),
                 old_ms: 1.0,
                 new_ms: 2.0,
                 diff: Some(diff),
@@ -811,6 +838,7 @@ mod tests {
             matched: 1,
             mismatched: 0,
             errored: 0,
+            noisy: 0,
             skipped: BTreeMap::from([(EVIL.to_string(), 1)]),
             first_seen_ms: 0,
             last_seen_ms: 0,

@@ -207,7 +207,7 @@ async fn session(
     let (shutdown, shutdown_rx) = mpsc::channel(2);
     let serving = tokio::spawn(server.run(shutdown_rx));
     println!(
-        "  pgshadow          {proxy} -> PostgreSQL; shadow on, sample_rate {SAMPLE_RATE}, tiebreak entries.sys_id; admin http://{admin_address}/"
+        "  pgshadow          {proxy} -> PostgreSQL; shadow on, sample_rate {SAMPLE_RATE}, keys from the catalog; admin http://{admin_address}/"
     );
     println!("  config            {}", config_path.display());
 
@@ -412,9 +412,8 @@ old_search_path = "{old}"
 new_search_path = "{new}"
 max_in_flight = 4
 
-[tiebreak]
-default_column = "id"
-columns = {{ entries = "sys_id", entry_fields = "sys_id" }}
+# No [tiebreak] section: the keys that break ties on sort keys come from
+# the catalog (entries by sys_id, entry_fields by (sys_id, name)).
 
 [store]
 url = {store_url}
@@ -477,9 +476,9 @@ mod tests {
             config.store.url,
             "sqlite:///tmp/pgshadow-demo-x/mismatches.db"
         );
-        assert_eq!(
-            config.tiebreak.columns.get("entries").map(String::as_str),
-            Some("sys_id")
+        assert!(
+            config.tiebreak.columns.is_empty(),
+            "the demo needs no configured keys: they come from the catalog"
         );
     }
 }

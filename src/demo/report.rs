@@ -390,6 +390,8 @@ mod tests {
                 muted_until_ms: None,
                 mute_reason: None,
                 example_count: 1,
+                ids_count: 0,
+                ids_omitted: 0,
             },
             examples: vec![Example {
                 id: 1,
@@ -403,6 +405,7 @@ mod tests {
                 confirmed: Some(true),
                 ordering: "total".into(),
                 tiebreak: "appended".into(),
+                keys: String::new(),
                 old_ms: 1.0,
                 new_ms: 1.0,
                 diff: Some(diff),

@@ -30,12 +30,20 @@ pub struct CompareOptions {
     /// text/varchar/bpchar/name and float4/float8 each count as one type,
     /// so a widened column is not a mismatch.
     pub strict_types: bool,
-    /// Output column that identifies rows (`id`, `sys_id`): reports then
-    /// say `id=123` and list missing and extra ids. Used when present in
-    /// both results.
-    pub id_column: Option<String>,
+    /// Output columns that name rows (`id`; `env_id, entry_id` for a
+    /// composite key): reports then say `id=123` and list missing and
+    /// extra ids. Used when all are present at the same positions in both
+    /// results.
+    pub id_columns: Vec<String>,
+    /// `id_columns` identify each row (every relation's whole key). Only
+    /// then does a row found on both sides of a cut run of ties with other
+    /// values count as changed: a partial key may name two different rows
+    /// alike.
+    pub id_unique: bool,
     /// At most this many differing rows, ids or column changes in a report.
     pub max_reported: usize,
+    /// At most this many differing row ids listed in [`Diff::ids`](super::Diff::ids).
+    pub max_ids: usize,
 }
 
 impl Default for CompareOptions {
@@ -45,8 +53,10 @@ impl Default for CompareOptions {
             float_tolerance: 0.0,
             numeric_scale: false,
             strict_types: false,
-            id_column: None,
+            id_columns: Vec::new(),
+            id_unique: false,
             max_reported: 10,
+            max_ids: 10_000,
         }
     }
 }
@@ -156,11 +166,85 @@ mod tests {
         let old = table(&[("sys_id", TEXT), ("n", INT4)], &[&["ab", "1"]]);
         let new = table(&[("sys_id", TEXT), ("n", INT4)], &[&["ab", "2"]]);
         let opts = CompareOptions {
-            id_column: Some("SYS_ID".into()),
+            id_columns: vec!["SYS_ID".into()],
             ..plain()
         };
         let diff = compare(&old, &new, &Ordering::Unordered, &opts).expect("a diff");
         assert_eq!(diff.summary, "sys_id='ab': n old=1 new=2");
+    }
+
+    #[test]
+    fn composite_keys_name_rows_and_every_differing_id_is_listed() {
+        let columns = [("env_id", INT4), ("entry_id", INT4), ("title", TEXT)];
+        let old = table(
+            &columns,
+            &[
+                &["1", "5", "a"],
+                &["1", "6", "b"],
+                &["2", "5", "c"],
+                &["2", "7", "d"],
+            ],
+        );
+        let new = table(
+            &columns,
+            &[
+                &["1", "5", "a"],
+                &["1", "6", "B"],
+                &["2", "5", "c"],
+                &["3", "1", "x"],
+            ],
+        );
+        let opts = CompareOptions {
+            id_columns: vec!["env_id".into(), "entry_id".into()],
+            id_unique: true,
+            ..plain()
+        };
+        let diff = compare(&old, &new, &Ordering::Unordered, &opts).expect("a diff");
+        assert_eq!(
+            diff.summary,
+            "(env_id, entry_id)=(1, 6): title old='b' new='B'; 1 missing id ((2, 7)); 1 extra id ((3, 1))"
+        );
+        assert_eq!(diff.changed[0].key, "(env_id, entry_id)=(1, 6)");
+        let ids = &diff.ids;
+        assert_eq!(ids.columns, ["env_id", "entry_id"]);
+        assert_eq!(ids.changed, [vec![text("1"), text("6")]]);
+        assert_eq!(ids.missing, [vec![text("2"), text("7")]]);
+        assert_eq!(ids.extra, [vec![text("3"), text("1")]]);
+        assert_eq!(ids.omitted, 0);
+        // Bounded: beyond max_ids, ids are only counted.
+        let bounded = CompareOptions {
+            max_ids: 1,
+            ..opts.clone()
+        };
+        let diff = compare(&old, &new, &Ordering::Unordered, &bounded).expect("a diff");
+        assert_eq!(diff.ids.changed.len() + diff.ids.missing.len(), 1);
+        assert_eq!(diff.ids.omitted, 2);
+        // The list is for the store, not for the stored report.
+        let json = serde_json::to_string(&diff).expect("serialises");
+        assert!(!json.contains("\"ids\""), "{json}");
+    }
+
+    #[test]
+    fn every_differing_row_id_is_listed_beyond_the_reported_few() {
+        let rows: Vec<[String; 2]> = (0..50).map(|i| [i.to_string(), "t".into()]).collect();
+        let changed: Vec<[String; 2]> = (0..50).map(|i| [i.to_string(), "u".into()]).collect();
+        let as_table = |rows: &[[String; 2]]| {
+            let rows: Vec<Vec<&str>> = rows
+                .iter()
+                .map(|r| r.iter().map(String::as_str).collect())
+                .collect();
+            let rows: Vec<&[&str]> = rows.iter().map(Vec::as_slice).collect();
+            table(&[("id", INT4), ("title", TEXT)], &rows)
+        };
+        let diff = compare(
+            &as_table(&rows),
+            &as_table(&changed),
+            &total(&["id"]),
+            &with_id(),
+        )
+        .expect("a diff");
+        assert_eq!(diff.changed.len(), 10, "max_reported rows in the report");
+        assert_eq!(diff.ids.changed.len(), 50, "but every id in the list");
     }
 
     #[test]

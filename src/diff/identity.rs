@@ -1,5 +1,5 @@
-//! Naming the rows that differ: by id when the result has an id column,
-//! by position otherwise.
+//! Naming the rows that differ: by id when the result has the id columns
+//! (a relation's key, one column or several), by position otherwise.
 //!
 //! An on-call engineer acts on `id=123: title old='a' new='b'` and on the
 //! sets of missing and extra ids; "row 7" only helps when there is nothing
@@ -48,17 +48,23 @@ struct Sightings {
     new: Vec<usize>,
 }
 
-/// Pairs unmatched rows by the value of column `id`: one old and one new
-/// row with the same id changed, a lone one is missing or extra, and rows
-/// of an id that repeats on one side are named by position.
-pub(crate) fn pair_by_id(sides: &Sides<'_>, id: usize, unmatched: &Unmatched) -> Named {
-    let mut by_id: HashMap<Option<&[u8]>, Sightings> = HashMap::new();
+/// Pairs unmatched rows by the values of the `id` columns: one old and one
+/// new row with the same id changed, a lone one is missing or extra, and
+/// rows of an id that repeats on one side are named by position.
+pub(crate) fn pair_by_id(sides: &Sides<'_>, id: &[usize], unmatched: &Unmatched) -> Named {
+    let mut by_id: HashMap<Vec<Option<&[u8]>>, Sightings> = HashMap::new();
     for &row in &unmatched.old {
-        let key = sides.rules.key(id, sides.old.cell(row, id));
+        let key = id
+            .iter()
+            .map(|&c| sides.rules.key(c, sides.old.cell(row, c)))
+            .collect();
         by_id.entry(key).or_default().old.push(row);
     }
     for &row in &unmatched.new {
-        let key = sides.rules.key(id, sides.new.cell(row, id));
+        let key = id
+            .iter()
+            .map(|&c| sides.rules.key(c, sides.new.cell(row, c)))
+            .collect();
         by_id.entry(key).or_default().new.push(row);
     }
     let mut named = Named::default();

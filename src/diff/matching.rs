@@ -3,9 +3,14 @@
 //! - A total order fixes every row's position: row i against row i. Rows
 //!   that are all there but elsewhere are an order mismatch.
 //! - A partial order fixes only the sequence of runs of equal sort keys
-//!   (see [`runs`](super::runs)).
-//! - No order, or an order the diff cannot follow (a key that is not an
-//!   output column): rows are compared as multisets.
+//!   (see [`runs`](super::runs)). Sort keys are followed as far as they
+//!   are output columns: runs of a prefix of the keys are unions of the
+//!   runs of all of them, so comparing those is as sound, only coarser.
+//! - No order, or an order the diff cannot follow (its first key is not an
+//!   output column): rows are compared as multisets; but when LIMIT or
+//!   OFFSET cut such a result, which rows made it onto the page is up to
+//!   the plan, so only the row counts are compared (and, with a unique id,
+//!   rows found on both sides).
 //!
 //! Rows beyond `max_rows` are compared through digests: the ordered one
 //! for a total order; otherwise the order-insensitive digest of the whole
@@ -15,7 +20,7 @@ use super::compare::CompareOptions;
 use super::identity::{by_position, pair_by_id, Lone, Named, Pair};
 use super::multiset::{match_rows, Unmatched};
 use super::normalise::whole_unordered_digest;
-use super::runs::compare_runs;
+use super::runs::{compare_runs, Edge};
 use super::view::{Sides, View};
 use super::{Ordering, SortKey};
 
@@ -26,14 +31,14 @@ pub(crate) struct Findings {
     /// How rows were compared: `total`, `tie_runs`, `unordered` or
     /// `order_unverified`.
     pub ordering: &'static str,
-    /// Position of the id column, when both sides have it.
-    pub id: Option<usize>,
+    /// Positions of the id columns, when both sides have all of them.
+    pub id: Option<Vec<usize>>,
     /// The differing rows.
     pub named: Named,
     /// Old row index from which the same rows come in another order.
     pub order_at: Option<usize>,
-    /// Row counts (old, new) of a cut last run, when they differ.
-    pub cut_run: Option<(usize, usize)>,
+    /// Row counts (old, new) of cut edge runs whose counts differ.
+    pub edge_counts: Vec<(Edge, usize, usize)>,
     /// Rows beyond `max_rows` differ.
     pub digest_differs: bool,
 }
@@ -46,7 +51,7 @@ impl Findings {
             && n.missing.is_empty()
             && n.extra.is_empty()
             && self.order_at.is_none()
-            && self.cut_run.is_none()
+            && self.edge_counts.is_empty()
             && !self.digest_differs
     }
 
@@ -57,7 +62,7 @@ impl Findings {
             && n.changed.is_empty()
             && n.missing.is_empty()
             && n.extra.is_empty()
-            && self.cut_run.is_none()
+            && self.edge_counts.is_empty()
             && !self.digest_differs
     }
 }
@@ -65,8 +70,17 @@ impl Findings {
 /// How the rows will be matched.
 enum Plan {
     Positional,
-    Runs { keys: Vec<usize>, limited: bool },
-    Multiset { label: &'static str },
+    /// Runs of equal `keys`; `top`/`bottom`: the first/last run may be cut.
+    Runs {
+        keys: Vec<usize>,
+        top: bool,
+        bottom: bool,
+    },
+    /// Multisets; `cut`: LIMIT/OFFSET chose the rows, compare counts only.
+    Multiset {
+        label: &'static str,
+        cut: bool,
+    },
 }
 
 /// The `ordering` label of a comparison, before sort keys are resolved
@@ -81,46 +95,65 @@ pub(crate) fn ordering_label(ordering: &Ordering) -> &'static str {
 
 /// Compares the rows of two results whose columns agree.
 pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions) -> Findings {
-    let id = opts.id_column.as_deref().and_then(|name| {
-        let old = sides.old.find(name)?;
-        (sides.new.find(name)? == old).then_some(old)
-    });
+    let id = (!opts.id_columns.is_empty())
+        .then(|| {
+            opts.id_columns
+                .iter()
+                .map(|name| {
+                    let old = sides.old.find(name)?;
+                    (sides.new.find(name)? == old).then_some(old)
+                })
+                .collect::<Option<Vec<usize>>>()
+        })
+        .flatten();
+    // Only a whole key tells that a row of a cut run is the same row.
+    let unique_id = id.clone().filter(|_| opts.id_unique);
     let (old_set, new_set) = (sides.old.set(), sides.new.set());
     let truncated = old_set.truncated() || new_set.truncated();
     let whole_digests_differ = || {
         truncated && whole_unordered_digest(old_set, opts) != whole_unordered_digest(new_set, opts)
     };
     let mut findings = Findings {
-        id,
+        id: id.clone(),
         ..Findings::default()
     };
     match plan(ordering, sides) {
         Plan::Positional => {
             findings.ordering = "total";
-            (findings.named, findings.order_at) = positional(sides, id);
+            (findings.named, findings.order_at) = positional(sides, id.as_deref());
             findings.digest_differs = truncated && old_set.tail.ordered != new_set.tail.ordered;
         }
-        Plan::Runs { keys, limited } => {
+        Plan::Runs { keys, top, bottom } => {
             findings.ordering = "tie_runs";
-            let outcome = compare_runs(sides, &keys, limited || truncated);
-            findings.named = name(sides, id, &outcome.unmatched);
-            if let Some(id) = id {
+            let outcome = compare_runs(sides, &keys, top, bottom || truncated);
+            findings.named = name(sides, id.as_deref(), &outcome.unmatched);
+            if let Some(id) = &unique_id {
                 // In a cut run only the same row with other values counts.
                 let cut = pair_by_id(sides, id, &outcome.cut_unmatched);
                 findings.named.changed.extend(cut.changed);
             }
             findings.order_at = outcome.order_at;
-            findings.cut_run = outcome.cut_run;
+            findings.edge_counts = outcome.edge_counts;
             findings.digest_differs = whole_digests_differ();
         }
-        Plan::Multiset { label } => {
+        Plan::Multiset { label, cut: true } => {
+            // Which rows made it onto the page is up to the plan: only the
+            // counts (compared by the report) and rows found on both sides
+            // by a unique id tell.
+            findings.ordering = label;
+            if let Some(id) = &unique_id {
+                let unmatched = match_rows(sides, 0..sides.old.len(), 0..sides.new.len());
+                findings.named.changed = pair_by_id(sides, id, &unmatched).changed;
+            }
+        }
+        Plan::Multiset { label, cut: false } => {
             findings.ordering = label;
             findings.digest_differs = whole_digests_differ();
             // The whole result agrees: a difference among the kept rows
             // only says the two plans returned the rows in another order.
             if !truncated || findings.digest_differs {
                 let unmatched = match_rows(sides, 0..sides.old.len(), 0..sides.new.len());
-                findings.named = name(sides, id, &unmatched);
+                findings.named = name(sides, id.as_deref(), &unmatched);
             }
         }
     }
@@ -129,18 +162,29 @@ pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions
 
 fn plan(ordering: &Ordering, sides: &Sides<'_>) -> Plan {
     match ordering {
-        Ordering::Unordered => Plan::Multiset { label: "unordered" },
+        Ordering::Unordered => Plan::Multiset {
+            label: "unordered",
+            cut: false,
+        },
         Ordering::Ordered { total: true, .. } => Plan::Positional,
-        Ordering::Ordered { keys, limited, .. } => {
-            let resolved: Option<Vec<usize>> = keys.iter().map(|k| resolve(k, sides)).collect();
-            match resolved {
-                Some(keys) => Plan::Runs {
-                    keys,
-                    limited: *limited,
-                },
-                None => Plan::Multiset {
+        Ordering::Ordered {
+            keys,
+            offset,
+            limit,
+            ..
+        } => {
+            let resolved: Vec<usize> = keys.iter().map_while(|k| resolve(k, sides)).collect();
+            if resolved.is_empty() {
+                Plan::Multiset {
                     label: "order_unverified",
-                },
+                    cut: *offset || *limit,
+                }
+            } else {
+                Plan::Runs {
+                    keys: resolved,
+                    top: *offset,
+                    bottom: *limit,
+                }
             }
         }
     }
@@ -159,7 +203,7 @@ fn resolve(key: &SortKey, sides: &Sides<'_>) -> Option<usize> {
     (on(&sides.new)? == old).then_some(old)
 }
 
-fn name(sides: &Sides<'_>, id: Option<usize>, unmatched: &Unmatched) -> Named {
+fn name(sides: &Sides<'_>, id: Option<&[usize]>, unmatched: &Unmatched) -> Named {
     match id {
         Some(id) => pair_by_id(sides, id, unmatched),
         None => by_position(unmatched),
@@ -168,7 +212,7 @@ fn name(sides: &Sides<'_>, id: Option<usize>, unmatched: &Unmatched) -> Named {
 
 /// Row i against row i. Returns the differing rows, or where the order
 /// starts to differ when all rows are there.
-fn positional(sides: &Sides<'_>, id: Option<usize>) -> (Named, Option<usize>) {
+fn positional(sides: &Sides<'_>, id: Option<&[usize]>) -> (Named, Option<usize>) {
     let (old_len, new_len) = (sides.old.len(), sides.new.len());
     let common = old_len.min(new_len);
     let differing: Vec<usize> = (0..common).filter(|&i| !sides.rows_equal(i, i)).collect();
@@ -253,7 +297,8 @@ mod tests {
         let ordering = Ordering::Ordered {
             keys: vec![SortKey::Unknown, SortKey::Name("id".into())],
             total: false,
-            limited: false,
+            offset: false,
+            limit: false,
         };
         assert_eq!(compare(&old, &new, &ordering, &with_id()), None);
         let changed = titles(&[("2", "b"), ("1", "z")]);
@@ -270,7 +315,8 @@ mod tests {
             let ordering = Ordering::Ordered {
                 keys: vec![key],
                 total: false,
-                limited: false,
+                offset: false,
+                limit: false,
             };
             assert_eq!(compare(&old, &new, &ordering, &plain()), None);
             let moved = titles(&[("1", "b"), ("2", "a")]);
@@ -280,10 +326,35 @@ mod tests {
         let out_of_range = Ordering::Ordered {
             keys: vec![SortKey::Ordinal(3)],
             total: false,
-            limited: false,
+            offset: false,
+            limit: false,
         };
         let diff = compare(&old, &titles(&[("2", "x")]), &out_of_range, &plain()).expect("a diff");
         assert_eq!(diff.ordering, "order_unverified");
+    }
+
+    #[test]
+    fn a_page_whose_order_the_diff_cannot_see_is_compared_by_count() {
+        // ORDER BY a column not in the output, LIMIT: which rows made the
+        // page is up to the plan.
+        let ordering = Ordering::Ordered {
+            keys: vec![SortKey::Unknown],
+            total: false,
+            offset: true,
+            limit: true,
+        };
+        let old = titles(&[("1", "a"), ("2", "b")]);
+        let new = titles(&[("3", "c"), ("1", "a")]);
+        assert_eq!(compare(&old, &new, &ordering, &with_id()), None);
+        // A row on both sides with other values still counts (unique id).
+        let changed = titles(&[("3", "c"), ("1", "z")]);
+        let diff = compare(&old, &changed, &ordering, &with_id()).expect("a diff");
+        assert_eq!(diff.summary, "id=1: title old='a' new='z'");
+        assert_eq!(diff.ordering, "order_unverified");
+        // And so do the row counts.
+        let short = titles(&[("1", "a")]);
+        let diff = compare(&old, &short, &ordering, &with_id()).expect("a diff");
+        assert_eq!(diff.kind, DiffKind::MissingRows);
     }
 
     #[test]

@@ -24,7 +24,7 @@ mod view;
 mod testing;
 
 pub use compare::{compare, CompareOptions};
-pub use report::{CellChange, Diff, DiffKind, RowChange, RowRef};
+pub use report::{CellChange, Diff, DiffKind, RowChange, RowIds, RowRef};
 pub use result::{Column, ResultBuilder, ResultSet};
 
 /// One ORDER BY key, as far as it can be found in the query's output.
@@ -51,14 +51,16 @@ pub enum Ordering {
     Ordered {
         /// The sort keys, in order (the tiebreaker last when appended).
         keys: Vec<SortKey>,
-        /// The keys identify every row (a tiebreaker was appended, or the
-        /// query already ended in the id): rows are compared by position.
-        /// Otherwise rows with equal keys may come in any order and are
-        /// compared as multisets within each run of equal keys.
+        /// The keys identify every row (every relation's key was appended,
+        /// or the query already ended in them): rows are compared by
+        /// position. Otherwise rows with equal keys may come in any order
+        /// and are compared as multisets within each run of equal keys.
         total: bool,
-        /// LIMIT/OFFSET/FETCH cuts the result: with a partial order the
-        /// rows of the last run may legitimately differ, so that run is
-        /// compared by count only.
-        limited: bool,
+        /// OFFSET skips rows before the page: with a partial order which
+        /// of the tied rows of the first run made it onto the page is up to
+        /// the plan, so that run is compared by its keys and row count.
+        offset: bool,
+        /// LIMIT/FETCH ends the page: the same for the last run.
+        limit: bool,
     },
 }

@@ -10,6 +10,7 @@ use super::identity::{Lone, Pair};
 use super::matching::Findings;
 use super::render::{list, plural, report_value, summary_value, SUMMARY_CELLS, SUMMARY_ITEMS};
 use super::result::ResultSet;
+use super::runs::Edge;
 use super::types::reads_as_number;
 use super::view::{kept_columns, Sides, View};
 use serde::{Deserialize, Serialize};
@@ -86,6 +87,33 @@ pub struct Diff {
     /// Rows listed as missing or extra may then be in the other side's
     /// digested tail; the kind follows the row counts and digests.
     pub truncated: bool,
+    /// The id of every differing row named by id (bounded by
+    /// `max_ids`): what the mismatch store keeps per incident. Not part of
+    /// the serialised report, which lists `max_reported` rows.
+    #[serde(skip)]
+    pub ids: RowIds,
+}
+
+/// The ids of the rows a diff found different, by how they differ.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RowIds {
+    /// The id columns (a key of one or several columns).
+    pub columns: Vec<String>,
+    /// Ids of rows on both sides with different values.
+    pub changed: Vec<Vec<Option<String>>>,
+    /// Ids of rows only in the old result.
+    pub missing: Vec<Vec<Option<String>>>,
+    /// Ids of rows only in the new result.
+    pub extra: Vec<Vec<Option<String>>>,
+    /// Differing ids beyond `max_ids`, not listed.
+    pub omitted: u64,
+}
+
+impl RowIds {
+    /// Whether no id is listed.
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.missing.is_empty() && self.extra.is_empty()
+    }
 }
 
 /// A row present on both sides whose values differ.
@@ -158,6 +186,7 @@ pub(crate) fn columns_diff(
             .collect(),
         ordering,
         truncated: old.truncated() || new.truncated(),
+        ids: RowIds::default(),
     }
 }
 
@@ -178,9 +207,10 @@ pub(crate) fn rows_diff(
         DiffKind::Values => differing_columns(sides, &named.changed),
         _ => Vec::new(),
     };
-    let id = findings.id;
+    let id = findings.id.as_deref();
     let max = opts.max_reported;
     Some(Diff {
+        ids: row_ids(sides, findings, opts),
         kind,
         differing_columns,
         summary: Summary { sides, findings }.line(),
@@ -210,6 +240,53 @@ pub(crate) fn rows_diff(
         ordering: findings.ordering,
         truncated,
     })
+}
+
+/// The ids of every row the findings name by id, at most `max_ids`.
+fn row_ids(sides: &Sides<'_>, findings: &Findings, opts: &CompareOptions) -> RowIds {
+    let Some(id) = findings.id.as_deref() else {
+        return RowIds::default();
+    };
+    let named = &findings.named;
+    let of = |view: &View<'_>, row: usize| -> Vec<Option<String>> {
+        id.iter()
+            .map(|&c| report_value(view.cell(row, c)))
+            .collect()
+    };
+    let changed = named
+        .changed
+        .iter()
+        .filter(|p| p.by_id)
+        .map(|p| (0, of(&sides.old, p.old)));
+    let missing = named
+        .missing
+        .iter()
+        .filter(|l| l.by_id)
+        .map(|l| (1, of(&sides.old, l.row)));
+    let extra = named
+        .extra
+        .iter()
+        .filter(|l| l.by_id)
+        .map(|l| (2, of(&sides.new, l.row)));
+    let mut ids = RowIds {
+        columns: id
+            .iter()
+            .map(|&c| sides.old.column_name(c).to_owned())
+            .collect(),
+        ..RowIds::default()
+    };
+    for (i, (list, value)) in changed.chain(missing).chain(extra).enumerate() {
+        if i >= opts.max_ids {
+            ids.omitted += 1;
+            continue;
+        }
+        match list {
+            0 => ids.changed.push(value),
+            1 => ids.missing.push(value),
+            _ => ids.extra.push(value),
+        }
+    }
+    ids
 }
 
 /// Names of `set`'s columns that take part in the comparison.
@@ -255,7 +332,7 @@ fn differing_columns(sides: &Sides<'_>, changed: &[Pair]) -> Vec<String> {
     columns.into_iter().map(str::to_owned).collect()
 }
 
-fn row_change(sides: &Sides<'_>, id: Option<usize>, pair: &Pair) -> RowChange {
+fn row_change(sides: &Sides<'_>, id: Option<&[usize]>, pair: &Pair) -> RowChange {
     let cells = sides
         .differing_columns(pair.old, pair.new)
         .into_iter()
@@ -273,18 +350,35 @@ fn row_change(sides: &Sides<'_>, id: Option<usize>, pair: &Pair) -> RowChange {
     }
 }
 
-fn row_ref(view: &View<'_>, id: Option<usize>, lone: &Lone) -> RowRef {
+fn row_ref(view: &View<'_>, id: Option<&[usize]>, lone: &Lone) -> RowRef {
     RowRef {
         key: key(view, id.filter(|_| lone.by_id), lone.row),
         row: view.cells(lone.row).map(report_value).collect(),
     }
 }
 
-/// `id=123` when named by id, `row 7` otherwise.
-fn key(view: &View<'_>, id: Option<usize>, row: usize) -> String {
+/// `id=123` (or `(env_id, entry_id)=(1, 5)` for a composite key) when
+/// named by id, `row 7` otherwise.
+fn key(view: &View<'_>, id: Option<&[usize]>, row: usize) -> String {
     match id {
-        Some(id) => format!("{}={}", view.column_name(id), value(view, row, id)),
+        Some([one]) => format!("{}={}", view.column_name(*one), value(view, row, *one)),
+        Some(id) => {
+            let names: Vec<&str> = id.iter().map(|&c| view.column_name(c)).collect();
+            format!("({})={}", names.join(", "), id_value(view, row, id))
+        }
         None => format!("row {}", row + 1),
+    }
+}
+
+/// The id of a row as a summary lists it: `5`, or `(1, 5)` for a
+/// composite key.
+fn id_value(view: &View<'_>, row: usize, id: &[usize]) -> String {
+    match id {
+        [one] => value(view, row, *one),
+        _ => {
+            let values: Vec<String> = id.iter().map(|&c| value(view, row, c)).collect();
+            format!("({})", values.join(", "))
+        }
     }
 }
 
@@ -310,10 +404,12 @@ impl Summary<'_, '_> {
         parts.extend(self.changed());
         parts.extend(self.lone("missing", &self.sides.old, &f.named.missing));
         parts.extend(self.lone("extra", &self.sides.new, &f.named.extra));
-        if let Some((old, new)) = f.cut_run {
-            parts.push(format!(
-                "last run before the cut: old {old} rows, new {new}"
-            ));
+        for &(edge, old, new) in &f.edge_counts {
+            let which = match edge {
+                Edge::Top => "first run after the offset",
+                Edge::Bottom => "last run before the cut",
+            };
+            parts.push(format!("{which}: old {old} rows, new {new}"));
         }
         if old_set.total_rows != new_set.total_rows {
             parts.push(format!(
@@ -344,7 +440,7 @@ impl Summary<'_, '_> {
             );
             format!("{} old={old} new={new}", sides.old.column_name(c))
         });
-        let id = self.findings.id.filter(|_| first.by_id);
+        let id = self.findings.id.as_deref().filter(|_| first.by_id);
         let mut part = format!(
             "{}: {}",
             key(&sides.old, id, first.old),
@@ -364,10 +460,10 @@ impl Summary<'_, '_> {
     /// `2 missing ids (5, 9)`, or `1 extra row (row 4: (5, 'x'))`.
     fn lone(&self, what: &str, view: &View<'_>, rows: &[Lone]) -> Option<String> {
         let first = rows.first()?;
-        let id = self.findings.id;
+        let id = self.findings.id.as_deref();
         match id {
             Some(id) if rows.iter().all(|l| l.by_id) => {
-                let ids = rows.iter().map(|l| value(view, l.row, id));
+                let ids = rows.iter().map(|l| id_value(view, l.row, id));
                 let noun = format!("{what} id");
                 Some(format!(
                     "{} ({})",
@@ -394,7 +490,7 @@ impl Summary<'_, '_> {
             _ => "sort-key runs in a different order",
         };
         let mut part = format!("{what} from row {}", row + 1);
-        if let Some(id) = self.findings.id {
+        if let Some(id) = self.findings.id.as_deref() {
             if row < sides.old.len() && row < sides.new.len() {
                 let (old, new) = (
                     key(&sides.old, Some(id), row),

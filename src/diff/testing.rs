@@ -60,16 +60,23 @@ pub(crate) fn total(keys: &[&str]) -> Ordering {
     Ordering::Ordered {
         keys: names(keys),
         total: true,
-        limited: false,
+        offset: false,
+        limit: false,
     }
 }
 
 /// `ORDER BY <keys>` that may leave ties, cut by LIMIT when `limited`.
 pub(crate) fn partial(keys: &[&str], limited: bool) -> Ordering {
+    page(keys, false, limited)
+}
+
+/// `ORDER BY <keys>` that may leave ties, with OFFSET and/or LIMIT.
+pub(crate) fn page(keys: &[&str], offset: bool, limit: bool) -> Ordering {
     Ordering::Ordered {
         keys: names(keys),
         total: false,
-        limited,
+        offset,
+        limit,
     }
 }
 
@@ -84,10 +91,11 @@ pub(crate) fn plain() -> CompareOptions {
     CompareOptions::default()
 }
 
-/// Default options with `id` as the id column.
+/// Default options with `id` as the id column (the whole key).
 pub(crate) fn with_id() -> CompareOptions {
     CompareOptions {
-        id_column: Some("id".to_owned()),
+        id_columns: vec!["id".to_owned()],
+        id_unique: true,
         ..CompareOptions::default()
     }
 }

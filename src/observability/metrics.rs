@@ -55,6 +55,18 @@ pub const INCIDENTS_OPENED_TOTAL: &str = "pgshadow_incidents_opened_total";
 /// the webhook fell behind the incident events).
 pub const WEBHOOK_DELIVERIES_TOTAL: &str = "pgshadow_webhook_deliveries_total";
 
+/// Comparisons, by how their rows were ordered (`ordering`:
+/// [`crate::rewrite::OrderBasis::label`]: `catalog_key`, `config`,
+/// `partial`, `unordered`).
+pub const COMPARISON_ORDERING_TOTAL: &str = "pgshadow_comparison_ordering_total";
+/// Catalog lookups of relation keys, by `result` (`ok`, `error`).
+pub const KEY_LOOKUPS_TOTAL: &str = "pgshadow_key_lookups_total";
+/// Relations whose keys were looked up in the catalog.
+pub const KEY_LOOKUP_RELATIONS_TOTAL: &str = "pgshadow_key_lookup_relations_total";
+/// Time of one catalog lookup of relation keys (one round trip for all
+/// the relations of a batch).
+pub const KEY_LOOKUP_SECONDS: &str = "pgshadow_key_lookup_seconds";
+
 /// Bucket bounds of [`SHADOW_DURATION_SECONDS`], in seconds.
 pub const DURATION_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -99,7 +111,7 @@ pub fn describe() {
     describe_counter!(
         COMPARISONS_TOTAL,
         Unit::Count,
-        "Shadow comparisons, by result (match, mismatch, old_error, new_error, both_error, timeout, rewrite_error, shadow_error)."
+        "Shadow comparisons, by result (match, mismatch, noisy, old_error, new_error, both_error, timeout, rewrite_error, shadow_error)."
     );
     describe_counter!(
         SKIPPED_TOTAL,
@@ -150,6 +162,26 @@ pub fn describe() {
         WEBHOOK_DELIVERIES_TOTAL,
         Unit::Count,
         "Webhook alerts about incidents, by result (ok: receiver answered 2xx; error: failed after retries; dropped: alert queue full)."
+    );
+    describe_counter!(
+        COMPARISON_ORDERING_TOTAL,
+        Unit::Count,
+        "Shadow comparisons, by how their rows were ordered (catalog_key: total by keys from the catalog; config: total with a configured key or the default column; partial: ties compared tolerantly; unordered: compared as multisets)."
+    );
+    describe_counter!(
+        KEY_LOOKUPS_TOTAL,
+        Unit::Count,
+        "Catalog lookups of relation keys, by result (ok, error)."
+    );
+    describe_counter!(
+        KEY_LOOKUP_RELATIONS_TOTAL,
+        Unit::Count,
+        "Relations whose keys were looked up in the catalog."
+    );
+    describe_histogram!(
+        KEY_LOOKUP_SECONDS,
+        Unit::Seconds,
+        "Duration of one catalog lookup of relation keys (all relations of a batch in one round trip)."
     );
     describe_counter!(
         RECHECKS_TOTAL,

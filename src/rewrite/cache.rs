@@ -1,19 +1,33 @@
 //! A bounded LRU of plans per SQL text.
 //!
 //! Parsing costs ~50 µs, and applications run few distinct statements many
-//! times, so each distinct text is planned once. The cache is shared by the
-//! shadow workers (and the relay, for `apply_to_primary`): lookups take a
-//! short mutex; planning a miss happens outside the lock, so a slow parse
-//! never blocks a hit. Two threads missing on the same text both plan it,
-//! which is harmless.
+//! times, so each distinct text is planned once per set of keys: an entry
+//! holds the relation names the text asks keys of and a plan for each of
+//! the last few key sets it was planned with (keys change only when DDL
+//! changes a relation, so a text has one plan almost always). A statement
+//! is parsed again only when its keys change, or, once, when it is the
+//! first to name a relation whose key the shadow had not looked up yet.
+//!
+//! The cache is shared by the shadow workers (and the relay, for
+//! `apply_to_primary`): lookups take a short mutex; planning a miss happens
+//! outside the lock, so a slow parse never blocks a hit. Two threads
+//! missing on the same text both plan it, which is harmless. No parse tree
+//! is kept: a deep one may only be walked (and dropped) on a thread with a
+//! large stack (see `parse`).
 
-use super::{plan, Plan, RewriteRules, Tiebreak};
+use super::{choose, plan_with_keys, Catalog, Key, Plan, RewriteRules, Tiebreak};
 use crate::capture::skip::SkipReason;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// A cached plan.
 pub type CachedPlan = Arc<Result<Plan, SkipReason>>;
+
+/// The relation names a text asks keys of, or why it is not replayed.
+pub type CachedRelations = Result<Arc<[Vec<String>]>, SkipReason>;
+
+/// Plans kept per text, one per key set: the oldest goes first.
+const VARIANTS_PER_TEXT: usize = 4;
 
 /// Plans per SQL text, least recently used evicted first.
 pub struct PlanCache {
@@ -30,25 +44,71 @@ impl PlanCache {
         }
     }
 
-    /// The plan for `sql` if it is cached; never parses. Lets async
-    /// callers plan misses on a blocking thread.
-    pub fn cached(&self, sql: &str) -> Option<CachedPlan> {
-        self.lock().get(sql)
+    /// The rules plans are made with.
+    pub fn rules(&self) -> &RewriteRules {
+        &self.rules
     }
 
-    /// The plan for `sql`, computed on the first request for this text.
-    pub fn plan(&self, sql: &str) -> CachedPlan {
-        if let Some(hit) = self.lock().get(sql) {
-            return hit;
+    /// The relation names `sql` asks keys of, if the text is cached; never
+    /// parses.
+    pub fn relations(&self, sql: &str) -> Option<CachedRelations> {
+        self.lock().get(sql).map(|entry| entry.relations.clone())
+    }
+
+    /// The plan of `sql` for these key choices (one per relation name, in
+    /// the order of [`relations`](Self::relations)) if it is cached; never
+    /// parses. A skipped text's skip is returned whatever the keys.
+    pub fn cached(&self, sql: &str, choices: &[Option<Key>]) -> Option<CachedPlan> {
+        let mut lru = self.lock();
+        let entry = lru.get(sql)?;
+        if let Err(reason) = &entry.relations {
+            return Some(Arc::new(Err(*reason)));
         }
-        let planned: CachedPlan = Arc::new(plan(sql, &self.rules));
-        self.lock().insert(Arc::from(sql), planned.clone());
+        entry
+            .variants
+            .iter()
+            .find(|(keys, _)| keys.as_slice() == choices)
+            .map(|(_, plan)| plan.clone())
+    }
+
+    /// Plans `sql`, asking `keys` for each relation's key, and caches the
+    /// plan under the answers.
+    pub fn plan_with_keys(
+        &self,
+        sql: &str,
+        keys: &mut (dyn FnMut(&[String]) -> Option<Key> + Send),
+    ) -> CachedPlan {
+        let planned = plan_with_keys(sql, &self.rules, keys);
+        let (relations, choices) = match &planned {
+            Ok(plan) => (Ok(plan.relations.clone()), plan.key_choices.clone()),
+            Err(reason) => (Err(*reason), Vec::new()),
+        };
+        let planned: CachedPlan = Arc::new(planned);
+        self.lock()
+            .insert(Arc::from(sql), relations, choices, planned.clone());
         planned
     }
 
+    /// The plan for `sql` with the configuration's keys alone, computed on
+    /// the first request for this text.
+    pub fn plan(&self, sql: &str) -> CachedPlan {
+        let rules = &self.rules;
+        let config_only = |parts: &[String]| choose(parts, rules, Catalog::NotConsulted);
+        if let Some(relations) = self.relations(sql) {
+            let choices: Vec<Option<Key>> = match &relations {
+                Ok(names) => names.iter().map(|p| config_only(p)).collect(),
+                Err(_) => Vec::new(),
+            };
+            if let Some(hit) = self.cached(sql, &choices) {
+                return hit;
+            }
+        }
+        self.plan_with_keys(sql, &mut |parts| config_only(parts))
+    }
+
     /// `tiebreak.apply_to_primary`: the text to send upstream instead of
-    /// `sql` (the application's ORDER BY with the tiebreaker appended and
-    /// nothing else changed), or `None` to forward `sql` as it is.
+    /// `sql` (the application's ORDER BY with the configured keys appended
+    /// and nothing else changed), or `None` to forward `sql` as it is.
     pub fn primary_rewrite(&self, sql: &str) -> Option<Arc<str>> {
         match &*self.plan(sql) {
             Ok(plan) if plan.tiebreak == Tiebreak::Appended => Some(plan.old_sql.clone()),
@@ -82,13 +142,20 @@ impl std::fmt::Debug for PlanCache {
     }
 }
 
+/// What is cached for one text.
+struct Entry {
+    relations: CachedRelations,
+    /// Plans by the key choices they were made with, oldest first.
+    variants: Vec<(Vec<Option<Key>>, CachedPlan)>,
+}
+
 /// Map from text to entry plus a recency index: `order` maps a monotonic
 /// use stamp to the text last used at that stamp, so the first entry of
 /// `order` is the least recently used.
 struct Lru {
     capacity: usize,
     clock: u64,
-    map: HashMap<Arc<str>, (CachedPlan, u64)>,
+    map: HashMap<Arc<str>, (Entry, u64)>,
     order: BTreeMap<u64, Arc<str>>,
 }
 
@@ -107,26 +174,47 @@ impl Lru {
         self.clock
     }
 
-    fn get(&mut self, sql: &str) -> Option<CachedPlan> {
+    fn get(&mut self, sql: &str) -> Option<&Entry> {
         let now = self.tick();
-        let (key, plan) = {
-            let (key, (plan, _)) = self.map.get_key_value(sql)?;
-            (key.clone(), plan.clone())
-        };
-        let old = match self.map.get_mut(sql) {
-            Some((_, stamp)) => std::mem::replace(stamp, now),
-            None => return None,
+        let (key, old) = {
+            let (key, (_, stamp)) = self.map.get_key_value(sql)?;
+            (key.clone(), *stamp)
         };
         self.order.remove(&old);
         self.order.insert(now, key);
-        Some(plan)
+        let (entry, stamp) = self.map.get_mut(sql)?;
+        *stamp = now;
+        Some(entry)
     }
 
-    fn insert(&mut self, sql: Arc<str>, plan: CachedPlan) {
+    fn insert(
+        &mut self,
+        sql: Arc<str>,
+        relations: CachedRelations,
+        choices: Vec<Option<Key>>,
+        plan: CachedPlan,
+    ) {
         let now = self.tick();
-        if let Some((_, old)) = self.map.insert(sql.clone(), (plan, now)) {
-            self.order.remove(&old);
+        let fresh = || Entry {
+            relations: relations.clone(),
+            variants: Vec::new(),
+        };
+        let (entry, stamp) = self
+            .map
+            .entry(sql.clone())
+            .or_insert_with(|| (fresh(), now));
+        let old = std::mem::replace(stamp, now);
+        if entry.relations != relations {
+            *entry = fresh();
         }
+        if relations.is_ok() {
+            entry.variants.retain(|(keys, _)| *keys != choices);
+            if entry.variants.len() >= VARIANTS_PER_TEXT {
+                entry.variants.remove(0);
+            }
+            entry.variants.push((choices, plan));
+        }
+        self.order.remove(&old);
         self.order.insert(now, sql);
         while self.map.len() > self.capacity {
             let Some((_, oldest)) = self.order.pop_first() else {

@@ -87,6 +87,24 @@ pub(crate) fn is_limited(query: &Query) -> bool {
     limit || query.fetch.is_some()
 }
 
+/// Where LIMIT/OFFSET/FETCH may cut a run of tied rows of `query`:
+/// `(top, bottom)`. OFFSET skips rows before the page (unless it is the
+/// literal 0), so the page's first run may be cut at its top; LIMIT and
+/// FETCH end the page, so its last run may be cut at its bottom.
+pub(crate) fn cut_edges(query: &Query) -> (bool, bool) {
+    use sqlparser::ast::{Expr, LimitClause, Value};
+    let skips = |offset: &Expr| !matches!(offset, Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n.trim_start_matches('0').is_empty()));
+    let (top, bottom) = match &query.limit_clause {
+        Some(LimitClause::LimitOffset { limit, offset, .. }) => (
+            offset.as_ref().is_some_and(|o| skips(&o.value)),
+            limit.is_some(),
+        ),
+        Some(LimitClause::OffsetCommaLimit { offset, .. }) => (skips(offset), true),
+        None => (false, false),
+    };
+    (top, bottom || query.fetch.is_some())
+}
+
 /// What one walk over the statement found.
 struct Findings<'a> {
     rules: &'a RewriteRules,

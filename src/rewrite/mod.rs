@@ -4,11 +4,15 @@
 //! whether it may be replayed at all (DESIGN §2: only provable plain reads
 //! without effects outside a read-only transaction), and produces:
 //!
-//! - the OLD side's SQL: the original text, or, when a tiebreaker was
+//! - the OLD side's SQL: the original text, or, when relation keys were
 //!   appended to the outermost ORDER BY (DESIGN §5), that rewrite;
 //! - the NEW side's SQL: the same plus `[shadow] table_map` renames;
 //! - how the diff must compare the rows ([`Ordering`]) and which output
-//!   column identifies a row.
+//!   columns identify a row.
+//!
+//! The keys come from the caller ([`plan_with_keys`]): the shadow asks the
+//! catalog ([`keys`] decides between catalog, configuration and default);
+//! [`plan`] uses the configuration alone.
 //!
 //! Rewrites are printed from the AST with `Display` and accepted only if
 //! the printed text parses back to the same AST; otherwise the statement is
@@ -16,24 +20,26 @@
 //! keeps its exact original text on both sides.
 //!
 //! Parsing costs ~50 µs, so plans are cached per distinct text in a
-//! [`PlanCache`].
+//! [`PlanCache`], with one plan per set of keys the text was planned with.
 //!
 //! Layout: `parse` tokenizes and guards the stack, `classify` decides
-//! eligibility, `scope` resolves the relations and ids a query provably
-//! has, `tiebreak` decides the ORDER BY rewrite, `table_map` renames
-//! relations, `names` folds identifiers, `functions` knows functions by
-//! name, `cache` holds plans.
+//! eligibility, `scope` resolves the relations and keys a query provably
+//! has, `keys` chooses each relation's key, `tiebreak` decides the ORDER BY
+//! rewrite, `table_map` renames relations, `names` folds identifiers,
+//! `functions` knows functions by name, `cache` holds plans.
 
 mod cache;
 mod classify;
 mod functions;
+pub mod keys;
 mod names;
 mod parse;
 mod scope;
 mod table_map;
 mod tiebreak;
 
-pub use cache::{CachedPlan, PlanCache};
+pub use cache::{CachedPlan, CachedRelations, PlanCache};
+pub use keys::{choose, Catalog, CatalogRelation, Key, KeySource};
 
 use crate::capture::lexer;
 use crate::capture::skip::SkipReason;
@@ -48,13 +54,13 @@ use std::sync::Arc;
 /// The rewrite rules, from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct RewriteRules {
-    /// `[tiebreak] default_column`: the id column of tables not listed in
-    /// `id_columns`, e.g. `"id"`. Empty: no tiebreaker for those tables.
+    /// `[tiebreak] default_column`: the key of relations that have
+    /// neither a configured nor a catalog key, e.g. `"id"`. Empty: none.
     pub default_id_column: String,
-    /// `[tiebreak] columns`: table → its stable id column. Keys are
+    /// `[tiebreak] columns`: relation → its key columns. Keys are
     /// `"table"` or `"schema.table"` (lower case); the schema-qualified key
     /// wins.
-    pub id_columns: BTreeMap<String, String>,
+    pub id_columns: BTreeMap<String, Vec<String>>,
     /// `[shadow] table_map`: old relation → new relation (`"table"` or
     /// `"schema.table"` on both sides), applied to the NEW side only.
     pub table_map: BTreeMap<String, String>,
@@ -67,19 +73,54 @@ pub struct RewriteRules {
 /// What happened to the outermost ORDER BY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tiebreak {
-    /// The id was appended as the last key: the order is total.
+    /// Keys were appended as the last ORDER BY keys (the order is total
+    /// when every relation had one, see [`Plan::ordering`]).
     Appended,
-    /// The ORDER BY already holds the id.
+    /// The ORDER BY already holds every relation's key: total.
     AlreadyTotal,
     /// No ORDER BY: rows are compared as multisets.
     NoOrderBy,
     /// `FETCH … WITH TIES`: appending the id would change which rows come
     /// back, so the order stays partial.
     WithTies,
-    /// The id could not provably be appended (the reason is a short
-    /// snake_case word such as `"distinct"`, `"group_by"`,
+    /// No key could provably be appended (the reason is a short
+    /// snake_case word such as `"no_key"`, `"distinct"`, `"group_by"`,
     /// `"derived_table"`); the comparison is tie-tolerant.
     NotApplicable(&'static str),
+}
+
+/// How a comparison's rows are ordered, as `pgshadow_comparison_ordering_total`
+/// counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderBasis {
+    /// A total order, made total by keys from the catalog only.
+    CatalogKey,
+    /// A total order that needed a configured key or the default column.
+    Config,
+    /// An ORDER BY that leaves ties: compared tie-tolerantly.
+    Partial,
+    /// No (meaningful) ORDER BY: compared as multisets.
+    Unordered,
+}
+
+impl OrderBasis {
+    /// Every basis, for pre-registering metric series.
+    pub const ALL: [OrderBasis; 4] = [
+        OrderBasis::CatalogKey,
+        OrderBasis::Config,
+        OrderBasis::Partial,
+        OrderBasis::Unordered,
+    ];
+
+    /// Stable label for metrics, logs and the store.
+    pub fn label(self) -> &'static str {
+        match self {
+            OrderBasis::CatalogKey => "catalog_key",
+            OrderBasis::Config => "config",
+            OrderBasis::Partial => "partial",
+            OrderBasis::Unordered => "unordered",
+        }
+    }
 }
 
 impl Tiebreak {
@@ -102,38 +143,70 @@ pub struct Plan {
     pub old_sql: Arc<str>,
     /// What runs on the new side (tiebreaker and table map).
     pub new_sql: Arc<str>,
-    /// How the diff orders rows. `total` is false for a UNION even with an
-    /// appended id, because its branches may repeat an id.
+    /// How the diff orders rows. `total` is false when a relation has no
+    /// key, and for a UNION even with appended keys, because its branches
+    /// may repeat a key.
     pub ordering: Ordering,
     /// What happened to the ORDER BY.
     pub tiebreak: Tiebreak,
-    /// The output column that carries the row id, when the select list
-    /// provably holds it exactly once over a single relation (`*`, `id`,
-    /// `e.sys_id AS key` → `"key"`); the diff keys rows by it.
-    pub id_column: Option<String>,
+    /// What made the order total, if anything.
+    pub basis: OrderBasis,
+    /// The output columns that carry the relations' keys, when the select
+    /// list provably holds each exactly once (`*` over one relation,
+    /// `e.env_id, e.entry_id`, `e.sys_id AS key` → `"key"`); the diff
+    /// names rows by them.
+    pub id_columns: Vec<String>,
+    /// Whether `id_columns` hold every relation's whole key, so that they
+    /// identify each row.
+    pub id_unique: bool,
+    /// Per relation of the outermost FROM, the key the order ends in, for
+    /// logs and reports: `e (env_id, entry_id) primary_key; r no key
+    /// (no_key)`.
+    pub keys: Arc<str>,
+    /// The relation names the tiebreaker asked keys for (folded parts as
+    /// written), in order: what a key refresh must look up again.
+    pub relations: Arc<[Vec<String>]>,
+    /// The keys it got, one per relation name.
+    pub key_choices: Vec<Option<Key>>,
     /// `old_sql` or `new_sql` differs from the input text.
     pub rewritten: bool,
 }
 
-/// Classifies `sql` and plans its replay. `Err(reason)` when the statement
-/// must not be replayed: the first of not a single statement
-/// (`MultiStatement`), unparsable, not a plain read, side-effect function,
-/// session-dependent, LIMIT without ORDER BY.
+/// Classifies `sql` and plans its replay with the keys of the
+/// configuration alone (`tiebreak.columns`, `default_column`), as written.
+/// `Err(reason)` when the statement must not be replayed: the first of not
+/// a single statement (`MultiStatement`), unparsable, not a plain read,
+/// side-effect function, session-dependent, LIMIT without ORDER BY.
 ///
 /// A statement with thousands of operators (`… OR … OR …`) is skipped as
 /// `TooLarge`: its parse tree is too deep to walk safely (see `parse`).
 pub fn plan(sql: &str, rules: &RewriteRules) -> Result<Plan, SkipReason> {
+    plan_with_keys(sql, rules, &mut |parts| {
+        choose(parts, rules, Catalog::NotConsulted)
+    })
+}
+
+/// [`plan`], asking `keys` for the key of every relation (folded name
+/// parts as written) the tiebreaker may use. Each name is asked once;
+/// [`Plan::relations`] and [`Plan::key_choices`] record the questions and
+/// the answers.
+pub fn plan_with_keys(
+    sql: &str,
+    rules: &RewriteRules,
+    keys: &mut (dyn FnMut(&[String]) -> Option<Key> + Send),
+) -> Result<Plan, SkipReason> {
     if lexer::lex(sql).statements > 1 {
         return Err(SkipReason::MultiStatement);
     }
-    parse::with_tokens(sql, |tokens| plan_tokens(sql, tokens, rules))
+    parse::with_tokens(sql, |tokens| plan_tokens(sql, tokens, rules, keys))
 }
 
-/// [`plan`] once the text is tokenized.
+/// [`plan_with_keys`] once the text is tokenized.
 fn plan_tokens(
     sql: &str,
     tokens: Vec<TokenWithSpan>,
     rules: &RewriteRules,
+    keys: &mut (dyn FnMut(&[String]) -> Option<Key> + Send),
 ) -> Result<Plan, SkipReason> {
     let mut statements = Parser::new(&PostgreSqlDialect {})
         .with_tokens_with_locations(tokens)
@@ -149,7 +222,19 @@ fn plan_tokens(
     let Statement::Query(query) = statement else {
         return Err(SkipReason::NotRead);
     };
-    let analysis = tiebreak::analyse(&query, rules);
+    // Every name is asked once, whatever the analysis looks at twice.
+    let mut relations: Vec<Vec<String>> = Vec::new();
+    let mut key_choices: Vec<Option<Key>> = Vec::new();
+    let mut lookup = |parts: &[String]| {
+        if let Some(i) = relations.iter().position(|r| r == parts) {
+            return key_choices.get(i).cloned().flatten();
+        }
+        let key = keys(parts);
+        relations.push(parts.to_vec());
+        key_choices.push(key.clone());
+        key
+    };
+    let analysis = tiebreak::analyse(&query, &mut lookup);
     let (analysis, old_sql, new_sql) = match render(sql, &query, &analysis, rules) {
         Some((old_sql, new_sql)) => (analysis, old_sql, new_sql),
         None if !analysis.appended.is_empty() => {
@@ -168,9 +253,22 @@ fn plan_tokens(
         new_sql,
         ordering: analysis.ordering,
         tiebreak: analysis.tiebreak,
-        id_column: analysis.id_column,
+        basis: analysis.basis,
+        id_columns: analysis.id_columns,
+        id_unique: analysis.id_unique,
+        keys: Arc::from(analysis.keys),
+        relations: Arc::from(relations),
+        key_choices,
         rewritten,
     })
+}
+
+/// The relation a name refers to on the new side: `[shadow] table_map`'s
+/// target (folded parts), or the same name.
+pub fn new_side_name(parts: &[String], rules: &RewriteRules) -> Vec<String> {
+    table_map::target(parts, rules)
+        .map(|target| target.split('.').map(str::to_string).collect())
+        .unwrap_or_else(|| parts.to_vec())
 }
 
 /// `tiebreak.apply_to_primary`: the application's statement with the

@@ -1,42 +1,64 @@
 //! What the outermost FROM and select list provably contain.
 //!
-//! The tiebreaker may only name a row id it can prove exists: the id column
-//! of each relation in the FROM clause (base tables, or a CTE that passes a
-//! base table's id through), and, where the output matters (DISTINCT, set
-//! operations, keying rows in the diff), an output column that carries it.
-//! Anything this module cannot prove is reported as a short reason that
-//! ends up in `Tiebreak::NotApplicable`.
+//! The tiebreaker may only name key columns it can prove exist: the key of
+//! each relation in the FROM clause (base tables and views, whose keys the
+//! caller supplies, or a CTE that passes a base table's key through), and,
+//! where the output matters (DISTINCT, set operations, naming rows in the
+//! diff), the output columns that carry them. A relation whose key cannot
+//! be named (a subquery, a function, a table without a key) is still listed,
+//! keyless, with a short reason: the keys of the others are appended all
+//! the same.
 
-use super::names::{column_ref, ident_key, last_ident, name_parts, relation_keys};
-use super::RewriteRules;
+use super::keys::Key;
+use super::names::{column_ref, ident_key, last_ident, name_parts};
 use sqlparser::ast::{
     Cte, Expr, Ident, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor,
     Value, With,
 };
 
-/// A relation of a FROM clause whose row id the tiebreaker can name.
+/// Where the scope asks for the key of a relation (folded name parts as
+/// written in the query).
+pub(crate) type KeyLookup<'a> = dyn FnMut(&[String]) -> Option<Key> + 'a;
+
+/// A relation of a FROM clause.
 #[derive(Debug, Clone)]
 pub(crate) struct Relation {
     /// How the query refers to it: the alias, else the last part of the
     /// name as written (`public.entries` is visible as `entries`, and
     /// Postgres refuses two unaliased relations with the same last part).
-    pub qualifier: Ident,
-    /// The id column (or the CTE's output column that carries the id).
-    pub id: String,
+    /// `None` for an unaliased subquery or function.
+    pub qualifier: Option<Ident>,
+    /// Its key as the query sees it (a CTE's output names for its base
+    /// table's key columns), or why it has none that can be named.
+    pub key: Result<Key, &'static str>,
 }
 
-/// The relations of `select`'s FROM clause, in order (joins included), or
-/// why one of them has no provable id.
+impl Relation {
+    /// The key, when there is one.
+    pub(crate) fn key(&self) -> Option<&Key> {
+        self.key.as_ref().ok()
+    }
+
+    /// The qualifier as the report shows it (`?` when there is none).
+    pub(crate) fn shown(&self) -> String {
+        self.qualifier
+            .as_ref()
+            .map_or_else(|| "?".to_string(), |q| q.to_string())
+    }
+}
+
+/// The relations of `select`'s FROM clause, in order (joins included);
+/// `Err` only when there is none.
 pub(crate) fn relations(
     select: &Select,
     with: Option<&With>,
-    rules: &RewriteRules,
+    lookup: &mut KeyLookup<'_>,
 ) -> Result<Vec<Relation>, &'static str> {
     let mut out = Vec::new();
     for table in &select.from {
-        relation_of(&table.relation, with, rules, &mut out)?;
+        relation_of(&table.relation, with, lookup, &mut out);
         for join in &table.joins {
-            relation_of(&join.relation, with, rules, &mut out)?;
+            relation_of(&join.relation, with, lookup, &mut out);
         }
     }
     if out.is_empty() {
@@ -45,12 +67,21 @@ pub(crate) fn relations(
     Ok(out)
 }
 
+fn keyless(qualifier: Option<Ident>, why: &'static str) -> Relation {
+    Relation {
+        qualifier,
+        key: Err(why),
+    }
+}
+
 fn relation_of(
     factor: &TableFactor,
     with: Option<&With>,
-    rules: &RewriteRules,
+    lookup: &mut KeyLookup<'_>,
     out: &mut Vec<Relation>,
-) -> Result<(), &'static str> {
+) {
+    let alias_of =
+        |alias: &Option<sqlparser::ast::TableAlias>| alias.as_ref().map(|a| a.name.clone());
     match factor {
         TableFactor::Table {
             name,
@@ -58,57 +89,49 @@ fn relation_of(
             args: None,
             ..
         } => {
-            if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
-                // `FROM entries AS e(a, b)` renames the columns.
-                return Err("column_aliases");
-            }
-            let parts = name_parts(name).ok_or("relation")?;
-            let written = last_ident(name).ok_or("relation")?;
+            let (Some(parts), Some(written)) = (name_parts(name), last_ident(name)) else {
+                out.push(keyless(alias_of(alias), "relation"));
+                return;
+            };
             let qualifier = alias
                 .as_ref()
                 .map_or_else(|| written.clone(), |a| a.name.clone());
-            let id = match parts.as_slice() {
+            if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                // `FROM entries AS e(a, b)` renames the columns.
+                out.push(keyless(Some(qualifier), "column_aliases"));
+                return;
+            }
+            let key = match parts.as_slice() {
                 [single] => match find_cte(with, single) {
-                    Some(cte) => cte_id(cte, with, rules)?,
-                    None => configured_id(&parts, rules)?,
+                    Some(cte) => cte_key(cte, with, lookup),
+                    None => lookup(&parts).ok_or("no_key"),
                 },
-                _ => configured_id(&parts, rules)?,
+                _ => lookup(&parts).ok_or("no_key"),
             };
-            out.push(Relation { qualifier, id });
-            Ok(())
+            out.push(Relation {
+                qualifier: Some(qualifier),
+                key,
+            });
         }
         TableFactor::NestedJoin {
             table_with_joins,
             alias: None,
         } => {
-            relation_of(&table_with_joins.relation, with, rules, out)?;
+            relation_of(&table_with_joins.relation, with, lookup, out);
             for join in &table_with_joins.joins {
-                relation_of(&join.relation, with, rules, out)?;
+                relation_of(&join.relation, with, lookup, out);
             }
-            Ok(())
         }
-        TableFactor::NestedJoin { .. } => Err("aliased_join"),
-        TableFactor::Derived { .. } => Err("derived_table"),
-        TableFactor::Table { .. }
-        | TableFactor::Function { .. }
-        | TableFactor::TableFunction { .. } => Err("table_function"),
-        TableFactor::UNNEST { .. } => Err("unnest"),
-        _ => Err("relation"),
-    }
-}
-
-/// The configured id column of a base table: `[tiebreak] columns` by
-/// `"schema.table"`, then `"table"`, else the default column.
-fn configured_id(parts: &[String], rules: &RewriteRules) -> Result<String, &'static str> {
-    for key in relation_keys(parts) {
-        if let Some(column) = rules.id_columns.get(&key) {
-            return Ok(column.clone());
+        TableFactor::NestedJoin { alias, .. } => out.push(keyless(alias_of(alias), "aliased_join")),
+        TableFactor::Derived { alias, .. } => out.push(keyless(alias_of(alias), "derived_table")),
+        TableFactor::Table { alias, .. } | TableFactor::Function { alias, .. } => {
+            out.push(keyless(alias_of(alias), "table_function"))
         }
-    }
-    if rules.default_id_column.is_empty() {
-        Err("no_id_column")
-    } else {
-        Ok(rules.default_id_column.clone())
+        TableFactor::TableFunction { alias, .. } => {
+            out.push(keyless(alias_of(alias), "table_function"))
+        }
+        TableFactor::UNNEST { alias, .. } => out.push(keyless(alias_of(alias), "unnest")),
+        _ => out.push(keyless(None, "relation")),
     }
 }
 
@@ -120,10 +143,15 @@ pub(crate) fn find_cte<'a>(with: Option<&'a With>, name: &str) -> Option<&'a Cte
         .find(|cte| ident_key(&cte.alias.name) == name)
 }
 
-/// The output column of a CTE that carries a base table's id: the CTE must
-/// be a plain SELECT over one base table whose select list provably holds
-/// that table's id exactly once.
-fn cte_id(cte: &Cte, with: Option<&With>, rules: &RewriteRules) -> Result<String, &'static str> {
+/// The key of a CTE that passes a base table's key through: the CTE must be
+/// a plain SELECT over one base table whose select list provably holds
+/// each key column exactly once. The key's columns are then the CTE's
+/// output names for them.
+fn cte_key(
+    cte: &Cte,
+    with: Option<&With>,
+    lookup: &mut KeyLookup<'_>,
+) -> Result<Key, &'static str> {
     if !cte.alias.columns.is_empty() {
         return Err("cte_columns");
     }
@@ -162,21 +190,26 @@ fn cte_id(cte: &Cte, with: Option<&With>, rules: &RewriteRules) -> Result<String
         Some(a) => a.name.clone(),
         None => last_ident(name).ok_or("cte")?.clone(),
     };
-    let inner = Relation {
-        qualifier,
-        id: configured_id(&parts, rules)?,
-    };
-    named_output(&select.projection, &inner, true).ok_or("cte")
+    let base = lookup(&parts).ok_or("cte")?;
+    let columns = base
+        .columns
+        .iter()
+        .map(|column| named_output(&select.projection, &qualifier, column, true))
+        .collect::<Option<Vec<String>>>()
+        .ok_or("cte")?;
+    Ok(Key {
+        columns,
+        source: base.source,
+    })
 }
 
-/// Whether `expr` is a reference to `rel`'s id column: qualified with its
-/// qualifier, or bare when `rel` is the only relation.
-pub(crate) fn is_id_ref(expr: &Expr, rel: &Relation, single: bool) -> bool {
+/// Whether `expr` is a reference to column `column` of the relation seen
+/// as `qualifier`: qualified with it, or bare when that relation is the
+/// only one.
+pub(crate) fn is_column_ref(expr: &Expr, qualifier: &Ident, column: &str, single: bool) -> bool {
     match column_ref(expr) {
-        Some((Some(qualifier), column)) => {
-            column == rel.id && qualifier == ident_key(&rel.qualifier)
-        }
-        Some((None, column)) => single && column == rel.id,
+        Some((Some(q), c)) => c == column && q == ident_key(qualifier),
+        Some((None, c)) => single && c == column,
         None => false,
     }
 }
@@ -202,34 +235,43 @@ pub(crate) fn item_expr(item: &SelectItem) -> Option<&Expr> {
     }
 }
 
-/// Whether a wildcard item expands `rel`'s columns.
-fn wildcard_covers(item: &SelectItem, rel: &Relation) -> bool {
+/// Whether a wildcard item expands the columns of the relation seen as
+/// `qualifier`.
+fn wildcard_covers(item: &SelectItem, qualifier: &Ident) -> bool {
     match item {
         SelectItem::Wildcard(_) => true,
         SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), _) => {
-            last_ident(name).is_some_and(|last| ident_key(last) == ident_key(&rel.qualifier))
+            last_ident(name).is_some_and(|last| ident_key(last) == ident_key(qualifier))
         }
         _ => false,
     }
 }
 
-/// Whether the select list holds `rel`'s id (what `SELECT DISTINCT`
-/// requires of an ORDER BY key): as a column, aliased or not, or through
-/// `*` / `rel.*`.
-pub(crate) fn covers(projection: &[SelectItem], rel: &Relation, single: bool) -> bool {
+/// Whether the select list holds column `column` of the relation seen as
+/// `qualifier` (what `SELECT DISTINCT` requires of an ORDER BY key): as a
+/// column, aliased or not, or through `*` / `rel.*`.
+pub(crate) fn covers(
+    projection: &[SelectItem],
+    qualifier: &Ident,
+    column: &str,
+    single: bool,
+) -> bool {
     projection.iter().any(|item| {
-        wildcard_covers(item, rel) || item_expr(item).is_some_and(|e| is_id_ref(e, rel, single))
+        wildcard_covers(item, qualifier)
+            || item_expr(item).is_some_and(|e| is_column_ref(e, qualifier, column, single))
     })
 }
 
-/// The name of the output column that carries `rel`'s id, when it is
-/// provably exactly one output column of a single-relation SELECT. `SELECT
-/// *, id` (two `id` columns) and `SELECT *, sys_id AS key` (the table may
-/// have its own `key`) are not proof; `SELECT *` and `SELECT e.sys_id AS
-/// key, title` are.
+/// The name of the output column that carries column `column` of the
+/// relation seen as `qualifier`, when it is provably exactly one output
+/// column. `SELECT *, id` (two `id` columns) and `SELECT *, sys_id AS key`
+/// (the table may have its own `key`) are not proof; `SELECT *` over a
+/// single relation and `SELECT e.sys_id AS key, title` are. Over a join
+/// only an explicit, qualified reference is.
 pub(crate) fn named_output(
     projection: &[SelectItem],
-    rel: &Relation,
+    qualifier: &Ident,
+    column: &str,
     single: bool,
 ) -> Option<String> {
     let wildcards = projection
@@ -247,39 +289,40 @@ pub(crate) fn named_output(
         return None;
     }
     if projection.iter().any(|item| {
-        matches!(item, SelectItem::QualifiedWildcard(..)) && !wildcard_covers(item, rel)
+        matches!(item, SelectItem::QualifiedWildcard(..)) && !wildcard_covers(item, qualifier)
     }) {
         return None;
     }
-    // (output name, carries the id) of every explicit item.
+    // (output name, carries the column) of every explicit item.
     let explicit: Vec<(Option<String>, bool)> = projection
         .iter()
         .filter_map(|item| match item {
             SelectItem::UnnamedExpr(expr) => Some((
-                column_ref(expr).map(|(_, column)| column),
-                is_id_ref(expr, rel, single),
+                column_ref(expr).map(|(_, c)| c),
+                is_column_ref(expr, qualifier, column, single),
             )),
-            SelectItem::ExprWithAlias { expr, alias } => {
-                Some((Some(ident_key(alias)), is_id_ref(expr, rel, single)))
-            }
+            SelectItem::ExprWithAlias { expr, alias } => Some((
+                Some(ident_key(alias)),
+                is_column_ref(expr, qualifier, column, single),
+            )),
             SelectItem::ExprWithAliases { .. } => Some((None, false)),
             _ => None,
         })
         .collect();
     let mut candidates: Vec<&str> = Vec::new();
     if wildcards > 0 {
-        candidates.push(&rel.id);
+        candidates.push(column);
     }
     candidates.extend(
         explicit
             .iter()
-            .filter(|(_, is_id)| *is_id)
+            .filter(|(_, carries)| *carries)
             .filter_map(|(name, _)| name.as_deref()),
     );
     candidates
         .into_iter()
         .find(|candidate| {
-            let from_wildcards = match (wildcards, *candidate == rel.id) {
+            let from_wildcards = match (wildcards, *candidate == column) {
                 (0, _) => 0,
                 (n, true) => n,
                 // A wildcard may hold a column of that name too.
@@ -292,4 +335,18 @@ pub(crate) fn named_output(
             from_wildcards + from_explicit == 1
         })
         .map(str::to_string)
+}
+
+/// The output names of all of `key`'s columns of the relation seen as
+/// `qualifier`, when each is provably exactly one output column.
+pub(crate) fn key_outputs(
+    projection: &[SelectItem],
+    qualifier: &Ident,
+    key: &Key,
+    single: bool,
+) -> Option<Vec<String>> {
+    key.columns
+        .iter()
+        .map(|column| named_output(projection, qualifier, column, single))
+        .collect()
 }

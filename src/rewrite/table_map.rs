@@ -67,13 +67,19 @@ struct Renamer<'a> {
     changed: bool,
 }
 
+/// The configured new name (`"table"` or `"schema.table"`) for a relation
+/// named `parts`, if the table map renames it.
+pub(crate) fn target<'r>(parts: &[String], rules: &'r RewriteRules) -> Option<&'r str> {
+    relation_keys(parts)
+        .iter()
+        .find_map(|key| rules.table_map.get(key))
+        .map(String::as_str)
+}
+
 impl Renamer<'_> {
     /// The configured new name for a relation, if any.
     fn target(&self, parts: &[String]) -> Option<&str> {
-        relation_keys(parts)
-            .iter()
-            .find_map(|key| self.rules.table_map.get(key))
-            .map(String::as_str)
+        target(parts, self.rules)
     }
 }
 

@@ -1,23 +1,29 @@
 //! The tiebreaker: make the outermost ORDER BY a total order by appending
-//! the row id, when that is provably valid for Postgres and does not change
-//! which rows the query returns.
+//! each relation's key, when that is provably valid for Postgres and does
+//! not change which rows the query returns.
 //!
 //! Two runs of `ORDER BY updated_at` may return rows with equal
 //! `updated_at` in different orders, and across two schemas they often do.
-//! With the id as the last key both sides sort identically and the diff
-//! compares rows by position. Where the id cannot be appended (DISTINCT
-//! without the id in the output, GROUP BY without it, derived tables, …)
-//! the plan says so and the diff compares rows with equal keys as
-//! multisets instead.
+//! With every relation's key as the last keys both sides sort identically
+//! and the diff compares rows by position. Relations without a key (a
+//! reporting view, a subquery) keep their ties, but the keys of the others
+//! are appended all the same: the runs of equal sort keys get smaller. Where
+//! no key can be appended (DISTINCT without the key in the output, GROUP BY
+//! without it, …) the plan says so and the diff compares rows with equal
+//! keys as multisets instead.
 
-use super::classify::is_limited;
+use super::classify::cut_edges;
 use super::functions::{calls_at_top, calls_volatile, is_aggregate, is_set_returning};
+use super::keys::{Key, KeySource};
 use super::names::{column_ref, ident_for, ident_key};
-use super::scope::{covers, is_id_ref, item_expr, named_output, ordinal, relations, Relation};
-use super::{RewriteRules, Tiebreak};
+use super::scope::{
+    covers, is_column_ref, item_expr, key_outputs, named_output, ordinal, relations, KeyLookup,
+    Relation,
+};
+use super::{OrderBasis, Tiebreak};
 use crate::diff::{Ordering, SortKey};
 use sqlparser::ast::{
-    Distinct, Expr, GroupByExpr, OrderByExpr, OrderByKind, OrderByOptions, Query, Select,
+    Distinct, Expr, GroupByExpr, Ident, OrderByExpr, OrderByKind, OrderByOptions, Query, Select,
     SelectItem, SetExpr, SetOperator, With,
 };
 
@@ -29,8 +35,14 @@ pub(crate) struct Analysis {
     pub appended: Vec<OrderByExpr>,
     /// The ordering of the result once `appended` is in place.
     pub ordering: Ordering,
-    /// The output column that keys rows, when provable.
-    pub id_column: Option<String>,
+    /// The output columns that name rows, when provable.
+    pub id_columns: Vec<String>,
+    /// Whether `id_columns` identify every row (each relation's key).
+    pub id_unique: bool,
+    /// What makes the order total, if anything.
+    pub basis: OrderBasis,
+    /// Per relation, the key the order ends in, for reports.
+    pub keys: String,
 }
 
 impl Analysis {
@@ -43,6 +55,8 @@ impl Analysis {
         }
         self.appended.clear();
         self.tiebreak = Tiebreak::NotApplicable(why);
+        self.basis = OrderBasis::Partial;
+        self.keys = format!("none appended ({why})");
         self
     }
 }
@@ -81,87 +95,120 @@ fn wrapped(query: &Query) -> Option<&Query> {
 
 /// What to do with one ORDER BY.
 enum Decision {
-    /// The ORDER BY already holds every id. `total` is false for a UNION,
-    /// whose branches may repeat ids.
-    AlreadyTotal {
+    /// Nothing to append: the ORDER BY already ends in every key there is.
+    /// `total` is false when a relation has no key, or for a UNION, whose
+    /// branches may repeat keys.
+    Complete {
         total: bool,
+        sources: Vec<KeySource>,
+        keys: String,
     },
     /// Append these keys.
     Append {
         keys: Vec<(Expr, SortKey)>,
         total: bool,
+        sources: Vec<KeySource>,
+        described: String,
     },
-    NotApplicable(&'static str),
+    NotApplicable(&'static str, String),
 }
 
-/// Decides the tiebreaker, ordering and id column of `query`.
-pub(crate) fn analyse(query: &Query, rules: &RewriteRules) -> Analysis {
+/// Decides the tiebreaker, ordering and row ids of `query`, asking
+/// `lookup` for the key of each relation it reads.
+pub(crate) fn analyse(query: &Query, lookup: &mut KeyLookup<'_>) -> Analysis {
     let query = outermost(query);
-    let limited = is_limited(query);
+    let (offset, limit) = cut_edges(query);
     let with = query.with.as_ref();
-    let id_column = match &*query.body {
-        SetExpr::Select(select) => output_id(select, with, rules),
+    // The outermost SELECT's relations, asked for once.
+    let select_rels = match &*query.body {
+        SetExpr::Select(select) => Some((select, relations(select, with, lookup))),
         _ => None,
     };
+    let (id_columns, id_unique) = match &select_rels {
+        Some((select, Ok(rels))) => output_ids(select, rels),
+        _ => (Vec::new(), false),
+    };
+    let unordered = |tiebreak| Analysis {
+        tiebreak,
+        appended: Vec::new(),
+        ordering: Ordering::Unordered,
+        id_columns: id_columns.clone(),
+        id_unique,
+        basis: OrderBasis::Unordered,
+        keys: String::new(),
+    };
     let order = match query.order_by.as_ref().map(|o| &o.kind) {
-        None => {
-            return Analysis {
-                tiebreak: Tiebreak::NoOrderBy,
-                appended: Vec::new(),
-                ordering: Ordering::Unordered,
-                id_column,
-            }
-        }
+        None => return unordered(Tiebreak::NoOrderBy),
+        // `ORDER BY random()`: the order means nothing, compare as sets.
         Some(OrderByKind::Expressions(order)) if order.iter().any(|o| calls_volatile(&o.expr)) => {
-            // `ORDER BY random()`: the order means nothing, compare as sets.
-            return Analysis {
-                tiebreak: Tiebreak::NotApplicable("volatile_order"),
-                appended: Vec::new(),
-                ordering: Ordering::Unordered,
-                id_column,
-            };
+            return unordered(Tiebreak::NotApplicable("volatile_order"))
         }
         Some(OrderByKind::Expressions(order)) => order,
         Some(OrderByKind::All(_)) => {
             return Analysis {
-                tiebreak: Tiebreak::NotApplicable("order_by_all"),
-                appended: Vec::new(),
                 ordering: Ordering::Ordered {
                     keys: vec![SortKey::Unknown],
                     total: false,
-                    limited,
+                    offset,
+                    limit,
                 },
-                id_column,
+                basis: OrderBasis::Partial,
+                ..unordered(Tiebreak::NotApplicable("order_by_all"))
             }
         }
     };
-    let (mut keys, decision): (Vec<SortKey>, Decision) = match &*query.body {
-        SetExpr::Select(select) => (
+    let (mut keys, decision): (Vec<SortKey>, Decision) = match (&*query.body, &select_rels) {
+        (SetExpr::Select(_), Some((select, rels))) => (
             order
                 .iter()
                 .map(|o| select_key(&o.expr, &select.projection))
                 .collect(),
-            select_decision(select, order, with, rules),
+            match rels {
+                Ok(rels) => select_decision(select, order, rels),
+                Err(why) => Decision::NotApplicable(why, String::new()),
+            },
         ),
-        body @ (SetExpr::SetOperation { .. } | SetExpr::Query(_)) => (
+        (body @ (SetExpr::SetOperation { .. } | SetExpr::Query(_)), _) => (
             order.iter().map(|o| output_key(&o.expr)).collect(),
-            output_decision(body, order, with, rules),
+            output_decision(body, order, with, lookup),
         ),
-        SetExpr::Values(_) => (
+        (SetExpr::Values(_), _) => (
             order.iter().map(|o| output_key(&o.expr)).collect(),
-            Decision::NotApplicable("values"),
+            Decision::NotApplicable("values", String::new()),
         ),
         _ => (
             order.iter().map(|o| output_key(&o.expr)).collect(),
-            Decision::NotApplicable("table"),
+            Decision::NotApplicable("table", String::new()),
         ),
     };
     let with_ties = query.fetch.as_ref().is_some_and(|f| f.with_ties);
-    let (tiebreak, appended, total) = match decision {
-        Decision::AlreadyTotal { total } => (Tiebreak::AlreadyTotal, Vec::new(), total),
+    let (tiebreak, appended, total, sources, described) = match decision {
+        Decision::Complete {
+            total: true,
+            sources,
+            keys,
+        } => (Tiebreak::AlreadyTotal, Vec::new(), true, sources, keys),
+        Decision::Complete { keys, .. } => (
+            Tiebreak::NotApplicable("no_key"),
+            Vec::new(),
+            false,
+            Vec::new(),
+            keys,
+        ),
         // Appending would change which rows tie with the last one.
-        Decision::Append { .. } if with_ties => (Tiebreak::WithTies, Vec::new(), false),
-        Decision::Append { keys: new, total } => {
+        Decision::Append { described, .. } if with_ties => (
+            Tiebreak::WithTies,
+            Vec::new(),
+            false,
+            Vec::new(),
+            format!("none appended (with_ties); {described}"),
+        ),
+        Decision::Append {
+            keys: new,
+            total,
+            sources,
+            described,
+        } => {
             let appended = new
                 .into_iter()
                 .map(|(expr, key)| {
@@ -176,9 +223,20 @@ pub(crate) fn analyse(query: &Query, rules: &RewriteRules) -> Analysis {
                     }
                 })
                 .collect();
-            (Tiebreak::Appended, appended, total)
+            (Tiebreak::Appended, appended, total, sources, described)
         }
-        Decision::NotApplicable(why) => (Tiebreak::NotApplicable(why), Vec::new(), false),
+        Decision::NotApplicable(why, described) => (
+            Tiebreak::NotApplicable(why),
+            Vec::new(),
+            false,
+            Vec::new(),
+            described,
+        ),
+    };
+    let basis = match (total, sources.iter().all(|s| s.from_catalog())) {
+        (false, _) => OrderBasis::Partial,
+        (true, true) if !sources.is_empty() => OrderBasis::CatalogKey,
+        (true, _) => OrderBasis::Config,
     };
     Analysis {
         tiebreak,
@@ -186,77 +244,150 @@ pub(crate) fn analyse(query: &Query, rules: &RewriteRules) -> Analysis {
         ordering: Ordering::Ordered {
             keys,
             total,
-            limited,
+            offset,
+            limit,
         },
-        id_column,
+        id_columns,
+        id_unique,
+        basis,
+        keys: described,
     }
 }
 
-/// The output column that carries the row id of a single-relation SELECT.
-fn output_id(select: &Select, with: Option<&With>, rules: &RewriteRules) -> Option<String> {
-    let rels = relations(select, with, rules).ok()?;
-    // Over a join, the first relation's id keys the report; it may repeat
-    // (one-to-many joins), which the diff handles.
-    let rel = rels.first()?;
-    let single = rels.len() == 1;
+/// The output columns that name rows of a SELECT: every relation's key
+/// columns that are provably in the output, and whether that is every
+/// relation's whole key (then they identify each row).
+fn output_ids(select: &Select, rels: &[Relation]) -> (Vec<String>, bool) {
     if calls_at_top(
         select.projection.iter().filter_map(item_expr),
         is_set_returning,
     ) {
-        return None;
+        // A set-returning function repeats the row.
+        return (Vec::new(), false);
     }
-    named_output(&select.projection, rel, single)
-}
-
-/// Tiebreaker for `SELECT … FROM … ORDER BY …`: append each relation's id.
-fn select_decision(
-    select: &Select,
-    order: &[OrderByExpr],
-    with: Option<&With>,
-    rules: &RewriteRules,
-) -> Decision {
-    let rels = match relations(select, with, rules) {
-        Ok(rels) => rels,
-        Err(why) => return Decision::NotApplicable(why),
-    };
     let single = rels.len() == 1;
-    let missing: Vec<&Relation> = rels
-        .iter()
-        .filter(|rel| {
-            !order
-                .iter()
-                .any(|o| orders_by_id(&o.expr, rel, single, &select.projection))
-        })
-        .collect();
-    if missing.is_empty() {
-        return Decision::AlreadyTotal { total: true };
+    let mut names: Vec<String> = Vec::new();
+    let mut unique = true;
+    for rel in rels {
+        let outputs = match (&rel.qualifier, rel.key()) {
+            (Some(q), Some(key)) => key_outputs(&select.projection, q, key, single),
+            _ => None,
+        };
+        match outputs {
+            Some(columns) => {
+                for column in columns {
+                    if !names.contains(&column) {
+                        names.push(column);
+                    }
+                }
+            }
+            None => unique = false,
+        }
     }
-    if let Err(why) = can_append(select, order, &missing, single) {
-        return Decision::NotApplicable(why);
-    }
-    let output_name = match rels.as_slice() {
-        [rel] => named_output(&select.projection, rel, true),
-        _ => None,
-    };
-    let keys = missing
-        .iter()
-        .map(|rel| {
-            let expr = Expr::CompoundIdentifier(vec![rel.qualifier.clone(), ident_for(&rel.id)]);
-            let name = output_name.clone().unwrap_or_else(|| rel.id.clone());
-            (expr, SortKey::Name(name))
-        })
-        .collect();
-    Decision::Append { keys, total: true }
+    let unique = unique && !names.is_empty();
+    (names, unique)
 }
 
-/// Whether an ORDER BY key is `rel`'s id: the column itself, an ordinal or
-/// an output alias that stands for it.
-fn orders_by_id(expr: &Expr, rel: &Relation, single: bool, projection: &[SelectItem]) -> bool {
+/// `q (a, b) primary_key` for a relation whose key ends the order.
+fn described_key(rel: &Relation, key: &Key) -> String {
+    format!(
+        "{} ({}) {}",
+        rel.shown(),
+        key.columns.join(", "),
+        key.source.label()
+    )
+}
+
+/// `q no key (why)`.
+fn described_keyless(rel: &Relation, why: &str) -> String {
+    format!("{} no key ({why})", rel.shown())
+}
+
+/// Tiebreaker for `SELECT … FROM … ORDER BY …`: append each relation's key
+/// columns that the ORDER BY lacks, for every relation that has a key.
+fn select_decision(select: &Select, order: &[OrderByExpr], rels: &[Relation]) -> Decision {
+    if let Err(why) = statement_allows_keys(select, order) {
+        return Decision::NotApplicable(why, String::new());
+    }
+    let single = rels.len() == 1;
+    let projection = &select.projection;
+    let mut complete = true;
+    let mut first_why: Option<&'static str> = None;
+    let mut sources = Vec::new();
+    let mut described = Vec::new();
+    let mut to_append: Vec<(Ident, String, SortKey)> = Vec::new();
+    for rel in rels {
+        let (Some(qualifier), Some(key)) = (&rel.qualifier, rel.key()) else {
+            let why = rel.key.as_ref().err().copied().unwrap_or("no_key");
+            complete = false;
+            first_why.get_or_insert(why);
+            described.push(described_keyless(rel, why));
+            continue;
+        };
+        let missing: Vec<&String> = key
+            .columns
+            .iter()
+            .filter(|column| {
+                !order
+                    .iter()
+                    .any(|o| orders_by_column(&o.expr, qualifier, column, single, projection))
+            })
+            .collect();
+        if let Err(why) = relation_allows(select, qualifier, &missing, single) {
+            complete = false;
+            first_why.get_or_insert(why);
+            described.push(described_keyless(rel, why));
+            continue;
+        }
+        sources.push(key.source);
+        described.push(described_key(rel, key));
+        for column in missing {
+            let sort_key = named_output(projection, qualifier, column, single)
+                .map_or(SortKey::Unknown, SortKey::Name);
+            to_append.push((qualifier.clone(), column.clone(), sort_key));
+        }
+    }
+    let described = described.join("; ");
+    if sources.is_empty() {
+        return Decision::NotApplicable(first_why.unwrap_or("no_key"), described);
+    }
+    if to_append.is_empty() {
+        return Decision::Complete {
+            total: complete,
+            sources,
+            keys: described,
+        };
+    }
+    let keys = to_append
+        .into_iter()
+        .map(|(qualifier, column, sort_key)| {
+            let expr = Expr::CompoundIdentifier(vec![qualifier, ident_for(&column)]);
+            (expr, sort_key)
+        })
+        .collect();
+    Decision::Append {
+        keys,
+        total: complete,
+        sources,
+        described,
+    }
+}
+
+/// Whether an ORDER BY key is column `column` of the relation seen as
+/// `qualifier`: the column itself, an ordinal or an output alias that
+/// stands for it.
+fn orders_by_column(
+    expr: &Expr,
+    qualifier: &Ident,
+    column: &str,
+    single: bool,
+    projection: &[SelectItem],
+) -> bool {
     if let Some(n) = ordinal(expr) {
         return projection
             .get(n - 1)
             .and_then(item_expr)
-            .is_some_and(|e| is_id_ref(e, rel, single));
+            .is_some_and(|e| is_column_ref(e, qualifier, column, single));
     }
     if let Expr::Identifier(ident) = expr {
         // In ORDER BY a bare name means the output column first.
@@ -266,21 +397,16 @@ fn orders_by_id(expr: &Expr, rel: &Relation, single: bool, projection: &[SelectI
             _ => None,
         });
         if let Some(aliased) = aliased {
-            return is_id_ref(aliased, rel, single);
+            return is_column_ref(aliased, qualifier, column, single);
         }
     }
-    is_id_ref(expr, rel, single)
+    is_column_ref(expr, qualifier, column, single)
 }
 
-/// Whether Postgres accepts the ids of `missing` as extra ORDER BY keys
-/// without changing the rows: DISTINCT needs them in the output, GROUP BY
-/// in the grouping, and an aggregate query without GROUP BY has no row ids.
-fn can_append(
-    select: &Select,
-    order: &[OrderByExpr],
-    missing: &[&Relation],
-    single: bool,
-) -> Result<(), &'static str> {
+/// Whether the statement has row keys at all: an aggregate query without
+/// GROUP BY has none, grouping sets and set-returning functions in the
+/// select list make rows that no key identifies.
+fn statement_allows_keys(select: &Select, order: &[OrderByExpr]) -> Result<(), &'static str> {
     let projection = &select.projection;
     let grouping = match &select.group_by {
         GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs.as_slice(),
@@ -297,81 +423,126 @@ fn can_append(
         if calls_at_top(exprs, is_aggregate) {
             return Err("aggregate");
         }
-    } else {
-        if grouping
-            .iter()
-            .any(|g| matches!(g, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_)))
-        {
-            return Err("grouping_sets");
-        }
-        for rel in missing {
-            let grouped = grouping.iter().any(|g| match ordinal(g) {
-                Some(n) => projection
-                    .get(n - 1)
-                    .and_then(item_expr)
-                    .is_some_and(|e| is_id_ref(e, rel, single)),
-                None => is_id_ref(g, rel, single),
-            });
-            if !grouped {
-                return Err("group_by");
-            }
-        }
-    }
-    if matches!(select.distinct, Some(Distinct::Distinct))
-        && !missing.iter().all(|rel| covers(projection, rel, single))
+    } else if grouping
+        .iter()
+        .any(|g| matches!(g, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_)))
     {
-        return Err("distinct");
+        return Err("grouping_sets");
     }
-    // A set-returning function in the select list repeats the row id.
+    // A set-returning function in the select list repeats the row key.
     if calls_at_top(projection.iter().filter_map(item_expr), is_set_returning) {
         return Err("set_returning_function");
     }
     Ok(())
 }
 
+/// Whether Postgres accepts `missing` columns of the relation seen as
+/// `qualifier` as extra ORDER BY keys without changing the rows: DISTINCT
+/// needs them in the output, GROUP BY in the grouping.
+fn relation_allows(
+    select: &Select,
+    qualifier: &Ident,
+    missing: &[&String],
+    single: bool,
+) -> Result<(), &'static str> {
+    let projection = &select.projection;
+    if let GroupByExpr::Expressions(grouping, _) = &select.group_by {
+        for column in missing {
+            let grouped = grouping.is_empty()
+                || grouping.iter().any(|g| match ordinal(g) {
+                    Some(n) => projection
+                        .get(n - 1)
+                        .and_then(item_expr)
+                        .is_some_and(|e| is_column_ref(e, qualifier, column, single)),
+                    None => is_column_ref(g, qualifier, column, single),
+                });
+            if !grouped {
+                return Err("group_by");
+            }
+        }
+    }
+    if matches!(select.distinct, Some(Distinct::Distinct))
+        && !missing
+            .iter()
+            .all(|column| covers(projection, qualifier, column, single))
+    {
+        return Err("distinct");
+    }
+    Ok(())
+}
+
 /// Tiebreaker for a set operation (or a parenthesised query) under the
-/// outermost ORDER BY, which can only name output columns: append the
-/// bare output name of the left-most SELECT's id. The result is total only
+/// outermost ORDER BY, which can only name output columns: append the bare
+/// output names of the left-most SELECT's key. The result is total only
 /// when every row comes from that SELECT (INTERSECT / EXCEPT); a UNION may
-/// bring the same id from two branches, so its keys stay tie-tolerant (but
-/// with far smaller runs of equal keys).
+/// bring the same key from two branches, so its keys stay tie-tolerant
+/// (but with far smaller runs of equal keys).
 fn output_decision(
     body: &SetExpr,
     order: &[OrderByExpr],
     with: Option<&With>,
-    rules: &RewriteRules,
+    lookup: &mut KeyLookup<'_>,
 ) -> Decision {
+    let refuse = || Decision::NotApplicable("set_operation", String::new());
     let Some((left, subset)) = leftmost_select(body) else {
-        return Decision::NotApplicable("set_operation");
+        return refuse();
     };
-    let rel = match relations(left, with, rules).as_deref() {
-        Ok([rel]) => rel.clone(),
-        _ => return Decision::NotApplicable("set_operation"),
+    let rels = match relations(left, with, lookup) {
+        Ok(rels) => rels,
+        Err(_) => return refuse(),
+    };
+    let [rel] = rels.as_slice() else {
+        return refuse();
+    };
+    let (Some(qualifier), Some(key)) = (&rel.qualifier, rel.key()) else {
+        return refuse();
     };
     if calls_at_top(
         left.projection.iter().filter_map(item_expr),
         is_set_returning,
     ) {
-        return Decision::NotApplicable("set_operation");
+        return refuse();
     }
-    let Some(name) = named_output(&left.projection, &rel, true) else {
-        return Decision::NotApplicable("set_operation");
+    let Some(names) = key_outputs(&left.projection, qualifier, key, true) else {
+        return refuse();
     };
-    let already = order.iter().any(|o| match (ordinal(&o.expr), &o.expr) {
-        (Some(n), _) => left
-            .projection
-            .get(n - 1)
-            .and_then(item_expr)
-            .is_some_and(|e| is_id_ref(e, &rel, true)),
-        (None, Expr::Identifier(ident)) => ident_key(ident) == name,
-        _ => false,
-    });
-    if already {
-        return Decision::AlreadyTotal { total: subset };
+    let described = described_key(rel, key);
+    let missing: Vec<(&String, &String)> = key
+        .columns
+        .iter()
+        .zip(&names)
+        .filter(|(column, name)| {
+            !order.iter().any(|o| match (ordinal(&o.expr), &o.expr) {
+                (Some(n), _) => left
+                    .projection
+                    .get(n - 1)
+                    .and_then(item_expr)
+                    .is_some_and(|e| is_column_ref(e, qualifier, column, true)),
+                (None, Expr::Identifier(ident)) => ident_key(ident) == **name,
+                _ => false,
+            })
+        })
+        .collect();
+    if missing.is_empty() {
+        return Decision::Complete {
+            total: subset,
+            sources: vec![key.source],
+            keys: described,
+        };
     }
     Decision::Append {
-        keys: vec![(Expr::Identifier(ident_for(&name)), SortKey::Name(name))],
+        keys: missing
+            .into_iter()
+            .map(|(_, name)| {
+                (
+                    Expr::Identifier(ident_for(name)),
+                    SortKey::Name(name.clone()),
+                )
+            })
+            .collect(),
         total: subset,
+        sources: vec![key.source],
+        described,
     }
 }
 

@@ -1,215 +1,312 @@
-//! From a sample to an outcome: plan, run, classify, diff, recheck.
+//! From a sample to an outcome: plan (with the relations' keys), run,
+//! judge, recheck.
+//!
+//! A batch is planned first: each statement's plan is cached per text and
+//! key set ([`PlanCache`]), and the keys of the relations it reads come
+//! from the catalog ([`KeyCatalog`]), looked up on a shadow connection
+//! before the statement is first planned with them (one round trip per
+//! batch and database, only for relations not looked up recently). Then
+//! the first runs share connections and transactions ([`run_batch`]), and
+//! each result is judged ([`super::verdict`]). A statement that failed on a
+//! missing column, or whose relation changed under its prepared statement,
+//! has its keys looked up again, and is compared once more if they changed.
 
 use super::conn::ConnError;
-use super::outcome::{display_params, Outcome, OutcomeKind};
+use super::keys::KeyCatalog;
+use super::outcome::OutcomeKind;
 use super::pool::Pool;
-use super::run::{run_batch, RunResult, RunSpec, SideResult, Snapshot};
+use super::run::{run_batch, RunResult, RunSpec, Snapshot};
+use super::verdict::Judged;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
 use crate::config::{Config, SnapshotMode};
-use crate::diff::{compare, CompareOptions, Ordering};
-use crate::protocol::error_response::ErrorFields;
-use crate::rewrite::{CachedPlan, Plan, PlanCache};
+use crate::diff::CompareOptions;
+use crate::rewrite::{CachedPlan, CachedRelations, Plan, PlanCache};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// SQLSTATE of `query_canceled`, which a statement timeout raises.
-const QUERY_CANCELED: &str = "57014";
-/// SQLSTATEs that, when both rewritten queries fail with them, point at the
-/// rewrite (an appended tiebreaker the statement does not allow) rather
-/// than at the schemas.
-const REWRITE_SQLSTATES: [&str; 4] = ["42703", "42P10", "42803", "42601"];
-
-/// Fingerprints remembered as "no tiebreaker"; beyond this the set starts
-/// over (a forgotten one costs one failed attempt).
-const MAX_WITHOUT_TIEBREAK: usize = 10_000;
 
 /// Runs samples; shared by all workers.
 pub struct Executor {
-    plans: Arc<PlanCache>,
-    /// The same rules without the tiebreaker: for statements where the
-    /// appended id column does not exist (a view or relation without it).
-    untied_plans: Arc<PlanCache>,
-    /// Fingerprints whose tiebreaker failed: planned untied from then on.
-    untied: Mutex<HashSet<Fingerprint>>,
-    pool: Pool,
-    old_search_path: String,
-    new_search_path: String,
-    statement_timeout: Duration,
-    max_rows: usize,
-    snapshot: Snapshot,
-    recheck: bool,
-    compare: CompareOptions,
-    default_id: String,
+    pub(super) plans: Arc<PlanCache>,
+    /// Relation keys from the catalog.
+    pub(super) keys: Arc<KeyCatalog>,
+    /// Whether keys are looked up at all (`tiebreak.enabled`).
+    pub(super) catalog: bool,
+    /// Fingerprints whose A/A runs differed: their differences are noisy.
+    pub(super) noisy: Mutex<HashSet<Fingerprint>>,
+    pub(super) pool: Pool,
+    pub(super) old_search_path: String,
+    pub(super) new_search_path: String,
+    pub(super) statement_timeout: Duration,
+    pub(super) max_rows: usize,
+    pub(super) snapshot: Snapshot,
+    pub(super) recheck: bool,
+    pub(super) compare: CompareOptions,
+    pub(super) default_id: String,
+    /// Share of first runs that also run the A/A baseline.
+    pub(super) baseline_rate: f64,
 }
 
 /// What handling a sample led to.
 #[derive(Debug)]
 pub enum Handled {
     /// It was compared.
-    Compared(Box<Outcome>),
+    Compared(Box<super::outcome::Outcome>),
     /// The full parse ruled it out.
     Skipped(SkipReason),
 }
 
 impl Executor {
-    /// An executor for `config`, logging in with `pool`.
-    pub fn new(
-        config: &Config,
-        plans: Arc<PlanCache>,
-        untied_plans: Arc<PlanCache>,
-        pool: Pool,
-    ) -> Self {
+    /// An executor for `config`, planning with `plans` and logging in with
+    /// `pool`.
+    pub fn new(config: &Config, plans: Arc<PlanCache>, pool: Pool) -> Self {
         let c = &config.compare;
+        let s = &config.shadow;
+        let statement_timeout = Duration::from_millis(s.statement_timeout_ms);
+        let keys = KeyCatalog::new(
+            plans.rules().clone(),
+            (&s.old_search_path, &s.new_search_path),
+            statement_timeout,
+            Duration::from_secs(config.tiebreak.key_cache_seconds),
+        );
+        let snapshot = match s.snapshot {
+            SnapshotMode::Shared => Snapshot::Shared,
+            SnapshotMode::Separate => Snapshot::Separate,
+        };
         Self {
             plans,
-            untied_plans,
-            untied: Mutex::new(HashSet::new()),
+            keys: Arc::new(keys),
+            catalog: config.tiebreak.enabled,
+            noisy: Mutex::new(HashSet::new()),
             pool,
-            old_search_path: config.shadow.old_search_path.clone(),
-            new_search_path: config.shadow.new_search_path.clone(),
-            statement_timeout: Duration::from_millis(config.shadow.statement_timeout_ms),
+            old_search_path: s.old_search_path.clone(),
+            new_search_path: s.new_search_path.clone(),
+            statement_timeout,
             max_rows: c.max_rows,
-            snapshot: match config.shadow.snapshot {
-                SnapshotMode::Shared => Snapshot::Shared,
-                SnapshotMode::Separate => Snapshot::Separate,
-            },
-            recheck: config.shadow.recheck_mismatches,
+            snapshot,
+            recheck: s.recheck_mismatches,
             compare: CompareOptions {
                 ignore_columns: c.ignore_columns.clone(),
                 float_tolerance: c.float_tolerance,
                 numeric_scale: c.numeric_scale,
                 strict_types: c.strict_types,
-                id_column: None,
+                id_columns: Vec::new(),
+                id_unique: false,
                 max_reported: c.max_reported,
+                max_ids: usize::try_from(config.store.max_ids_per_incident).unwrap_or(usize::MAX),
             },
             default_id: config.tiebreak.default_column.clone(),
-        }
-    }
-
-    /// The cached plan, or one computed on a blocking thread: a parse
-    /// takes ~50 µs, pathological texts much longer, and neither may stall
-    /// the runtime's workers.
-    async fn plan(&self, sql: &Arc<str>, untied: bool) -> CachedPlan {
-        let cache = if untied {
-            &self.untied_plans
-        } else {
-            &self.plans
-        };
-        if let Some(hit) = cache.cached(sql) {
-            return hit;
-        }
-        let plans = cache.clone();
-        let sql = sql.clone();
-        match tokio::task::spawn_blocking(move || plans.plan(&sql)).await {
-            Ok(plan) => plan,
-            Err(_) => Arc::new(Err(SkipReason::Unparsable)),
+            baseline_rate: if snapshot == Snapshot::Shared {
+                s.baseline_rate
+            } else {
+                0.0
+            },
         }
     }
 
     /// Handles `samples` to the end: one result each, in order. Their
-    /// first runs share connections and transactions ([`run_batch`]); follow-ups
-    /// (the new query alone after an old-side error, the recheck of a
-    /// mismatch) run one by one.
+    /// first runs share connections and transactions ([`run_batch`]);
+    /// follow-ups (the new query alone after an old-side error, the
+    /// recheck of a mismatch, a comparison with changed keys) run one by
+    /// one.
     pub async fn handle_batch(&self, samples: &[Sample]) -> Vec<Handled> {
         let samples: Vec<&Sample> = samples.iter().collect();
-        let untied: Vec<bool> = {
-            let set = self.untied_set();
-            samples
-                .iter()
-                .map(|s| set.contains(&s.fingerprint))
-                .collect()
-        };
-        let mut handled = self.compare_all(&samples, &untied).await;
-        // Both sides refused the appended id column: the relation has none
-        // (typically a view). Compare without the tiebreaker, and remember
-        // not to try again.
-        let retry: Vec<usize> = handled
+        let plans = self.plan_all(&samples, None).await;
+        let judged = self.compare_all(&samples, &plans).await;
+        // A relation changed or lacks a column the plan appended: look its
+        // keys up again, and compare again where they changed.
+        let suspects: Vec<usize> = judged
             .iter()
-            .zip(&untied)
             .enumerate()
-            .filter(|(_, (h, &untied))| {
-                !untied && matches!(h, Handled::Compared(o) if o.kind == OutcomeKind::RewriteError)
-            })
+            .filter(|(_, j)| j.keys_suspect)
             .map(|(i, _)| i)
             .collect();
-        if retry.is_empty() {
+        let mut handled: Vec<Handled> = judged.into_iter().map(|j| j.handled).collect();
+        if suspects.is_empty() || !self.catalog {
             return handled;
         }
-        for &i in &retry {
-            let (sample, Handled::Compared(o)) = (samples[i], &handled[i]) else {
-                continue;
-            };
+        let again: Vec<&Sample> = suspects.iter().map(|&i| samples[i]).collect();
+        let replans = self.plan_all(&again, Some(Duration::ZERO)).await;
+        let changed: Vec<(usize, CachedPlan)> = suspects
+            .iter()
+            .zip(replans)
+            .filter(|(&i, new)| keys_differ(&plans[i], new))
+            .map(|(&i, new)| (i, new))
+            .collect();
+        if changed.is_empty() {
+            return handled;
+        }
+        let redo: Vec<&Sample> = changed.iter().map(|(i, _)| samples[*i]).collect();
+        let redo_plans: Vec<CachedPlan> = changed.iter().map(|(_, p)| p.clone()).collect();
+        for sample in &redo {
             tracing::info!(
                 fingerprint = %sample.fingerprint,
-                error = o.old_error.as_ref().map(|e| e.message.as_str()).unwrap_or(""),
-                "tiebreaker column not available for this statement; comparing tie-tolerantly"
+                "relation keys changed in the catalog; comparing the statement again with the new keys"
             );
-            let mut set = self.untied_set();
-            if set.len() >= MAX_WITHOUT_TIEBREAK {
-                set.clear();
-            }
-            set.insert(sample.fingerprint);
         }
-        let again: Vec<&Sample> = retry.iter().map(|&i| samples[i]).collect();
-        let redone = self.compare_all(&again, &vec![true; again.len()]).await;
-        for (i, h) in retry.into_iter().zip(redone) {
-            handled[i] = h;
+        let redone = self.compare_all(&redo, &redo_plans).await;
+        for ((i, _), judged) in changed.into_iter().zip(redone) {
+            handled[i] = judged.handled;
         }
         handled
     }
 
-    fn untied_set(&self) -> std::sync::MutexGuard<'_, HashSet<Fingerprint>> {
-        self.untied.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Plans each sample with its relations' current keys. Relations whose
+    /// keys were looked up longer ago than `refresh` (default
+    /// `tiebreak.key_cache_seconds`) are looked up first.
+    pub(super) async fn plan_all(
+        &self,
+        samples: &[&Sample],
+        refresh: Option<Duration>,
+    ) -> Vec<CachedPlan> {
+        // The relations each statement reads: cached per text, or found by
+        // planning it once with what is known now.
+        let mut relations: Vec<CachedRelations> = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let known = match self.plans.relations(&sample.sql) {
+                Some(known) => known,
+                None => match &*self.plan_blocking(sample).await {
+                    Ok(plan) => Ok(plan.relations.clone()),
+                    Err(reason) => Err(*reason),
+                },
+            };
+            relations.push(known);
+        }
+        if self.catalog {
+            self.look_up_stale(samples, &relations, refresh).await;
+        }
+        let mut plans = Vec::with_capacity(samples.len());
+        for (sample, relations) in samples.iter().zip(&relations) {
+            let choices: Vec<_> = match relations {
+                Ok(names) => names
+                    .iter()
+                    .map(|parts| self.keys.choose(&sample.database, parts))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let plan = match self.plans.cached(&sample.sql, &choices) {
+                Some(hit) => hit,
+                None => self.plan_blocking(sample).await,
+            };
+            plans.push(plan);
+        }
+        plans
     }
 
-    /// Plans, runs, classifies and rechecks each sample (`untied[i]`:
-    /// without the tiebreaker).
-    async fn compare_all(&self, samples: &[&Sample], untied: &[bool]) -> Vec<Handled> {
-        let mut plans = Vec::with_capacity(samples.len());
-        for (sample, &untied) in samples.iter().zip(untied) {
-            plans.push(self.plan(&sample.sql, untied).await);
+    /// Looks up, per database, the relations of `samples` whose keys are
+    /// due (see [`KeyCatalog::stale`]).
+    async fn look_up_stale(
+        &self,
+        samples: &[&Sample],
+        relations: &[CachedRelations],
+        refresh: Option<Duration>,
+    ) {
+        let mut databases: Vec<&str> = Vec::new();
+        for sample in samples {
+            if !databases.contains(&sample.database.as_ref()) {
+                databases.push(&sample.database);
+            }
         }
-        let planned: Vec<Result<(&Plan, CompareOptions), SkipReason>> = plans
+        for database in databases {
+            let names: Vec<Vec<String>> = samples
+                .iter()
+                .zip(relations)
+                .filter(|(s, _)| s.database.as_ref() == database)
+                .filter_map(|(_, r)| r.as_ref().ok())
+                .flat_map(|names| names.iter().cloned())
+                .collect();
+            let due = self.keys.stale(database, &names, refresh);
+            if due.is_empty() {
+                continue;
+            }
+            let looked_up = match self.pool.get(database).await {
+                Ok(mut conn) => {
+                    let lookup = self.keys.look_up(&mut conn, database, &due);
+                    let result = match tokio::time::timeout(self.run_limit(), lookup).await {
+                        Ok(result) => result.map_err(|e| e.to_string()),
+                        Err(_) => {
+                            conn.poisoned = true;
+                            Err(format!("timed out after {:?}", self.run_limit()))
+                        }
+                    };
+                    self.pool.put(database, conn);
+                    result
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(error) = looked_up {
+                tracing::warn!(
+                    database,
+                    relations = due.len(),
+                    %error,
+                    "cannot look up relation keys in the catalog; using configured keys only for now"
+                );
+            }
+        }
+    }
+
+    /// Plans `sample` with its relations' current keys on a blocking
+    /// thread: a parse takes ~50 µs, pathological texts much longer, and
+    /// neither may stall the runtime's workers.
+    async fn plan_blocking(&self, sample: &Sample) -> CachedPlan {
+        let plans = self.plans.clone();
+        let keys = self.keys.clone();
+        let (sql, database) = (sample.sql.clone(), sample.database.clone());
+        let planned = tokio::task::spawn_blocking(move || {
+            plans.plan_with_keys(&sql, &mut |parts| keys.choose(&database, parts))
+        })
+        .await;
+        planned.unwrap_or_else(|_| Arc::new(Err(SkipReason::Unparsable)))
+    }
+
+    /// Runs and judges each planned sample.
+    async fn compare_all(&self, samples: &[&Sample], plans: &[CachedPlan]) -> Vec<Judged> {
+        let planned: Vec<Result<(&Plan, CompareOptions, bool), SkipReason>> = plans
             .iter()
             .map(|p| match p.as_ref() {
-                Ok(plan) => Ok((plan, self.options_for(plan))),
+                Ok(plan) => Ok((plan, self.options_for(plan), self.draw_baseline())),
                 Err(reason) => Err(*reason),
             })
             .collect();
-        let runnable: Vec<(&Sample, &Plan, &CompareOptions)> = samples
+        let runnable: Vec<(&Sample, &Plan, &CompareOptions, bool)> = samples
             .iter()
             .zip(&planned)
-            .filter_map(|(s, p)| p.as_ref().ok().map(|(plan, options)| (*s, *plan, options)))
+            .filter_map(|(s, p)| {
+                p.as_ref()
+                    .ok()
+                    .map(|(plan, options, baseline)| (*s, *plan, options, *baseline))
+            })
             .collect();
         let mut firsts = self.first_runs(&runnable).await.into_iter();
-        let mut handled = Vec::with_capacity(samples.len());
+        let mut judged = Vec::with_capacity(samples.len());
         for (sample, planned) in samples.iter().zip(&planned) {
             match planned {
-                Err(reason) => handled.push(Handled::Skipped(*reason)),
-                Ok((plan, options)) => {
+                Err(reason) => judged.push(Judged::skipped(*reason)),
+                Ok((plan, options, _)) => {
                     let first = firsts.next().unwrap_or_else(|| Err(not_run()));
-                    handled.push(self.finish(sample, plan, options, first).await);
+                    judged.push(self.finish(sample, plan, options, first).await);
                 }
             }
         }
-        handled
+        judged
+    }
+
+    /// Whether this sample's first run also runs the A/A baseline.
+    fn draw_baseline(&self) -> bool {
+        self.baseline_rate > 0.0 && rand::random_bool(self.baseline_rate.min(1.0))
     }
 
     /// The first run of each of `items`: per database, as few connections
     /// and transactions as [`run_batch`] manages.
     async fn first_runs(
         &self,
-        items: &[(&Sample, &Plan, &CompareOptions)],
+        items: &[(&Sample, &Plan, &CompareOptions, bool)],
     ) -> Vec<Result<RunResult, ConnError>> {
         let specs: Vec<(&Sample, RunSpec<'_>)> = items
             .iter()
-            .map(|&(sample, plan, options)| {
-                let old = (plan.old_sql.as_ref(), self.old_search_path.as_str());
-                (sample, self.spec(old, &plan.new_sql, options))
-            })
+            .map(|&(sample, plan, options, baseline)| (sample, self.spec(plan, options, baseline)))
             .collect();
         let mut results: Vec<Option<Result<RunResult, ConnError>>> =
             specs.iter().map(|_| None).collect();
@@ -266,55 +363,17 @@ impl Executor {
         }
     }
 
-    /// Classifies a sample's first run, runs the follow-ups it needs and
-    /// returns the outcome.
-    async fn finish(
-        &self,
-        sample: &Sample,
-        plan: &Plan,
-        options: &CompareOptions,
-        first: Result<RunResult, ConnError>,
-    ) -> Handled {
-        let mut outcome = self.outcome_shell(sample, plan);
-        let first = match first {
-            Ok(r) => r,
-            Err(e) => {
-                outcome.kind = OutcomeKind::ShadowError;
-                outcome.detail = Some(e.to_string());
-                add_reproduction_details(&mut outcome, sample);
-                return Handled::Compared(Box::new(outcome));
-            }
+    /// The comparison options of `plan`: rows are named by its key columns
+    /// (else by the default column, when the output has it).
+    pub(super) fn options_for(&self, plan: &Plan) -> CompareOptions {
+        let (id_columns, id_unique) = if plan.id_columns.is_empty() {
+            (vec![self.default_id.clone()], false)
+        } else {
+            (plan.id_columns.clone(), plan.id_unique)
         };
-        self.classify(sample, plan, options, first, &mut outcome)
-            .await;
-        if outcome.kind != OutcomeKind::Match {
-            add_reproduction_details(&mut outcome, sample);
-        }
-        if outcome.kind == OutcomeKind::Mismatch && self.recheck {
-            let old = (plan.old_sql.as_ref(), self.old_search_path.as_str());
-            outcome.confirmed = Some(
-                match self.execute(sample, old, &plan.new_sql, options).await {
-                    Ok(RunResult {
-                        old: SideResult::Rows(old),
-                        new: SideResult::Rows(new),
-                        ..
-                    }) => {
-                        let again = compare(&old, &new, &plan.ordering, options);
-                        again.is_some_and(|d| Some(d.kind) == outcome.diff.as_ref().map(|o| o.kind))
-                    }
-                    _ => false,
-                },
-            );
-        }
-        Handled::Compared(Box::new(outcome))
-    }
-
-    fn options_for(&self, plan: &Plan) -> CompareOptions {
         CompareOptions {
-            id_column: plan
-                .id_column
-                .clone()
-                .or_else(|| Some(self.default_id.clone())),
+            id_columns,
+            id_unique,
             ..self.compare.clone()
         }
     }
@@ -326,134 +385,72 @@ impl Executor {
         self.statement_timeout * 4 + Duration::from_secs(5)
     }
 
-    fn spec<'a>(
+    /// The run of `plan`'s old and new query (and, for an A/A `baseline`,
+    /// the old one again).
+    pub(super) fn spec<'a>(
         &'a self,
-        (old_sql, old_search_path): (&'a str, &'a str),
-        new_sql: &'a str,
+        plan: &'a Plan,
         options: &'a CompareOptions,
+        baseline: bool,
     ) -> RunSpec<'a> {
         RunSpec {
-            old_sql,
-            new_sql,
-            old_search_path,
+            old_sql: &plan.old_sql,
+            new_sql: &plan.new_sql,
+            old_search_path: &self.old_search_path,
             new_search_path: &self.new_search_path,
             statement_timeout: self.statement_timeout,
             max_rows: self.max_rows,
             compare: options,
             snapshot: self.snapshot,
+            baseline: baseline && self.snapshot == Snapshot::Shared,
         }
     }
 
-    /// Only the new query, for telling `old_error` from `both_error` when
-    /// the old query failed and took the shared transaction down: it runs
-    /// first in a fresh transaction (as the "old" side, under the new
-    /// search_path), with the sample's own parameters.
-    async fn run_new_alone(
-        &self,
-        sample: &Sample,
-        new_sql: &str,
-        options: &CompareOptions,
-    ) -> Option<SideResult> {
-        let first = (new_sql, self.new_search_path.as_str());
-        let r = self.execute(sample, first, new_sql, options).await.ok()?;
-        Some(r.old)
-    }
-
-    /// Takes a connection, runs one pair of queries, and returns the
+    /// Takes a connection, runs one sample's `spec`, and returns the
     /// connection (or closes it when it is out of step).
-    async fn execute(
+    pub(super) async fn execute(
         &self,
         sample: &Sample,
-        old: (&str, &str),
-        new_sql: &str,
-        options: &CompareOptions,
+        spec: RunSpec<'_>,
     ) -> Result<RunResult, ConnError> {
-        let one = [(sample, self.spec(old, new_sql, options))];
+        let one = [(sample, spec)];
         self.run_on_one_connection(&sample.database, &one)
             .await
             .pop()
             .unwrap_or_else(|| Err(not_run()))
     }
 
-    async fn classify(
+    /// Only the new query, for telling `old_error` from `both_error` when
+    /// the old query failed and took the shared transaction down: it runs
+    /// first in a fresh transaction (as the "old" side, under the new
+    /// search_path), with the sample's own parameters.
+    pub(super) async fn run_new_alone(
         &self,
         sample: &Sample,
         plan: &Plan,
         options: &CompareOptions,
-        r: RunResult,
-        out: &mut Outcome,
-    ) {
-        out.snapshot_xmin = r.snapshot_xmin;
-        out.old_time = r.old_time;
-        out.new_time = r.new_time;
-        let new = match (&r.old, self.snapshot) {
-            // In one transaction, the new query never ran after the old one
-            // failed: run it alone to see whether it fails too.
-            (SideResult::Error(_), Snapshot::Shared) => self
-                .run_new_alone(sample, &plan.new_sql, options)
-                .await
-                .unwrap_or(r.new),
-            _ => r.new,
+    ) -> Option<super::run::SideResult> {
+        let spec = RunSpec {
+            old_sql: &plan.new_sql,
+            old_search_path: &self.new_search_path,
+            ..self.spec(plan, options, false)
         };
-        match (r.old, new) {
-            (SideResult::Rows(old), SideResult::Rows(new)) => {
-                match compare(&old, &new, &plan.ordering, options) {
-                    None => out.kind = OutcomeKind::Match,
-                    Some(diff) => {
-                        out.ordering = diff.ordering;
-                        out.kind = OutcomeKind::Mismatch;
-                        out.diff = Some(diff);
-                    }
-                }
-            }
-            (old, new) => {
-                let old_error = error_of(old);
-                let new_error = error_of(new);
-                out.kind = error_kind(plan, old_error.as_ref(), new_error.as_ref());
-                out.old_error = old_error;
-                out.new_error = new_error;
-            }
-        }
-    }
-
-    fn outcome_shell(&self, sample: &Sample, plan: &Plan) -> Outcome {
-        Outcome {
-            fingerprint: sample.fingerprint,
-            kind: OutcomeKind::Match,
-            confirmed: None,
-            database: sample.database.clone(),
-            client_sql: sample.sql.clone(),
-            old_sql: plan.old_sql.clone(),
-            new_sql: plan.new_sql.clone(),
-            params: Vec::new(),
-            settings: Vec::new(),
-            snapshot_xmin: None,
-            old_time: Duration::ZERO,
-            new_time: Duration::ZERO,
-            diff: None,
-            old_error: None,
-            new_error: None,
-            detail: None,
-            ordering: ordering_label(&plan.ordering),
-            tiebreak: plan.tiebreak.label(),
-        }
+        let r = self.execute(sample, spec).await.ok()?;
+        Some(r.old)
     }
 }
 
-/// The parameters and session settings of a reported outcome. Only what is
-/// reported needs them; a match is counted and forgotten.
-fn add_reproduction_details(outcome: &mut Outcome, sample: &Sample) {
-    outcome.params = display_params(&sample.param_formats, &sample.params);
-    outcome.settings = sample
-        .settings
-        .pairs()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+/// Whether a new plan was made with other keys than the old one.
+fn keys_differ(old: &CachedPlan, new: &CachedPlan) -> bool {
+    match (old.as_ref(), new.as_ref()) {
+        (Ok(old), Ok(new)) => old.key_choices != new.key_choices || old.old_sql != new.old_sql,
+        _ => false,
+    }
 }
 
 /// The error of a sample the connection's batch never got to; the runs
 /// guarantee progress, so this only guards against a miscount.
-fn not_run() -> ConnError {
+pub(super) fn not_run() -> ConnError {
     ConnError::Protocol("sample not run".into())
 }
 
@@ -464,38 +461,10 @@ fn run_timeout(limit: Duration) -> ConnError {
     }
 }
 
-fn error_of(side: SideResult) -> Option<ErrorFields> {
-    match side {
-        SideResult::Error(e) => Some(e),
-        SideResult::Rows(_) => None,
-    }
-}
-
-/// Errors are kept apart from mismatches: a timeout is not a difference,
-/// and a rewrite the statement does not allow is pgshadow's problem.
-fn error_kind(plan: &Plan, old: Option<&ErrorFields>, new: Option<&ErrorFields>) -> OutcomeKind {
-    let timed_out = |e: Option<&ErrorFields>| e.is_some_and(|e| e.code == QUERY_CANCELED);
-    if timed_out(old) || timed_out(new) {
-        return OutcomeKind::Timeout;
-    }
-    match (old, new) {
-        (Some(o), Some(n)) => {
-            if plan.rewritten && o.code == n.code && REWRITE_SQLSTATES.contains(&o.code.as_str()) {
-                OutcomeKind::RewriteError
-            } else {
-                OutcomeKind::BothError
-            }
-        }
-        (Some(_), None) => OutcomeKind::OldError,
-        (None, Some(_)) => OutcomeKind::NewError,
-        (None, None) => OutcomeKind::Match,
-    }
-}
-
-fn ordering_label(ordering: &Ordering) -> &'static str {
-    match ordering {
-        Ordering::Unordered => "unordered",
-        Ordering::Ordered { total: true, .. } => "total",
-        Ordering::Ordered { total: false, .. } => "tie_runs",
-    }
+/// Whether `kind` compared rows (and so was ordered one way or another).
+pub(super) fn compared_rows(kind: OutcomeKind) -> bool {
+    matches!(
+        kind,
+        OutcomeKind::Match | OutcomeKind::Mismatch | OutcomeKind::Noisy
+    )
 }

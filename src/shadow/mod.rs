@@ -6,13 +6,15 @@
 //! a bounded queue; a full queue drops the sample and counts it. A
 //! dispatcher takes samples off the queue in batches as workers free up
 //! (`shadow.max_in_flight`) and runs each sample through the [`executor`]:
-//! plan (cached parse and rewrite), old and new query in one REPEATABLE
-//! READ READ ONLY transaction on a pooled connection ([`run`]; the samples
-//! of a batch share one connection and, mostly, one transaction), diff,
-//! recheck, outcome.
+//! plan (cached parse and rewrite, with the relations' keys from the
+//! catalog, [`keys`]), old and new query in one REPEATABLE READ READ ONLY
+//! transaction on a pooled connection ([`run`]; the samples of a batch
+//! share one connection and, mostly, one transaction), diff, A/A noise and
+//! recheck ([`verdict`]), outcome.
 
 pub mod conn;
 pub mod executor;
+pub mod keys;
 pub mod outcome;
 mod pipeline;
 pub mod pool;
@@ -20,6 +22,7 @@ mod replies;
 pub mod run;
 pub mod sampler;
 pub mod statements;
+mod verdict;
 
 use crate::capture::counts::StatementCounts;
 use crate::capture::fingerprint::Fingerprint;
@@ -27,8 +30,8 @@ use crate::capture::skip::{SkipCounts, SkipReason, SkipTally};
 use crate::capture::tracker::{Sample, SampleGate};
 use crate::config::Config;
 use crate::observability::metrics::{
-    COMPARISONS_TOTAL, QUEUE_DEPTH, RECHECKS_TOTAL, SHADOW_BATCH_SAMPLES, SHADOW_DURATION_SECONDS,
-    STORE_DROPPED_TOTAL,
+    COMPARISONS_TOTAL, COMPARISON_ORDERING_TOTAL, QUEUE_DEPTH, RECHECKS_TOTAL,
+    SHADOW_BATCH_SAMPLES, SHADOW_DURATION_SECONDS, STORE_DROPPED_TOTAL,
 };
 use crate::rewrite::{PlanCache, RewriteRules};
 use conn::ConnParams;
@@ -99,7 +102,6 @@ impl Shadow {
         let executor = Arc::new(Executor::new(
             config,
             Arc::new(PlanCache::new(s.plan_cache_size, shadow_rules(config))),
-            Arc::new(PlanCache::new(s.plan_cache_size, untied_rules(config))),
             pool,
         ));
         let overrides: HashMap<Fingerprint, f64> = s
@@ -349,6 +351,10 @@ impl Shadow {
 fn record(outcome: &Outcome) {
     outcome.log();
     metrics::counter!(COMPARISONS_TOTAL, "result" => outcome.kind.label()).increment(1);
+    if executor::compared_rows(outcome.kind) {
+        metrics::counter!(COMPARISON_ORDERING_TOTAL, "ordering" => outcome.basis.label())
+            .increment(1);
+    }
     if !matches!(outcome.kind, OutcomeKind::ShadowError) {
         metrics::histogram!(SHADOW_DURATION_SECONDS, "side" => "old")
             .record(outcome.old_time.as_secs_f64());
@@ -367,8 +373,30 @@ fn lowercase_map(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The rewrite rules of the shadow's queries: tiebreaker (unless switched
-/// off), table map, deny list.
+/// `tiebreak.columns`, folded to lower case like unquoted names.
+fn configured_keys(config: &Config) -> BTreeMap<String, Vec<String>> {
+    config
+        .tiebreak
+        .columns
+        .iter()
+        .map(|(relation, key)| {
+            let columns = key.columns().iter().map(|c| c.to_lowercase()).collect();
+            (relation.to_lowercase(), columns)
+        })
+        .collect()
+}
+
+fn deny_functions(config: &Config) -> Vec<String> {
+    config
+        .shadow
+        .deny_functions
+        .iter()
+        .map(|f| f.to_lowercase())
+        .collect()
+}
+
+/// The rewrite rules of the shadow's queries: keys (unless the tiebreaker
+/// is switched off; the catalog's come on top), table map, deny list.
 pub fn shadow_rules(config: &Config) -> RewriteRules {
     let t = &config.tiebreak;
     RewriteRules {
@@ -378,43 +406,23 @@ pub fn shadow_rules(config: &Config) -> RewriteRules {
             String::new()
         },
         id_columns: if t.enabled {
-            lowercase_map(&t.columns)
+            configured_keys(config)
         } else {
             BTreeMap::new()
         },
         table_map: lowercase_map(&config.shadow.table_map),
-        deny_functions: config
-            .shadow
-            .deny_functions
-            .iter()
-            .map(|f| f.to_lowercase())
-            .collect(),
+        deny_functions: deny_functions(config),
     }
 }
 
-/// The shadow's rules without any tiebreaker, for statements whose
-/// relations lack the id column.
-fn untied_rules(config: &Config) -> RewriteRules {
-    RewriteRules {
-        default_id_column: String::new(),
-        id_columns: BTreeMap::new(),
-        ..shadow_rules(config)
-    }
-}
-
-/// The rules of `tiebreak.apply_to_primary`: only tables listed in
+/// The rules of `tiebreak.apply_to_primary`: only relations listed in
 /// `tiebreak.columns` get a tiebreaker on the application's own queries,
-/// so a table without the default id column can never make them fail.
+/// so a relation without the default id column can never make them fail.
 pub fn primary_rules(config: &Config) -> RewriteRules {
     RewriteRules {
         default_id_column: String::new(),
-        id_columns: lowercase_map(&config.tiebreak.columns),
+        id_columns: configured_keys(config),
         table_map: BTreeMap::new(),
-        deny_functions: config
-            .shadow
-            .deny_functions
-            .iter()
-            .map(|f| f.to_lowercase())
-            .collect(),
+        deny_functions: deny_functions(config),
     }
 }

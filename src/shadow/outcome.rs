@@ -3,6 +3,7 @@
 use crate::capture::fingerprint::Fingerprint;
 use crate::diff::Diff;
 use crate::protocol::error_response::ErrorFields;
+use crate::rewrite::OrderBasis;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,10 @@ pub enum OutcomeKind {
     Match,
     /// They differ (see the diff).
     Mismatch,
+    /// They differ, but the statement is nondeterministic: two runs of the
+    /// old query in one snapshot differed too (the A/A baseline). Counted
+    /// and shown, never an incident.
+    Noisy,
     /// Only the old query failed.
     OldError,
     /// Only the new query failed: the new schema lacks something.
@@ -31,9 +36,10 @@ pub enum OutcomeKind {
 
 impl OutcomeKind {
     /// Every kind, for pre-registering metric series.
-    pub const ALL: [OutcomeKind; 8] = [
+    pub const ALL: [OutcomeKind; 9] = [
         OutcomeKind::Match,
         OutcomeKind::Mismatch,
+        OutcomeKind::Noisy,
         OutcomeKind::OldError,
         OutcomeKind::NewError,
         OutcomeKind::BothError,
@@ -47,6 +53,7 @@ impl OutcomeKind {
         match self {
             OutcomeKind::Match => "match",
             OutcomeKind::Mismatch => "mismatch",
+            OutcomeKind::Noisy => "noisy",
             OutcomeKind::OldError => "old_error",
             OutcomeKind::NewError => "new_error",
             OutcomeKind::BothError => "both_error",
@@ -96,6 +103,13 @@ pub struct Outcome {
     pub ordering: &'static str,
     /// What happened to the tiebreaker.
     pub tiebreak: &'static str,
+    /// What made the order total, if anything.
+    pub basis: OrderBasis,
+    /// Per relation, the key the order ends in (appended or already
+    /// there): `e (env_id, entry_id) primary_key; r no key (no_key)`.
+    pub keys: Arc<str>,
+    /// For noisy outcomes: how the two runs of the old query differed.
+    pub noise: Option<String>,
 }
 
 impl Outcome {
@@ -140,6 +154,7 @@ impl Outcome {
                     snapshot_xmin = self.snapshot_xmin.unwrap_or(0),
                     ordering = self.ordering,
                     tiebreak = self.tiebreak,
+                    keys = %self.keys,
                     summary = %summary,
                     params = %self.params_for_log(),
                     old_sql = %self.old_sql,
@@ -147,6 +162,14 @@ impl Outcome {
                     "shadow mismatch"
                 )
             }
+            OutcomeKind::Noisy => tracing::info!(
+                fingerprint = %self.fingerprint,
+                ordering = self.ordering,
+                keys = %self.keys,
+                old_vs_old = self.noise.as_deref().unwrap_or(""),
+                old_vs_new = self.diff.as_ref().map(|d| d.summary.as_str()).unwrap_or(""),
+                "shadow comparison noisy: the old query differs from itself within one snapshot"
+            ),
             _ => tracing::info!(
                 fingerprint = %self.fingerprint,
                 incident = %incident(),

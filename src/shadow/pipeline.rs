@@ -42,6 +42,28 @@ pub(super) fn both_sides<'a>(spec: &RunSpec<'a>) -> [Side<'a>; 2] {
     ]
 }
 
+/// The sides of `spec`, in the order they run: old, new and, for an A/A
+/// baseline, the old query once more (in the same snapshot).
+pub(super) fn sides_of<'a>(spec: &RunSpec<'a>) -> Vec<Side<'a>> {
+    let [old, new] = both_sides(spec);
+    if spec.baseline {
+        vec![old, new, old]
+    } else {
+        vec![old, new]
+    }
+}
+
+/// Settings every shadow transaction makes, because the old and new query
+/// (and the A/A baseline's second run) must see the rows in the same order
+/// wherever PostgreSQL allows it: a synchronized sequential scan starts
+/// where another scan of the table happens to be, and a parallel plan
+/// gathers rows in whatever order its workers finish. Both are settable by
+/// any role.
+pub(super) const DETERMINISM: [(&str, &str); 2] = [
+    ("synchronize_seqscans", "off"),
+    ("max_parallel_workers_per_gather", "0"),
+];
+
 /// One sample to run: its sides, in order.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Run<'a> {
@@ -214,6 +236,7 @@ impl<'s> Pipeline<'_, 's> {
                 Some(conn_settings) if i == 0 => {
                     let timeout = run.spec.statement_timeout.as_millis().max(1).to_string();
                     let mut names = vec![("statement_timeout", timeout.as_str())];
+                    names.extend(DETERMINISM);
                     names.extend(run.sample.settings.changes_from(conn_settings));
                     names.push(("search_path", side.search_path));
                     self.settings(&names)?;
@@ -385,6 +408,7 @@ mod tests {
             max_rows: 10,
             compare,
             snapshot: Snapshot::Shared,
+            baseline: false,
         }
     }
 

@@ -8,11 +8,14 @@
 //! SELECT txid_snapshot_xmin(txid_current_snapshot())::text,   -- takes the snapshot
 //!        <clock>,                  -- extract(epoch FROM clock_timestamp()): times the sides
 //!        set_config('statement_timeout', $1, true),
+//!        set_config('synchronize_seqscans', 'off', true), …   -- deterministic row order
 //!        set_config('TimeZone', $2, true), …   -- the client's settings this connection lacks
 //!        set_config('search_path', <old>, true)
 //! <old query 1>          (the client's parameters, byte for byte; text results)
 //! SELECT <clock>, set_config('search_path', <new>, true)
 //! <new query 1>
+//! (SELECT <clock>, set_config('search_path', <old>, true)
+//!  <old query 1> again: the A/A baseline, for some samples)
 //! SELECT <clock>, set_config('search_path', <old>, true)
 //! <old query 2>
 //! SELECT <clock>, set_config('search_path', <new>, true)
@@ -61,7 +64,9 @@
 
 use super::conn::{ConnError, ShadowConn};
 pub use super::pipeline::MAX_WRITE_BYTES;
-use super::pipeline::{both_sides, protocol_error, write_transaction, Run, Side, Step, Written};
+use super::pipeline::{
+    both_sides, protocol_error, sides_of, write_transaction, Run, Side, Step, Written,
+};
 use super::replies::{read_control, read_query, read_until_ready, value_at};
 use super::statements::{statement_name, CACHED_PLAN_CHANGED};
 use crate::capture::tracker::Sample;
@@ -106,8 +111,14 @@ pub struct RunResult {
     pub old: SideResult,
     /// The new schema's answer.
     pub new: SideResult,
+    /// The old query's second answer in the same snapshot, when the run
+    /// was an A/A baseline ([`RunSpec::baseline`]).
+    pub baseline: Option<SideResult>,
     /// Oldest transaction still running when the snapshot was taken.
     pub snapshot_xmin: Option<u64>,
+    /// A prepared statement no longer fit its relation (0A000) and the run
+    /// was repeated: a relation changed, so its key may have too.
+    pub relation_changed: bool,
     /// Time from sending the old query to its last reply.
     pub old_time: Duration,
     /// Same for the new query.
@@ -134,6 +145,9 @@ pub struct RunSpec<'a> {
     pub compare: &'a CompareOptions,
     /// Shared or separate snapshots.
     pub snapshot: Snapshot,
+    /// Also run the old query a second time, after the new one, in the
+    /// same snapshot (only with [`Snapshot::Shared`]): the A/A baseline.
+    pub baseline: bool,
 }
 
 /// Runs `sample` on `conn`.
@@ -144,7 +158,7 @@ pub async fn run(
 ) -> Result<RunResult, ConnError> {
     let first = run_once(conn, sample, spec).await?;
     if first.is_stale() {
-        return run_once(conn, sample, spec).await;
+        return rerun(conn, sample, spec).await;
     }
     Ok(first)
 }
@@ -155,7 +169,7 @@ impl RunResult {
     /// change result type"; it has been closed, so the run is repeated.
     fn is_stale(&self) -> bool {
         let stale = |side: &SideResult| matches!(side, SideResult::Error(e) if e.code == CACHED_PLAN_CHANGED);
-        stale(&self.old) || stale(&self.new)
+        stale(&self.old) || stale(&self.new) || self.baseline.as_ref().is_some_and(stale)
     }
 
     /// The result of a run of both sides.
@@ -164,6 +178,8 @@ impl RunResult {
         RunResult {
             old: sides.next().unwrap_or_else(|| not_run(&r.failure)),
             new: sides.next().unwrap_or_else(|| not_run(&r.failure)),
+            baseline: sides.next(),
+            relation_changed: false,
             snapshot_xmin: r.snapshot_xmin,
             old_time: r.times.first().copied().unwrap_or_default(),
             new_time: r.times.get(1).copied().unwrap_or_default(),
@@ -198,7 +214,7 @@ pub async fn run_batch(
             }
             return results;
         }
-        let sides: Vec<[Side<'_>; 2]> = rest.iter().map(|(_, spec)| both_sides(spec)).collect();
+        let sides: Vec<Vec<Side<'_>>> = rest.iter().map(|(_, spec)| sides_of(spec)).collect();
         let runs: Vec<Run<'_>> = rest
             .iter()
             .zip(&sides)
@@ -217,10 +233,21 @@ pub async fn run_batch(
             break;
         }
         if result.as_ref().is_ok_and(RunResult::is_stale) {
-            *result = run_once(conn, sample, spec).await;
+            *result = rerun(conn, sample, spec).await;
         }
     }
     results
+}
+
+/// [`run_once`] again after a stale plan, noting that a relation changed.
+async fn rerun(
+    conn: &mut ShadowConn,
+    sample: &Sample,
+    spec: &RunSpec<'_>,
+) -> Result<RunResult, ConnError> {
+    let mut again = run_once(conn, sample, spec).await?;
+    again.relation_changed = true;
+    Ok(again)
 }
 
 async fn run_once(
@@ -231,7 +258,7 @@ async fn run_once(
     let [old, new] = both_sides(spec);
     match spec.snapshot {
         Snapshot::Shared => Ok(RunResult::of_shared(
-            run_alone(conn, sample, spec, &[old, new]).await?,
+            run_alone(conn, sample, spec, &sides_of(spec)).await?,
         )),
         Snapshot::Separate => {
             let mut first = run_alone(conn, sample, spec, &[old]).await?;
@@ -242,6 +269,8 @@ async fn run_once(
                     .sides
                     .pop()
                     .unwrap_or_else(|| not_run(&second.failure)),
+                baseline: None,
+                relation_changed: false,
                 snapshot_xmin: first.snapshot_xmin,
                 old_time: first.times.first().copied().unwrap_or_default(),
                 new_time: second.times.first().copied().unwrap_or_default(),

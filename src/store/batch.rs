@@ -7,6 +7,7 @@
 //! fingerprint and reason. A batch's size depends on how many distinct
 //! things it saw, not on how many outcomes.
 
+use super::ids::IdsDelta;
 use super::model::Signature;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
@@ -48,6 +49,8 @@ pub(crate) struct IncidentDelta {
     pub(crate) last_seen_ms: i64,
     /// The first few outcomes, with the time they arrived.
     pub(crate) examples: Vec<(i64, Arc<Outcome>)>,
+    /// The differing row ids of all of them.
+    pub(crate) ids: IdsDelta,
 }
 
 /// New comparisons of one fingerprint.
@@ -63,6 +66,8 @@ pub(crate) struct CoverageDelta {
     pub(crate) mismatched: u64,
     /// Errors of any kind.
     pub(crate) errored: u64,
+    /// Differences of a nondeterministic statement.
+    pub(crate) noisy: u64,
     /// First seen in this batch.
     pub(crate) first_seen_ms: i64,
     /// Last seen in this batch.
@@ -80,8 +85,15 @@ pub(crate) struct SkipDelta {
 
 impl Batch {
     /// Folds one outcome in. Keeps it as an example while its signature
-    /// has fewer than `max_examples` in this batch.
-    pub(crate) fn add(&mut self, outcome: Arc<Outcome>, now_ms: i64, max_examples: usize) {
+    /// has fewer than `max_examples` in this batch, and up to `max_ids` of
+    /// its signature's differing row ids.
+    pub(crate) fn add(
+        &mut self,
+        outcome: Arc<Outcome>,
+        now_ms: i64,
+        max_examples: usize,
+        max_ids: usize,
+    ) {
         self.outcomes += 1;
         let cov = self
             .coverage
@@ -92,6 +104,7 @@ impl Batch {
                 matched: 0,
                 mismatched: 0,
                 errored: 0,
+                noisy: 0,
                 first_seen_ms: now_ms,
                 last_seen_ms: now_ms,
             });
@@ -100,6 +113,7 @@ impl Batch {
         match outcome.kind {
             OutcomeKind::Match => cov.matched += 1,
             OutcomeKind::Mismatch => cov.mismatched += 1,
+            OutcomeKind::Noisy => cov.noisy += 1,
             _ => cov.errored += 1,
         }
         let Some(signature) = Signature::of(&outcome) else {
@@ -117,6 +131,7 @@ impl Batch {
                 first_seen_ms: now_ms,
                 last_seen_ms: now_ms,
                 examples: Vec::new(),
+                ids: IdsDelta::default(),
             }
         });
         delta.count += 1;
@@ -124,6 +139,9 @@ impl Batch {
             delta.confirmed += 1;
         }
         delta.last_seen_ms = delta.last_seen_ms.max(now_ms);
+        if let Some(diff) = &outcome.diff {
+            delta.ids.add(&diff.ids, now_ms, max_ids);
+        }
         if delta.examples.len() < max_examples {
             delta.examples.push((now_ms, outcome));
         }

@@ -9,8 +9,8 @@
 //! - [`Incident`]s: outcomes grouped by [`Signature`] (fingerprint + kind +
 //!   diff kind + differing columns, or + SQLSTATEs for errors), with
 //!   counts, first/last seen, a status (open / acknowledged / muted until …
-//!   because …) and at most `store.max_examples` [`Example`]s, each a
-//!   reproduction bundle;
+//!   because …), at most `store.max_examples` [`Example`]s, each a
+//!   reproduction bundle, and every differing row id ([`ids`]);
 //! - [`Coverage`] per fingerprint: comparisons, matches, mismatches,
 //!   errors, skips by reason, and a 95% upper bound of the mismatch rate.
 //!
@@ -23,12 +23,13 @@
 //!
 //! For the admin API, CLI and web page, [`Store`]'s methods are the query
 //! interface: [`Store::list_incidents`], [`Store::incident`],
-//! [`Store::ack`], [`Store::mute`], [`Store::unmute`],
+//! [`Store::incident_ids`], [`Store::ack`], [`Store::mute`], [`Store::unmute`],
 //! [`Store::list_coverage`], [`Store::open_incident_count`],
 //! [`Store::ping`]. For alerts, [`writer::StoreWriter::subscribe`].
 
 mod batch;
 mod db;
+pub mod ids;
 pub mod model;
 mod ops;
 mod postgres;
@@ -37,6 +38,7 @@ mod schema;
 mod sqlite;
 pub mod writer;
 
+pub use ids::{IdChange, IncidentIds, IncidentRowId};
 pub use model::{
     format_utc, incident_id, mismatch_rate_upper_bound, now_ms, Coverage, Example, Incident,
     IncidentDetail, IncidentEvent, IncidentFilter, IncidentKind, IncidentNotice, IncidentStatus,
@@ -107,6 +109,8 @@ pub enum StoreError {
 pub struct StoreOptions {
     /// Examples kept per incident (`store.max_examples`).
     pub max_examples: u64,
+    /// Differing row ids kept per incident (`store.max_ids_per_incident`).
+    pub max_ids_per_incident: u64,
     /// Incidents kept (`store.max_incidents`).
     pub max_incidents: u64,
     /// Incidents, examples and coverage not seen for this many days are
@@ -121,6 +125,7 @@ impl Default for StoreOptions {
         let c = StoreConfig::default();
         Self {
             max_examples: c.max_examples,
+            max_ids_per_incident: c.max_ids_per_incident,
             max_incidents: c.max_incidents,
             retention_days: c.retention_days,
             password: None,
@@ -170,6 +175,7 @@ impl Store {
     pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         let limits = Limits {
             max_examples: options.max_examples,
+            max_ids: options.max_ids_per_incident,
             max_incidents: options.max_incidents.max(1),
         };
         let (backend, shown) = if let Some(path) = url.strip_prefix("sqlite://") {
@@ -209,6 +215,7 @@ impl Store {
         };
         let options = StoreOptions {
             max_examples: config.max_examples,
+            max_ids_per_incident: config.max_ids_per_incident,
             max_incidents: config.max_incidents,
             retention_days: config.retention_days,
             password,
@@ -240,6 +247,17 @@ impl Store {
     pub async fn incident(&self, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
         let (id, now) = (id.to_owned(), now_ms());
         on_backend!(self, db => queries::incident_detail(db, &id, now))
+    }
+
+    /// The differing row ids incident `id` kept, most recently seen first,
+    /// at most `limit`; `None` if there is no incident with this id.
+    pub async fn incident_ids(
+        &self,
+        id: &str,
+        limit: u64,
+    ) -> Result<Option<IncidentIds>, StoreError> {
+        let id = id.to_owned();
+        on_backend!(self, db => ids::incident_ids(db, &id, limit))
     }
 
     /// Acknowledges an incident (ending any mute): it keeps counting but

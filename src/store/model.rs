@@ -52,7 +52,8 @@ impl IncidentKind {
     /// The incident kind of an outcome; `None` for a match.
     pub fn of(kind: OutcomeKind) -> Option<IncidentKind> {
         Some(match kind {
-            OutcomeKind::Match => return None,
+            // A noisy statement's differences are counted, never incidents.
+            OutcomeKind::Match | OutcomeKind::Noisy => return None,
             OutcomeKind::Mismatch => IncidentKind::Mismatch,
             OutcomeKind::OldError => IncidentKind::OldError,
             OutcomeKind::NewError => IncidentKind::NewError,
@@ -265,6 +266,11 @@ pub struct Incident {
     pub mute_reason: Option<String>,
     /// Examples stored (at most `store.max_examples`).
     pub example_count: u64,
+    /// Distinct differing row ids kept (at most
+    /// `store.max_ids_per_incident`; see [`super::Store::incident_ids`]).
+    pub ids_count: u64,
+    /// Sightings of differing ids not kept (beyond the bound).
+    pub ids_omitted: u64,
 }
 
 /// An incident with its examples, oldest first.
@@ -303,6 +309,10 @@ pub struct Example {
     pub ordering: String,
     /// What happened to the tiebreaker.
     pub tiebreak: String,
+    /// Per relation, the key the order ended in (`e (env_id, entry_id)
+    /// primary_key; r no key (no_key)`); empty for examples stored before
+    /// keys were recorded.
+    pub keys: String,
     /// Time of the old query, in milliseconds.
     pub old_ms: f64,
     /// Time of the new query, in milliseconds.
@@ -378,6 +388,9 @@ pub struct Coverage {
     pub mismatched: u64,
     /// Errors of any kind (old/new/both error, timeout, rewrite, shadow).
     pub errored: u64,
+    /// Differences of a nondeterministic statement (its A/A runs differed):
+    /// counted apart, never incidents.
+    pub noisy: u64,
     /// Executions not compared, by skip reason label.
     pub skipped: BTreeMap<String, u64>,
     /// First and last time this fingerprint was counted.

@@ -8,6 +8,7 @@
 
 use super::batch::{Batch, IncidentDelta};
 use super::db::{Db, DbRow, Param};
+use super::ids::write_ids;
 use super::model::{IncidentStatus, StoredError};
 use super::StoreError;
 use crate::capture::fingerprint::Fingerprint;
@@ -25,6 +26,8 @@ const MAX_TEXT_BYTES: usize = 64 * 1024;
 pub(crate) struct Limits {
     /// Examples per incident.
     pub(crate) max_examples: u64,
+    /// Differing row ids per incident.
+    pub(crate) max_ids: u64,
     /// Incidents in the store.
     pub(crate) max_incidents: u64,
 }
@@ -84,7 +87,7 @@ async fn write_batch_in_tx(
                                   THEN excluded.first_seen ELSE incidents.first_seen END,
                      last_seen = CASE WHEN excluded.last_seen > incidents.last_seen
                                  THEN excluded.last_seen ELSE incidents.last_seen END
-                 RETURNING id, count, example_count",
+                 RETURNING id, count, example_count, ids_count",
                 &[
                     delta.id.as_str().into(),
                     delta.signature_text.as_str().into(),
@@ -110,6 +113,7 @@ async fn write_batch_in_tx(
         }
         let slots = limits.max_examples.saturating_sub(row.count(2)?);
         let stored = insert_examples(db, &id, delta, slots).await?;
+        write_ids(db, &id, &delta.ids, row.count(3)?, limits.max_ids).await?;
         if stored > 0 {
             db.execute(
                 "UPDATE incidents SET example_count = example_count + $2 WHERE id = $1",
@@ -129,7 +133,7 @@ async fn write_batch_in_tx(
 /// One coverage row the batch touches: compared, or only skipped.
 struct CoverageRow<'a> {
     client_sql: Option<&'a str>,
-    counts: [u64; 4],
+    counts: [u64; 5],
     first_seen_ms: i64,
     last_seen_ms: i64,
 }
@@ -143,7 +147,7 @@ async fn write_coverage(db: &mut impl Db, batch: &Batch) -> Result<(), StoreErro
         .map(|(fingerprint, c)| {
             let row = CoverageRow {
                 client_sql: Some(&c.client_sql),
-                counts: [c.compared, c.matched, c.mismatched, c.errored],
+                counts: [c.compared, c.matched, c.mismatched, c.errored, c.noisy],
                 first_seen_ms: c.first_seen_ms,
                 last_seen_ms: c.last_seen_ms,
             };
@@ -153,7 +157,7 @@ async fn write_coverage(db: &mut impl Db, batch: &Batch) -> Result<(), StoreErro
     for ((fingerprint, _), s) in &batch.skips {
         let row = rows.entry(*fingerprint).or_insert(CoverageRow {
             client_sql: None,
-            counts: [0; 4],
+            counts: [0; 5],
             first_seen_ms: s.last_seen_ms,
             last_seen_ms: s.last_seen_ms,
         });
@@ -161,17 +165,18 @@ async fn write_coverage(db: &mut impl Db, batch: &Batch) -> Result<(), StoreErro
     }
     for (fingerprint, row) in &rows {
         let client_sql = row.client_sql.map(bounded);
-        let [compared, matched, mismatched, errored] = row.counts.map(|n| n as i64);
+        let [compared, matched, mismatched, errored, noisy] = row.counts.map(|n| n as i64);
         db.execute(
             "INSERT INTO coverage (fingerprint, client_sql, compared, matched, mismatched,
-                 errored, first_seen, last_seen)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 errored, first_seen, last_seen, noisy)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (fingerprint) DO UPDATE SET
                  client_sql = COALESCE(coverage.client_sql, excluded.client_sql),
                  compared = coverage.compared + excluded.compared,
                  matched = coverage.matched + excluded.matched,
                  mismatched = coverage.mismatched + excluded.mismatched,
                  errored = coverage.errored + excluded.errored,
+                 noisy = coverage.noisy + excluded.noisy,
                  last_seen = CASE WHEN excluded.last_seen > coverage.last_seen
                              THEN excluded.last_seen ELSE coverage.last_seen END",
             &[
@@ -183,6 +188,7 @@ async fn write_coverage(db: &mut impl Db, batch: &Batch) -> Result<(), StoreErro
                 errored.into(),
                 row.first_seen_ms.into(),
                 row.last_seen_ms.into(),
+                noisy.into(),
             ],
         )
         .await?;
@@ -221,9 +227,9 @@ async fn insert_examples(
         db.execute(
             "INSERT INTO examples (incident_id, seen_at, database, old_sql, new_sql, params,
                  settings, snapshot_xmin, confirmed, ordering, tiebreak, old_ms, new_ms,
-                 diff_summary, diff, old_error, new_error, detail)
+                 diff_summary, diff, old_error, new_error, detail, keys)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                 $17, $18)",
+                 $17, $18, $19)",
             &[
                 incident_id.into(),
                 (*seen_at).into(),
@@ -246,6 +252,7 @@ async fn insert_examples(
                 e.old_error.as_deref().into(),
                 e.new_error.as_deref().into(),
                 outcome.detail.as_deref().into(),
+                (&*outcome.keys).into(),
             ],
         )
         .await?;
@@ -332,6 +339,11 @@ async fn evict_beyond(db: &mut impl Db, max: u64) -> Result<Vec<String>, StoreEr
 async fn delete_incident(db: &mut impl Db, id: &str) -> Result<(), StoreError> {
     db.execute("DELETE FROM examples WHERE incident_id = $1", &[id.into()])
         .await?;
+    db.execute(
+        "DELETE FROM incident_ids WHERE incident_id = $1",
+        &[id.into()],
+    )
+    .await?;
     db.execute("DELETE FROM incidents WHERE id = $1", &[id.into()])
         .await?;
     Ok(())
@@ -363,6 +375,12 @@ async fn expire_in_tx(db: &mut impl Db, cutoff_ms: i64) -> Result<Expired, Store
             &cutoff,
         )
         .await?;
+    db.execute(
+        "DELETE FROM incident_ids WHERE incident_id IN
+             (SELECT id FROM incidents WHERE last_seen < $1)",
+        &cutoff,
+    )
+    .await?;
     let incidents = db
         .execute("DELETE FROM incidents WHERE last_seen < $1", &cutoff)
         .await?;

@@ -20,7 +20,8 @@ fn incident_select() -> String {
         "SELECT i.id, i.signature, i.fingerprint, i.kind, i.diff_kind, i.columns,
                 i.old_sqlstate, i.new_sqlstate, i.client_sql, i.database, i.first_seen,
                 i.last_seen, i.count, i.confirmed_count, c.compared, {STATUS}, i.status_by,
-                i.status_at, i.muted_until, i.mute_reason, i.example_count
+                i.status_at, i.muted_until, i.mute_reason, i.example_count, i.ids_count,
+                i.ids_omitted
          FROM incidents i LEFT JOIN coverage c ON c.fingerprint = i.fingerprint"
     )
 }
@@ -52,6 +53,8 @@ fn incident_from(row: &DbRow) -> Result<Incident, StoreError> {
         muted_until_ms: row.opt_int(18)?,
         mute_reason: row.opt_text(19)?,
         example_count: row.count(20)?,
+        ids_count: row.count(21)?,
+        ids_omitted: row.count(22)?,
     })
 }
 
@@ -120,7 +123,7 @@ pub(crate) async fn incident_detail(
         .query(
             "SELECT id, seen_at, database, old_sql, new_sql, params, settings, snapshot_xmin,
                     confirmed, ordering, tiebreak, old_ms, new_ms, diff, old_error, new_error,
-                    detail
+                    detail, keys
              FROM examples WHERE incident_id = $1 ORDER BY id",
             &[id.into()],
         )
@@ -150,6 +153,7 @@ fn example_from(row: &DbRow) -> Result<Example, StoreError> {
         old_error: json(14)?.and_then(|e| serde_json::from_str(&e).ok()),
         new_error: json(15)?.and_then(|e| serde_json::from_str(&e).ok()),
         detail: row.opt_text(16)?,
+        keys: row.text(17)?,
     })
 }
 
@@ -168,7 +172,7 @@ pub(crate) async fn coverage(
 ) -> Result<Vec<Coverage>, StoreError> {
     let limit = limit.min(i64::MAX as u64) as i64;
     let chosen = "SELECT fingerprint, client_sql, compared, matched, mismatched, errored,
-                         first_seen, last_seen
+                         first_seen, last_seen, noisy
                   FROM coverage WHERE ($2 = '' OR fingerprint = $2)
                   ORDER BY compared DESC, fingerprint LIMIT $1";
     let params = [limit.into(), fingerprint.unwrap_or("").into()];
@@ -201,6 +205,7 @@ pub(crate) async fn coverage(
                 matched,
                 mismatched,
                 errored: r.count(5)?,
+                noisy: r.count(8)?,
                 first_seen_ms: r.int(6)?,
                 last_seen_ms: r.int(7)?,
                 mismatch_rate_upper_95: mismatch_rate_upper_bound(mismatched, matched + mismatched),

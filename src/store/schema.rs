@@ -10,7 +10,7 @@ use super::db::{Db, Dialect};
 use super::StoreError;
 
 /// The migration this build ends at.
-pub(crate) const CURRENT_VERSION: i64 = 1;
+pub(crate) const CURRENT_VERSION: i64 = 2;
 
 /// Key of the PostgreSQL advisory lock held while migrating ("pgshadow"
 /// in ASCII).
@@ -89,6 +89,27 @@ CREATE TABLE coverage_skips (
 );
 ";
 
+/// Migration 2: every differing row id per incident (`incident_ids`, with
+/// the incident's counts of ids kept and not kept), noisy comparisons per
+/// fingerprint, and the keys an example's order ended in.
+const MIGRATION_2: &str = "
+CREATE TABLE incident_ids (
+    incident_id TEXT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    key_columns TEXT NOT NULL,
+    key_values TEXT NOT NULL,
+    change TEXT NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    seen BIGINT NOT NULL,
+    PRIMARY KEY (incident_id, key_columns, key_values)
+);
+CREATE INDEX incident_ids_last_seen ON incident_ids (incident_id, last_seen);
+ALTER TABLE incidents ADD COLUMN ids_count BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE incidents ADD COLUMN ids_omitted BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE coverage ADD COLUMN noisy BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE examples ADD COLUMN keys TEXT;
+";
+
 /// Brings the store's tables up to [`CURRENT_VERSION`].
 pub(crate) async fn migrate(db: &mut impl Db) -> Result<(), StoreError> {
     db.begin().await?;
@@ -128,6 +149,9 @@ async fn migrate_locked(db: &mut impl Db) -> Result<(), StoreError> {
             Dialect::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         };
         db.batch(&MIGRATION_1.replace("{id}", id)).await?;
+    }
+    if version < 2 {
+        db.batch(MIGRATION_2).await?;
     }
     if version < CURRENT_VERSION {
         db.execute("DELETE FROM schema_version", &[]).await?;

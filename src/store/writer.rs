@@ -64,6 +64,9 @@ pub struct WriterOptions {
     pub flush_max_outcomes: u64,
     /// Examples kept per incident and batch (`store.max_examples`).
     pub max_examples: usize,
+    /// Differing row ids kept per incident and batch
+    /// (`store.max_ids_per_incident`).
+    pub max_ids: usize,
 }
 
 impl WriterOptions {
@@ -73,6 +76,7 @@ impl WriterOptions {
             flush_interval: Duration::from_millis(config.flush_interval_ms.max(1)),
             flush_max_outcomes: config.flush_max_outcomes.max(1),
             max_examples: usize::try_from(config.max_examples).unwrap_or(usize::MAX),
+            max_ids: usize::try_from(config.max_ids_per_incident).unwrap_or(usize::MAX),
         }
     }
 }
@@ -202,7 +206,8 @@ impl Writer {
                 }
                 received = outcomes.recv() => match received {
                     Some(outcome) => {
-                        self.batch.add(outcome, now_ms(), self.options.max_examples);
+                        self.batch
+                            .add(outcome, now_ms(), self.options.max_examples, self.options.max_ids);
                         if self.batch.outcomes >= self.options.flush_max_outcomes {
                             self.flush(false).await;
                         }
@@ -213,7 +218,8 @@ impl Writer {
         }
         // Shutdown: what is already queued is written too.
         while let Ok(outcome) = outcomes.try_recv() {
-            self.batch.add(outcome, now_ms(), self.options.max_examples);
+            let o = &self.options;
+            self.batch.add(outcome, now_ms(), o.max_examples, o.max_ids);
         }
         self.flush(true).await;
     }

@@ -7,7 +7,7 @@
 
 use super::pgshadow;
 use pgshadow::capture::fingerprint::Fingerprint;
-use pgshadow::diff::{Diff, DiffKind, RowRef};
+use pgshadow::diff::{Diff, DiffKind, RowIds, RowRef};
 use pgshadow::protocol::error_response::ErrorFields;
 use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::store::{IncidentKind, Store, StoreOptions, StoreWriter, WriterOptions};
@@ -73,6 +73,11 @@ fn missing_row() -> Outcome {
             column_changes: Vec::new(),
             ordering: "total",
             truncated: false,
+            ids: RowIds {
+                columns: vec!["id".into()],
+                missing: vec![vec![Some("11".into())]],
+                ..RowIds::default()
+            },
         }),
         ..base(ENTRIES, OutcomeKind::Mismatch)
     }

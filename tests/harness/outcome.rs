@@ -3,7 +3,8 @@
 //! test targets that do not start clusters need not compile the harness.
 
 use pgshadow::capture::fingerprint::Fingerprint;
-use pgshadow::diff::{CellChange, Diff, DiffKind, RowChange};
+use pgshadow::diff::{CellChange, Diff, DiffKind, RowChange, RowIds};
+use pgshadow::rewrite::OrderBasis;
 use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub fn outcome(
         detail: None,
         ordering: "total",
         tiebreak: "appended",
+        basis: OrderBasis::CatalogKey,
+        keys: "entries (id) primary_key".into(),
+        noise: None,
     }
 }
 
@@ -71,6 +75,11 @@ pub fn values_differ(statement: Outcome, id: i64, column: &str, old: &str, new: 
             column_changes: Vec::new(),
             ordering: "total",
             truncated: false,
+            ids: RowIds {
+                columns: vec!["id".into()],
+                changed: vec![vec![Some(id.to_string())]],
+                ..RowIds::default()
+            },
         }),
         ..statement
     }

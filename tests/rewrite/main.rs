@@ -54,8 +54,8 @@ fn rules() -> RewriteRules {
     RewriteRules {
         default_id_column: "id".into(),
         id_columns: [
-            ("entries".to_string(), "sys_id".to_string()),
-            ("Weird Table".to_string(), "Key".to_string()),
+            ("entries".to_string(), vec!["sys_id".to_string()]),
+            ("Weird Table".to_string(), vec!["Key".to_string()]),
         ]
         .into(),
         table_map: [
@@ -313,7 +313,12 @@ fn check(pg: &Pg, case: &Case, rules: &RewriteRules) -> Result<(), String> {
         return Err(format!("table_map not applied: {}", plan.new_sql));
     }
     let (total, limited) = match &plan.ordering {
-        Ordering::Ordered { total, limited, .. } => (*total, *limited || case.picks),
+        Ordering::Ordered {
+            total,
+            offset,
+            limit,
+            ..
+        } => (*total, *offset || *limit || case.picks),
         Ordering::Unordered => (false, false),
     };
     let detail = || {

@@ -48,6 +48,7 @@ fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> RunSpec<'a> {
         max_rows: 100,
         compare,
         snapshot: Snapshot::Shared,
+        baseline: false,
     }
 }
 

@@ -2,7 +2,7 @@
 //! a way to push them through a real store writer.
 
 use pgshadow::capture::fingerprint::Fingerprint;
-use pgshadow::diff::{Diff, DiffKind, RowRef};
+use pgshadow::diff::{Diff, DiffKind, RowIds, RowRef};
 use pgshadow::protocol::error_response::ErrorFields;
 use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::store::{IncidentEvent, Store, StoreWriter, WriterOptions};
@@ -62,6 +62,11 @@ pub fn missing(fingerprint: Fingerprint, id: i64) -> Outcome {
             column_changes: Vec::new(),
             ordering: "total",
             truncated: false,
+            ids: RowIds {
+                columns: vec!["id".into()],
+                missing: vec![vec![Some(id.to_string())]],
+                ..RowIds::default()
+            },
         }),
         ..base(fingerprint, OutcomeKind::Mismatch)
     }

@@ -14,7 +14,7 @@ use crate::diff::SortKey;
 fn rules() -> RewriteRules {
     RewriteRules {
         default_id_column: "id".into(),
-        id_columns: [("entries".to_string(), "sys_id".to_string())].into(),
+        id_columns: [("entries".to_string(), vec!["sys_id".to_string()])].into(),
         ..RewriteRules::default()
     }
 }

@@ -36,7 +36,8 @@ fn an_appended_tiebreaker_makes_the_order_total() {
         Ordering::Ordered {
             keys: vec![name("updated_at"), name("sys_id")],
             total: true,
-            limited: true,
+            offset: false,
+            limit: true,
         }
     );
 }
@@ -48,7 +49,8 @@ fn a_partial_order_is_tie_tolerant() {
         Ordering::Ordered {
             keys: vec![name("title")],
             total: false,
-            limited: true,
+            offset: true,
+            limit: false,
         }
     );
 }
@@ -56,19 +58,21 @@ fn a_partial_order_is_tie_tolerant() {
 #[test]
 fn sort_keys_name_output_columns() {
     assert_eq!(
-        keys("SELECT title, updated_at FROM entries ORDER BY 2 DESC, title"),
+        keys("SELECT title, updated_at, sys_id FROM entries ORDER BY 2 DESC, title"),
         vec![SortKey::Ordinal(2), name("title"), name("sys_id")]
     );
+    // An appended key that is not in the output is not a key the diff
+    // can see.
     assert_eq!(
         keys("SELECT e.title FROM entries e ORDER BY e.title"),
+        vec![name("title"), SortKey::Unknown]
+    );
+    assert_eq!(
+        keys("SELECT Title, sys_id FROM entries ORDER BY TITLE"),
         vec![name("title"), name("sys_id")]
     );
     assert_eq!(
-        keys("SELECT Title FROM entries ORDER BY TITLE"),
-        vec![name("title"), name("sys_id")]
-    );
-    assert_eq!(
-        keys("SELECT \"Title\" FROM entries ORDER BY \"Title\""),
+        keys("SELECT \"Title\", e.* FROM entries e ORDER BY \"Title\""),
         vec![name("Title"), name("sys_id")]
     );
 }
@@ -76,16 +80,18 @@ fn sort_keys_name_output_columns() {
 #[test]
 fn sort_keys_follow_output_aliases() {
     assert_eq!(
-        keys("SELECT lower(title) AS t FROM entries ORDER BY t"),
+        keys("SELECT lower(title) AS t, sys_id FROM entries ORDER BY t"),
         vec![name("t"), name("sys_id")]
     );
     assert_eq!(
         keys("SELECT lower(title) AS t FROM entries ORDER BY lower(title)"),
-        vec![name("t"), name("sys_id")]
+        vec![name("t"), SortKey::Unknown]
     );
     assert_eq!(
-        keys("SELECT e.updated_at AS changed FROM entries e ORDER BY e.updated_at"),
-        vec![name("changed"), name("sys_id")]
+        keys(
+            "SELECT e.updated_at AS changed, e.sys_id AS key FROM entries e ORDER BY e.updated_at"
+        ),
+        vec![name("changed"), name("key")]
     );
 }
 
@@ -93,7 +99,7 @@ fn sort_keys_follow_output_aliases() {
 fn sort_keys_outside_the_output_are_unknown() {
     assert_eq!(
         keys("SELECT title FROM entries ORDER BY updated_at"),
-        vec![SortKey::Unknown, name("sys_id")]
+        vec![SortKey::Unknown, SortKey::Unknown]
     );
     assert_eq!(
         keys("SELECT * FROM entries ORDER BY lower(title)"),
@@ -123,71 +129,92 @@ fn set_operation_keys_are_output_names_or_ordinals() {
 }
 
 #[test]
-fn limited_means_limit_offset_or_fetch_on_the_outermost_query() {
-    for (sql, limited) in [
-        ("SELECT * FROM entries ORDER BY title", false),
-        ("SELECT * FROM entries ORDER BY title LIMIT 5", true),
-        ("SELECT * FROM entries ORDER BY title LIMIT ALL", false),
-        ("SELECT * FROM entries ORDER BY title OFFSET 5", true),
-        ("SELECT * FROM entries ORDER BY title FETCH FIRST 5 ROWS ONLY", true),
-        ("SELECT * FROM entries WHERE sys_id IN (SELECT entry_id FROM entry_fields ORDER BY id LIMIT 3) ORDER BY title", false),
+fn offset_cuts_the_top_and_limit_or_fetch_the_bottom_of_the_outermost_query() {
+    for (sql, offset, limit) in [
+        ("SELECT * FROM entries ORDER BY title", false, false),
+        ("SELECT * FROM entries ORDER BY title LIMIT 5", false, true),
+        ("SELECT * FROM entries ORDER BY title LIMIT ALL", false, false),
+        ("SELECT * FROM entries ORDER BY title OFFSET 5", true, false),
+        ("SELECT * FROM entries ORDER BY title LIMIT 5 OFFSET $1", true, true),
+        ("SELECT * FROM entries ORDER BY title LIMIT 5 OFFSET 0", false, true),
+        ("SELECT * FROM entries ORDER BY title FETCH FIRST 5 ROWS ONLY", false, true),
+        ("SELECT * FROM entries WHERE sys_id IN (SELECT entry_id FROM entry_fields ORDER BY id LIMIT 3) ORDER BY title", false, false),
     ] {
         match ordering(sql) {
-            Ordering::Ordered { limited: l, .. } => assert_eq!(l, limited, "{sql}"),
+            Ordering::Ordered { offset: o, limit: l, .. } => {
+                assert_eq!((o, l), (offset, limit), "{sql}")
+            }
             Ordering::Unordered => panic!("{sql}: unordered"),
         }
     }
 }
 
 #[test]
-fn the_id_column_is_named_when_the_output_provably_holds_it() {
-    for (sql, id) in [
-        ("SELECT * FROM entries", Some("sys_id")),
+fn the_id_columns_are_named_when_the_output_provably_holds_them() {
+    for (sql, id, unique) in [
+        ("SELECT * FROM entries", &["sys_id"][..], true),
         (
             "SELECT e.* FROM entries e WHERE e.title = 'x'",
-            Some("sys_id"),
+            &["sys_id"],
+            true,
         ),
         (
             "SELECT title, sys_id FROM entries ORDER BY title",
-            Some("sys_id"),
+            &["sys_id"],
+            true,
         ),
-        ("SELECT e.sys_id AS key, title FROM entries e", Some("key")),
-        ("SELECT id, name FROM environments", Some("id")),
+        ("SELECT e.sys_id AS key, title FROM entries e", &["key"], true),
+        ("SELECT id, name FROM environments", &["id"], true),
         (
             "SELECT DISTINCT ON (environment_id) * FROM entries ORDER BY environment_id",
-            Some("sys_id"),
+            &["sys_id"],
+            true,
         ),
         (
             "WITH r AS (SELECT * FROM entries) SELECT * FROM r",
-            Some("sys_id"),
+            &["sys_id"],
+            true,
         ),
-        ("SELECT title FROM entries", None),
-        ("SELECT *, sys_id FROM entries", None),
+        ("SELECT title FROM entries", &[], false),
+        ("SELECT *, sys_id FROM entries", &[], false),
         (
             "SELECT * FROM entries e JOIN environments v ON v.id = e.environment_id",
-            None,
+            &[],
+            false,
         ),
-        // Over a join: the first relation's id, when listed and qualified.
+        // Over a join: each relation's key, when listed and qualified; the
+        // ids are unique only when every relation's key is there.
         (
             "SELECT e.sys_id, v.name FROM entries e JOIN environments v ON v.id = e.environment_id",
-            Some("sys_id"),
+            &["sys_id"],
+            false,
+        ),
+        (
+            "SELECT e.sys_id, v.id, v.name FROM entries e JOIN environments v ON v.id = e.environment_id",
+            &["sys_id", "id"],
+            true,
         ),
         (
             "SELECT sys_id, v.name FROM entries e JOIN environments v ON v.id = e.environment_id",
-            None,
+            &[],
+            false,
         ),
         (
             "SELECT v.id, v.name FROM entries e JOIN environments v ON v.id = e.environment_id",
-            None,
+            &["id"],
+            false,
         ),
-        ("SELECT * FROM (SELECT * FROM entries) s", None),
-        ("SELECT sys_id, unnest(ARRAY[1, 2]) FROM entries", None),
+        ("SELECT * FROM (SELECT * FROM entries) s", &[], false),
+        ("SELECT sys_id, unnest(ARRAY[1, 2]) FROM entries", &[], false),
         (
             "SELECT sys_id FROM entries UNION SELECT id FROM environments",
-            None,
+            &[],
+            false,
         ),
-        ("SELECT count(*) FROM entries", None),
+        ("SELECT count(*) FROM entries", &[], false),
     ] {
-        assert_eq!(planned(sql).id_column.as_deref(), id, "{sql}");
+        let plan = planned(sql);
+        assert_eq!(plan.id_columns, id, "{sql}");
+        assert_eq!(plan.id_unique, unique, "{sql}");
     }
 }

@@ -26,8 +26,8 @@ fn configured_id_columns_win_schema_qualified_first() {
     );
     let rules = RewriteRules {
         id_columns: [
-            ("public.entries".to_string(), "public_key".to_string()),
-            ("entries".to_string(), "sys_id".to_string()),
+            ("public.entries".to_string(), vec!["public_key".to_string()]),
+            ("entries".to_string(), vec!["sys_id".to_string()]),
         ]
         .into(),
         ..rules()
@@ -55,7 +55,7 @@ fn without_a_default_column_unlisted_tables_get_no_tiebreaker() {
         ..rules()
     };
     let plan = plan_with("SELECT * FROM environments ORDER BY name", &rules);
-    assert_eq!(plan.tiebreak, Tiebreak::NotApplicable("no_id_column"));
+    assert_eq!(plan.tiebreak, Tiebreak::NotApplicable("no_key"));
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn ctes_that_hide_the_id_are_not_applicable() {
 }
 
 #[test]
-fn derived_tables_and_functions_are_not_applicable() {
+fn derived_tables_and_functions_alone_are_not_applicable() {
     for (sql, why) in [
         (
             "SELECT * FROM (SELECT * FROM entries) s ORDER BY title",
@@ -207,14 +207,6 @@ fn derived_tables_and_functions_are_not_applicable() {
         (
             "SELECT * FROM generate_series(1, 3) g ORDER BY 1",
             "table_function",
-        ),
-        (
-            "SELECT * FROM entries e, LATERAL (SELECT 1 AS x) l ORDER BY title",
-            "derived_table",
-        ),
-        (
-            "SELECT * FROM entries e CROSS JOIN unnest(ARRAY[1, 2]) u ORDER BY title",
-            "unnest",
         ),
         ("SELECT 1 AS x ORDER BY x", "no_relation"),
         (
@@ -229,6 +221,103 @@ fn derived_tables_and_functions_are_not_applicable() {
     ] {
         assert_eq!(tiebreak(sql), Tiebreak::NotApplicable(why), "{sql}");
     }
+}
+
+#[test]
+fn the_keys_that_exist_are_appended_beside_relations_without_one() {
+    for (sql, appended, keys) in [
+        (
+            "SELECT * FROM entries e, LATERAL (SELECT 1 AS x) l ORDER BY title",
+            "ORDER BY title, e.sys_id",
+            "e (sys_id) config; l no key (derived_table)",
+        ),
+        (
+            "SELECT * FROM entries e CROSS JOIN unnest(ARRAY[1, 2]) u ORDER BY title",
+            "ORDER BY title, e.sys_id",
+            "e (sys_id) config; u no key (unnest)",
+        ),
+    ] {
+        let plan = planned(sql);
+        assert_eq!(plan.tiebreak, Tiebreak::Appended, "{sql}");
+        assert!(plan.old_sql.ends_with(appended), "{sql}: {}", plan.old_sql);
+        assert_eq!(&*plan.keys, keys, "{sql}");
+        assert!(
+            matches!(plan.ordering, Ordering::Ordered { total: false, .. }),
+            "a relation without a key leaves ties: {sql}"
+        );
+        assert_eq!(plan.basis, OrderBasis::Partial);
+    }
+}
+
+#[test]
+fn composite_keys_are_appended_column_by_column_qualified_by_alias() {
+    let rules = RewriteRules {
+        default_id_column: String::new(),
+        id_columns: [
+            (
+                "entries".to_string(),
+                vec!["env_id".into(), "entry_id".into()],
+            ),
+            (
+                "entry_fields".to_string(),
+                vec!["env_id".into(), "entry_id".into(), "field".into()],
+            ),
+        ]
+        .into(),
+        ..RewriteRules::default()
+    };
+    let plan = plan_with(
+        "SELECT e.title, f.value FROM entries e JOIN entry_fields f \
+         ON f.env_id = e.env_id AND f.entry_id = e.entry_id ORDER BY e.updated_at DESC LIMIT 50 OFFSET $1",
+        &rules,
+    );
+    assert!(
+        plan.old_sql.ends_with(
+            "ORDER BY e.updated_at DESC, e.env_id, e.entry_id, f.env_id, f.entry_id, f.field LIMIT 50 OFFSET $1"
+        ),
+        "{}",
+        plan.old_sql
+    );
+    assert!(matches!(
+        plan.ordering,
+        Ordering::Ordered {
+            total: true,
+            offset: true,
+            limit: true,
+            ..
+        }
+    ));
+    assert_eq!(plan.basis, OrderBasis::Config);
+    // A key column already ordered by is not appended again.
+    let plan = plan_with("SELECT * FROM entries e ORDER BY e.entry_id", &rules);
+    assert!(
+        plan.old_sql.ends_with("ORDER BY e.entry_id, e.env_id"),
+        "{}",
+        plan.old_sql
+    );
+}
+
+#[test]
+fn keys_from_the_catalog_make_a_catalog_key_order() {
+    let key = Key {
+        columns: vec!["env_id".into(), "entry_id".into()],
+        source: KeySource::PrimaryKey,
+    };
+    let plan = plan_with_keys(
+        "SELECT * FROM entries ORDER BY title",
+        &RewriteRules::default(),
+        &mut |_| Some(key.clone()),
+    )
+    .expect("plan");
+    assert_eq!(
+        &*plan.old_sql,
+        "SELECT * FROM entries ORDER BY title, entries.env_id, entries.entry_id"
+    );
+    assert_eq!(plan.basis, OrderBasis::CatalogKey);
+    assert_eq!(plan.id_columns, ["env_id", "entry_id"]);
+    assert!(plan.id_unique);
+    assert_eq!(&*plan.keys, "entries (env_id, entry_id) primary_key");
+    assert_eq!(&*plan.relations, [vec!["entries".to_string()]]);
 }
 
 #[test]
@@ -257,12 +346,17 @@ fn distinct_without_the_id_is_not_applicable() {
         tiebreak("SELECT DISTINCT title FROM entries ORDER BY title"),
         Tiebreak::NotApplicable("distinct")
     );
-    assert_eq!(
-        tiebreak(
-            "SELECT DISTINCT e.*, v.name FROM entries e JOIN environments v ON true ORDER BY 1"
-        ),
-        Tiebreak::NotApplicable("distinct")
+    // The key of the relation whose columns are all in the output still is.
+    let plan = planned(
+        "SELECT DISTINCT e.*, v.name FROM entries e JOIN environments v ON true ORDER BY 1",
     );
+    assert_eq!(plan.tiebreak, Tiebreak::Appended);
+    assert!(
+        plan.old_sql.ends_with("ORDER BY 1, e.sys_id"),
+        "{}",
+        plan.old_sql
+    );
+    assert_eq!(&*plan.keys, "e (sys_id) config; v no key (distinct)");
 }
 
 #[test]
@@ -280,12 +374,28 @@ fn group_by_the_id_gets_the_tiebreaker() {
 #[test]
 fn group_by_without_the_id_is_not_applicable() {
     for (sql, why) in [
-        ("SELECT environment_id, count(*) FROM entries GROUP BY environment_id ORDER BY 2 DESC", "group_by"),
-        ("SELECT e.sys_id, count(*) FROM entries e JOIN entry_fields f ON f.entry_id = e.id GROUP BY e.sys_id ORDER BY 2", "group_by"),
-        ("SELECT sys_id, count(*) FROM entries GROUP BY ROLLUP (sys_id) ORDER BY 2", "grouping_sets"),
+        (
+            "SELECT environment_id, count(*) FROM entries GROUP BY environment_id ORDER BY 2 DESC",
+            "group_by",
+        ),
+        (
+            "SELECT sys_id, count(*) FROM entries GROUP BY ROLLUP (sys_id) ORDER BY 2",
+            "grouping_sets",
+        ),
     ] {
         assert_eq!(tiebreak(sql), Tiebreak::NotApplicable(why), "{sql}");
     }
+    // The grouped relation's key is appended, the other's is not.
+    let plan = planned("SELECT e.sys_id, count(*) FROM entries e JOIN entry_fields f ON f.entry_id = e.id GROUP BY e.sys_id ORDER BY 2");
+    assert!(
+        plan.old_sql.ends_with("ORDER BY 2, e.sys_id"),
+        "{}",
+        plan.old_sql
+    );
+    assert!(matches!(
+        plan.ordering,
+        Ordering::Ordered { total: false, .. }
+    ));
 }
 
 #[test]
@@ -337,7 +447,8 @@ fn union_uses_the_bare_output_column() {
         Ordering::Ordered {
             keys: vec![name("title"), name("sys_id")],
             total: false,
-            limited: false
+            offset: false,
+            limit: false
         }
     );
     assert_eq!(
@@ -388,7 +499,8 @@ fn fetch_with_ties_is_left_alone() {
         Ordering::Ordered {
             keys: vec![name("title")],
             total: false,
-            limited: true
+            offset: false,
+            limit: true
         }
     );
 }
@@ -434,7 +546,8 @@ fn a_rewrite_that_does_not_print_back_falls_back_to_the_original_text() {
         Ordering::Ordered {
             keys: vec![name("title")],
             total: false,
-            limited: false
+            offset: false,
+            limit: false
         }
     );
 }
