@@ -148,6 +148,69 @@ pub async fn show_incident(State(state): State<AdminState>, Path(id): Path<Strin
     Ok(Json(IncidentDetailView::of(&detail)).into_response())
 }
 
+/// The query string of `GET /api/incidents/{id}/ids`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdsQuery {
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+    /// At most this many ids, most recently seen first (default 100000).
+    pub limit: Option<u64>,
+}
+
+/// `GET /api/incidents/{id}/ids?format=json|csv&limit=`: every differing
+/// row id the incident kept, with how it differed and when.
+pub async fn incident_ids(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    query: Result<Query<IdsQuery>, QueryRejection>,
+) -> ApiResult {
+    check_id(&id)?;
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(100_000);
+    if limit == 0 || limit > 1_000_000 {
+        return Err(ApiError::bad_request(format!(
+            "limit={limit}: must be between 1 and 1000000"
+        )));
+    }
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format={other:?}: must be json or csv"
+            )))
+        }
+    };
+    let ids = store(&state)?
+        .store()
+        .incident_ids(&id, limit)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::no_incident(&id))?;
+    if csv {
+        let name: String = ids
+            .incident_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let disposition = format!("attachment; filename=\"incident-{name}-ids.csv\"");
+        return Ok((
+            StatusCode::OK,
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "text/csv; charset=utf-8".to_string(),
+                ),
+                (axum::http::header::CONTENT_DISPOSITION, disposition),
+            ],
+            ids.to_csv(),
+        )
+            .into_response());
+    }
+    Ok(Json(ids).into_response())
+}
+
 /// `POST /api/incidents/{id}/ack` (optional body `{"by": "…"}`).
 pub async fn ack(
     State(state): State<AdminState>,

@@ -5,7 +5,8 @@
 //!
 //! - `/metrics` (Prometheus text), `/healthz` (the process is up) and
 //!   `/readyz` (the upstream and the mismatch store answer): [`health`];
-//! - the JSON API under `/api/`: incidents (list, show, ack, mute, unmute),
+//! - the JSON API under `/api/`: incidents (list, show, their differing
+//!   row ids as JSON or CSV, ack, mute, unmute),
 //!   coverage, and the sampling controls (rate, kill switch): [`api`];
 //! - the web page for people: the incident list at `/`, one incident with
 //!   its side-by-side diff at `/incidents/{id}`, coverage at `/coverage`:
@@ -244,6 +245,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(health::ready))
         .route("/api/incidents", get(api::list_incidents))
         .route("/api/incidents/{id}", get(api::show_incident))
+        .route("/api/incidents/{id}/ids", get(api::incident_ids))
         .route("/api/incidents/{id}/ack", post(api::ack))
         .route("/api/incidents/{id}/mute", post(api::mute))
         .route("/api/incidents/{id}/unmute", post(api::unmute))

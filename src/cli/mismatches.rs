@@ -1,5 +1,5 @@
-//! `pgshadow mismatches list|show|ack|mute|unmute|coverage`: the mismatch
-//! store from a terminal, for the on-call engineer (DESIGN §7).
+//! `pgshadow mismatches list|show|ids|ack|mute|unmute|coverage`: the
+//! mismatch store from a terminal, for the on-call engineer (DESIGN §7).
 //!
 //! The store is found through `--store URL` or the `[store]` section of
 //! `--config FILE` (the proxy's own config file). Output is a table or a
@@ -50,6 +50,19 @@ pub enum MismatchesCommand {
     Show {
         /// Incident id (12 hex digits, as in `list` and in alerts).
         id: String,
+    },
+    /// Every differing row id an incident kept (its key values, how the
+    /// row differed, first and last seen): the list a repair script needs.
+    /// `--json` or `--csv` for scripts.
+    Ids {
+        /// Incident id.
+        id: String,
+        /// Print CSV (a header, then one row per id).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// At most this many ids, most recently seen first.
+        #[arg(long, default_value_t = 100_000)]
+        limit: u64,
     },
     /// Acknowledge an incident: it keeps counting but raises no more alerts.
     Ack {
@@ -208,6 +221,20 @@ async fn run(args: &MismatchesArgs, config: Option<&Path>) -> Result<String, Fai
                 return json(&detail);
             }
             Ok(render::incident_detail(&detail))
+        }
+        MismatchesCommand::Ids { id, csv, limit } => {
+            let ids = store
+                .incident_ids(id.trim(), *limit)
+                .await
+                .map_err(failed)?
+                .ok_or_else(|| not_found(id))?;
+            if args.json {
+                return json(&ids);
+            }
+            if *csv {
+                return Ok(ids.to_csv());
+            }
+            Ok(render::id_table(&ids))
         }
         MismatchesCommand::Ack { id, by } => {
             let by = who(by);

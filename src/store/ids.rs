@@ -82,6 +82,49 @@ pub struct IncidentIds {
     pub ids: Vec<IncidentRowId>,
 }
 
+impl IncidentIds {
+    /// The ids as CSV (RFC 4180), one row per id: the key's columns (as
+    /// named by the first id; ids of another key shape are written under
+    /// the same header), then `change`, `first_seen`, `last_seen` (UTC)
+    /// and `seen`. NULL is an empty field, the empty string `""`.
+    pub fn to_csv(&self) -> String {
+        let columns = self.ids.first().map_or(&[][..], |i| i.columns.as_slice());
+        let mut out = String::new();
+        let header: Vec<String> = columns
+            .iter()
+            .map(|c| csv_field(Some(c)))
+            .chain(["change", "first_seen", "last_seen", "seen"].map(String::from))
+            .collect();
+        out.push_str(&header.join(","));
+        out.push_str("\r\n");
+        for id in &self.ids {
+            let mut fields: Vec<String> =
+                id.values.iter().map(|v| csv_field(v.as_deref())).collect();
+            fields.extend([
+                id.change.label().to_string(),
+                super::format_utc(id.first_seen_ms),
+                super::format_utc(id.last_seen_ms),
+                id.seen.to_string(),
+            ]);
+            out.push_str(&fields.join(","));
+            out.push_str("\r\n");
+        }
+        out
+    }
+}
+
+/// One CSV field: quoted when it must be (or is empty, to tell it from
+/// NULL).
+fn csv_field(value: Option<&str>) -> String {
+    match value {
+        None => String::new(),
+        Some(v) if v.is_empty() || v.contains([',', '"', '\r', '\n']) => {
+            format!("\"{}\"", v.replace('"', "\"\""))
+        }
+        Some(v) => v.to_string(),
+    }
+}
+
 /// One id's sightings within a batch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sighting {
@@ -301,6 +344,33 @@ mod tests {
         assert_eq!(delta.omitted, 1, "id 4 is beyond the bound of 3");
         let one = &delta.ids[&(r#"["id"]"#.to_string(), r#"["1"]"#.to_string())];
         assert_eq!((one.seen, one.first_seen_ms, one.last_seen_ms), (2, 10, 20));
+    }
+
+    #[test]
+    fn ids_export_as_csv_with_nulls_apart_from_empty_strings() {
+        let id = |values: &[Option<&str>], change| IncidentRowId {
+            columns: vec!["env_id".into(), "entry_id".into()],
+            values: values.iter().map(|v| v.map(str::to_string)).collect(),
+            change,
+            first_seen_ms: 0,
+            last_seen_ms: 1_000,
+            seen: 2,
+        };
+        let ids = IncidentIds {
+            incident_id: "x".into(),
+            ids_count: 2,
+            ids_omitted: 0,
+            ids: vec![
+                id(&[Some("1"), Some("a,\"b\"")], IdChange::Changed),
+                id(&[None, Some("")], IdChange::Missing),
+            ],
+        };
+        assert_eq!(
+            ids.to_csv(),
+            "env_id,entry_id,change,first_seen,last_seen,seen\r\n\
+             1,\"a,\"\"b\"\"\",changed,1970-01-01T00:00:00Z,1970-01-01T00:00:01Z,2\r\n\
+             ,\"\",missing,1970-01-01T00:00:00Z,1970-01-01T00:00:01Z,2\r\n"
+        );
     }
 
     #[test]

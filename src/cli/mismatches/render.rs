@@ -4,8 +4,8 @@
 use super::duration::format_duration;
 use crate::alerts::message::{describe_difference, shorten_sql};
 use crate::store::{
-    format_utc, now_ms, Coverage, Example, Incident, IncidentDetail, IncidentKind, IncidentStatus,
-    StoredError,
+    format_utc, now_ms, Coverage, Example, Incident, IncidentDetail, IncidentIds, IncidentKind,
+    IncidentStatus, StoredError,
 };
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -74,6 +74,50 @@ pub fn incident_table(incidents: &[Incident]) -> String {
     )
 }
 
+/// An incident's differing row ids: a line of counts, then one row per id.
+pub fn id_table(ids: &IncidentIds) -> String {
+    let mut out = format!(
+        "incident {}: {} distinct differing ids kept",
+        ids.incident_id, ids.ids_count
+    );
+    if ids.ids_omitted > 0 {
+        let _ = write!(
+            out,
+            ", {} more sightings not kept (store.max_ids_per_incident)",
+            ids.ids_omitted
+        );
+    }
+    out.push('\n');
+    if ids.ids.is_empty() {
+        out.push_str("no ids: the differing rows had no key in the output\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = ids
+        .ids
+        .iter()
+        .map(|id| {
+            let key: Vec<String> = id
+                .columns
+                .iter()
+                .zip(&id.values)
+                .map(|(c, v)| format!("{c}={}", v.as_deref().unwrap_or("NULL")))
+                .collect();
+            vec![
+                id.change.label().to_string(),
+                id.seen.to_string(),
+                format_utc(id.first_seen_ms),
+                format_utc(id.last_seen_ms),
+                key.join(" "),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["CHANGE", "SEEN", "FIRST SEEN", "LAST SEEN", "KEY"],
+        &rows,
+    ));
+    out
+}
+
 /// The coverage list: one row per fingerprint.
 pub fn coverage_table(coverage: &[Coverage]) -> String {
     let rows: Vec<Vec<String>> = coverage
@@ -84,6 +128,7 @@ pub fn coverage_table(coverage: &[Coverage]) -> String {
                 c.compared.to_string(),
                 c.matched.to_string(),
                 c.mismatched.to_string(),
+                c.noisy.to_string(),
                 c.errored.to_string(),
                 c.skipped.values().sum::<u64>().to_string(),
                 c.mismatch_rate_upper_95.map_or("-".into(), percent),
@@ -97,6 +142,7 @@ pub fn coverage_table(coverage: &[Coverage]) -> String {
             "COMPARED",
             "MATCHED",
             "MISMATCHED",
+            "NOISY",
             "ERRORED",
             "SKIPPED",
             "MAX RATE (95%)",
@@ -141,6 +187,16 @@ pub fn incident_detail(detail: &IncidentDetail) -> String {
     );
     field("first seen", format_utc(i.first_seen_ms));
     field("last seen", format_utc(i.last_seen_ms));
+    if i.kind == IncidentKind::Mismatch {
+        let mut ids = format!(
+            "{} distinct kept (pgshadow mismatches ids {})",
+            i.ids_count, i.id
+        );
+        if i.ids_omitted > 0 {
+            ids.push_str(&format!(", {} more sightings not kept", i.ids_omitted));
+        }
+        field("differing ids", ids);
+    }
     field("signature", i.signature.clone());
     field("sql", i.client_sql.clone());
     let total = detail.examples.len();
@@ -214,6 +270,9 @@ fn example_block(e: &Example, n: usize, total: usize) -> String {
         "ordering",
         format!("{}, tiebreaker {}", e.ordering, e.tiebreak),
     );
+    if !e.keys.is_empty() {
+        field("keys", e.keys.clone());
+    }
     field(
         "time",
         format!("old {:.1} ms, new {:.1} ms", e.old_ms, e.new_ms),
