@@ -12,8 +12,8 @@
 use super::keys::Key;
 use super::names::{column_ref, ident_key, last_ident, name_parts};
 use sqlparser::ast::{
-    Cte, Expr, Ident, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor,
-    Value, With,
+    BinaryOperator, Cte, Expr, Ident, JoinConstraint, JoinOperator, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, TableFactor, Value, With,
 };
 
 /// Where the scope asks for the key of a relation (folded name parts as
@@ -349,4 +349,77 @@ pub(crate) fn key_outputs(
         .iter()
         .map(|column| named_output(projection, qualifier, column, single))
         .collect()
+}
+
+/// A column of the relation seen as `.0` (folded qualifier) named `.1`.
+pub(crate) type QualifiedColumn = (String, String);
+
+/// Columns that a join's ON clause proves equal to another relation's, in
+/// every row of the result: `FROM e JOIN f ON f.env_id = e.env_id` lets
+/// `e.env_id` stand for `f.env_id` (and the other way round). For a LEFT
+/// JOIN only the joined relation's columns may be stood for: when it has
+/// no matching row its columns are NULL, and the row is still the only one
+/// of its left-hand row. Only equalities of qualified columns joined by
+/// AND count.
+pub(crate) fn join_substitutes(select: &Select) -> Vec<(QualifiedColumn, QualifiedColumn)> {
+    let mut out = Vec::new();
+    for table in &select.from {
+        for join in &table.joins {
+            let (constraint, both_ways) = match &join.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) => (c, true),
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (c, false),
+                _ => continue,
+            };
+            let JoinConstraint::On(on) = constraint else {
+                continue;
+            };
+            let joined = match &join.relation {
+                TableFactor::Table { name, alias, .. } => alias
+                    .as_ref()
+                    .map(|a| ident_key(&a.name))
+                    .or_else(|| last_ident(name).map(ident_key)),
+                _ => None,
+            };
+            let mut pairs = Vec::new();
+            equalities(on, &mut pairs);
+            for (a, b) in pairs {
+                if both_ways || joined.as_deref() == Some(a.0.as_str()) {
+                    out.push((a.clone(), b.clone()));
+                }
+                if both_ways || joined.as_deref() == Some(b.0.as_str()) {
+                    out.push((b, a));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The `a.x = b.y` conjuncts of an ON clause.
+fn equalities(expr: &Expr, out: &mut Vec<(QualifiedColumn, QualifiedColumn)>) {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            equalities(left, out);
+            equalities(right, out);
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => {
+            if let (Some((Some(qa), ca)), Some((Some(qb), cb))) =
+                (column_ref(left), column_ref(right))
+            {
+                if qa != qb {
+                    out.push(((qa, ca), (qb, cb)));
+                }
+            }
+        }
+        Expr::Nested(inner) => equalities(inner, out),
+        _ => {}
+    }
 }

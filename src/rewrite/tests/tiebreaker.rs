@@ -288,6 +288,23 @@ fn composite_keys_are_appended_column_by_column_qualified_by_alias() {
         }
     ));
     assert_eq!(plan.basis, OrderBasis::Config);
+    // The rows are named by both keys: the join proves f's env_id and
+    // entry_id equal to e's, which the output has.
+    let plan = plan_with(
+        "SELECT e.env_id, e.entry_id, f.field, f.value FROM entries e JOIN entry_fields f \
+         ON f.env_id = e.env_id AND f.entry_id = e.entry_id ORDER BY e.updated_at",
+        &rules,
+    );
+    assert_eq!(plan.id_columns, ["env_id", "entry_id", "field"]);
+    assert!(plan.id_unique);
+    // Under a LEFT JOIN only the joined side's columns may be stood for.
+    let plan = plan_with(
+        "SELECT f.env_id, f.entry_id, f.field FROM entries e LEFT JOIN entry_fields f \
+         ON f.env_id = e.env_id AND f.entry_id = e.entry_id ORDER BY e.updated_at",
+        &rules,
+    );
+    assert_eq!(plan.id_columns, ["env_id", "entry_id", "field"]);
+    assert!(!plan.id_unique, "e's key is not in the output");
     // A key column already ordered by is not appended again.
     let plan = plan_with("SELECT * FROM entries e ORDER BY e.entry_id", &rules);
     assert!(
