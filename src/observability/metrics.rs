@@ -59,6 +59,9 @@ pub const WEBHOOK_DELIVERIES_TOTAL: &str = "pgshadow_webhook_deliveries_total";
 /// [`crate::rewrite::OrderBasis::label`]: `catalog_key`, `config`,
 /// `partial`, `unordered`).
 pub const COMPARISON_ORDERING_TOTAL: &str = "pgshadow_comparison_ordering_total";
+/// A/A baselines (the old query run twice in one snapshot), by `result`:
+/// `same`, or `differ` (the statement is nondeterministic: noisy).
+pub const BASELINES_TOTAL: &str = "pgshadow_baselines_total";
 /// Catalog lookups of relation keys, by `result` (`ok`, `error`).
 pub const KEY_LOOKUPS_TOTAL: &str = "pgshadow_key_lookups_total";
 /// Relations whose keys were looked up in the catalog.
@@ -167,6 +170,11 @@ pub fn describe() {
         COMPARISON_ORDERING_TOTAL,
         Unit::Count,
         "Shadow comparisons, by how their rows were ordered (catalog_key: total by keys from the catalog; config: total with a configured key or the default column; partial: ties compared tolerantly; unordered: compared as multisets)."
+    );
+    describe_counter!(
+        BASELINES_TOTAL,
+        Unit::Count,
+        "A/A baselines (the old query twice in one snapshot), by result (same; differ: the statement is nondeterministic, its differences count as noisy)."
     );
     describe_counter!(
         KEY_LOOKUPS_TOTAL,

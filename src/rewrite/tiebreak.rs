@@ -276,9 +276,7 @@ fn output_ids(select: &Select, rels: &[Relation]) -> (Vec<String>, bool) {
             (Some(q), Some(key)) => key_outputs(&select.projection, q, key, single).or_else(|| {
                 key.columns
                     .iter()
-                    .map(|column| {
-                        output_through_join(&select.projection, q, column, &substitutes)
-                    })
+                    .map(|column| output_through_join(&select.projection, q, column, &substitutes))
                     .collect()
             }),
             _ => None,
@@ -311,7 +309,9 @@ fn output_through_join(
         substitutes
             .iter()
             .filter(|(from, _)| *from == own)
-            .find_map(|(_, (q, c))| named_output(projection, &Ident::with_quote('"', q.clone()), c, false))
+            .find_map(|(_, (q, c))| {
+                named_output(projection, &Ident::with_quote('"', q.clone()), c, false)
+            })
     })
 }
 

@@ -129,6 +129,7 @@ impl Outcome {
             OutcomeKind::Match => tracing::debug!(
                 fingerprint = %self.fingerprint,
                 ordering = self.ordering,
+                keys = %self.keys,
                 old_ms = self.old_time.as_secs_f64() * 1e3,
                 new_ms = self.new_time.as_secs_f64() * 1e3,
                 "shadow match"

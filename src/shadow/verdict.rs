@@ -26,7 +26,8 @@ use super::run::{RunResult, SideResult, Snapshot};
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
-use crate::diff::{compare, CompareOptions, Ordering};
+use crate::diff::{compare, CompareOptions, Diff, Ordering, ResultSet};
+use crate::observability::metrics::BASELINES_TOTAL;
 use crate::protocol::error_response::ErrorFields;
 use crate::rewrite::Plan;
 use std::sync::PoisonError;
@@ -160,7 +161,7 @@ impl Executor {
                 };
                 out.diff = diff;
                 if let Some(SideResult::Rows(again)) = &baseline {
-                    if let Some(noise) = compare(&old, again, &plan.ordering, options) {
+                    if let Some(noise) = baseline_differs(&old, again, plan, options) {
                         out.kind = OutcomeKind::Noisy;
                         out.noise = Some(noise.summary);
                     }
@@ -241,7 +242,7 @@ impl Executor {
                 ..
             }) => {
                 if let Some(SideResult::Rows(again)) = &baseline {
-                    if let Some(noise) = compare(&old, again, &plan.ordering, options) {
+                    if let Some(noise) = baseline_differs(&old, again, plan, options) {
                         outcome.kind = OutcomeKind::Noisy;
                         outcome.noise = Some(noise.summary);
                         return;
@@ -301,6 +302,20 @@ impl Executor {
             noise: None,
         }
     }
+}
+
+/// How the A/A baseline's two runs of the old query differ, if they do
+/// (compared as the statement's own ordering allows); counted.
+fn baseline_differs(
+    old: &ResultSet,
+    again: &ResultSet,
+    plan: &Plan,
+    options: &CompareOptions,
+) -> Option<Diff> {
+    let noise = compare(old, again, &plan.ordering, options);
+    let result = if noise.is_some() { "differ" } else { "same" };
+    metrics::counter!(BASELINES_TOTAL, "result" => result).increment(1);
+    noise
 }
 
 /// The parameters and session settings of a reported outcome. Only what is

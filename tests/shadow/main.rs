@@ -7,6 +7,7 @@
 mod harness;
 
 mod batch;
+mod composite_keys;
 mod concurrency;
 mod extended;
 mod fixture;
