@@ -7,6 +7,7 @@
 mod harness;
 
 mod batch;
+mod catalog_keys;
 mod composite_keys;
 mod concurrency;
 mod extended;
