@@ -14,6 +14,7 @@ mod extended;
 mod fixture;
 mod inconsistencies;
 mod never_writes;
+mod noise;
 mod overload;
 mod settings;
 mod smoke;
