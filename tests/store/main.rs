@@ -55,4 +55,7 @@ store_suite!(
     retention_deletes_what_was_not_seen_for_days,
     two_writers_on_one_store_add_up_and_open_the_incident_once,
     reopening_keeps_everything_and_a_newer_schema_is_refused,
+    differing_row_ids_are_kept_once_per_incident_and_bounded,
+    noisy_outcomes_are_counted_in_the_coverage_and_open_no_incident,
+    a_version_1_store_is_migrated_keeping_its_incidents,
 );

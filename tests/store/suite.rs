@@ -7,10 +7,11 @@ use crate::outcomes::{changed, failed, feed, matched, missing, opened, Feeder, E
 use pgshadow::capture::fingerprint::Fingerprint;
 use pgshadow::capture::skip::SkipReason;
 use pgshadow::diff::DiffKind;
+use pgshadow::shadow::outcome::Outcome;
 use pgshadow::shadow::outcome::OutcomeKind;
 use pgshadow::store::{
-    now_ms, Incident, IncidentEvent, IncidentFilter, IncidentKind, IncidentStatus, Signature,
-    Store, StoreError, StoreOptions,
+    now_ms, IdChange, Incident, IncidentEvent, IncidentFilter, IncidentKind, IncidentStatus,
+    Signature, Store, StoreError, StoreOptions,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -577,4 +578,131 @@ pub async fn reopening_keeps_everything_and_a_newer_schema_is_refused(backend: &
         Err(e) => panic!("expected TooNew, got {e}"),
         Ok(_) => panic!("a store from a newer pgshadow was opened"),
     }
+}
+
+pub async fn differing_row_ids_are_kept_once_per_incident_and_bounded(backend: &Backend) {
+    let store = backend
+        .open_with(StoreOptions {
+            max_ids_per_incident: 3,
+            ..StoreOptions::default()
+        })
+        .await;
+    let wrong = |id: i64| changed(ENTRIES, id, "title", "a", "b");
+    feed(&store, [wrong(1), wrong(2), wrong(1)]).await;
+    let incident = id_of(&wrong(1));
+    let first = store
+        .incident_ids(&incident, 100)
+        .await
+        .unwrap()
+        .expect("incident");
+    assert_eq!(first.ids_count, 2);
+    let one = first
+        .ids
+        .iter()
+        .find(|i| i.values == [Some("1".to_string())])
+        .expect("id 1");
+    assert_eq!(
+        (one.seen, one.columns.as_slice()),
+        (2, &["id".to_string()][..])
+    );
+    assert_eq!(one.change, IdChange::Changed);
+    // A later batch: id 2 again, one more fits, two do not.
+    feed(&store, [wrong(3), wrong(4), wrong(2), wrong(5)]).await;
+    let ids = store
+        .incident_ids(&incident, 100)
+        .await
+        .unwrap()
+        .expect("incident");
+    assert_eq!(ids.ids_count, 3, "{ids:#?}");
+    assert_eq!(ids.ids_omitted, 2, "ids 4 and 5 are only counted");
+    let mut kept: Vec<String> = ids
+        .ids
+        .iter()
+        .filter_map(|i| i.values.first().cloned().flatten())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["1", "2", "3"]);
+    let two = ids
+        .ids
+        .iter()
+        .find(|i| i.values == [Some("2".to_string())])
+        .expect("id 2");
+    assert_eq!(two.seen, 2);
+    assert!(two.last_seen_ms >= two.first_seen_ms);
+    let incident_row = all(&store)
+        .await
+        .into_iter()
+        .find(|i| i.id == incident)
+        .unwrap();
+    assert_eq!((incident_row.ids_count, incident_row.ids_omitted), (3, 2));
+    // A missing row is listed as missing, in its own incident.
+    feed(&store, [missing(ENTRIES, 9)]).await;
+    let lost = store
+        .incident_ids(&id_of(&missing(ENTRIES, 9)), 100)
+        .await
+        .unwrap()
+        .expect("incident");
+    assert_eq!(lost.ids.len(), 1);
+    assert_eq!(lost.ids[0].change, IdChange::Missing);
+    assert!(store
+        .incident_ids("000000000000", 10)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn noisy_outcomes_are_counted_in_the_coverage_and_open_no_incident(backend: &Backend) {
+    let store = backend.open().await;
+    let noisy = Outcome {
+        kind: OutcomeKind::Noisy,
+        noise: Some("id=1: score old=1.5 new=1.7".into()),
+        ..changed(ENTRIES, 1, "score", "1.5", "1.9")
+    };
+    let events = feed(&store, [noisy.clone(), noisy, matched(ENTRIES)]).await;
+    assert!(opened(&events).is_empty());
+    assert!(all(&store).await.is_empty(), "no incident");
+    let coverage = store.list_coverage(None, 10).await.unwrap();
+    assert_eq!(coverage.len(), 1);
+    assert_eq!(
+        (
+            coverage[0].compared,
+            coverage[0].noisy,
+            coverage[0].mismatched
+        ),
+        (3, 2, 0)
+    );
+}
+
+pub async fn a_version_1_store_is_migrated_keeping_its_incidents(backend: &Backend) {
+    let outcome = changed(ENTRIES, 7, "title", "x", "y");
+    {
+        let store = backend.open().await;
+        feed(&store, [outcome.clone()]).await;
+    }
+    // What migration 1 alone created.
+    backend
+        .sql(
+            "DROP TABLE incident_ids;
+             ALTER TABLE incidents DROP COLUMN ids_count;
+             ALTER TABLE incidents DROP COLUMN ids_omitted;
+             ALTER TABLE coverage DROP COLUMN noisy;
+             ALTER TABLE examples DROP COLUMN keys;
+             UPDATE schema_version SET version = 1;",
+        )
+        .await;
+    let store = backend.open().await;
+    let incidents = all(&store).await;
+    assert_eq!(incidents.len(), 1);
+    assert_eq!((incidents[0].count, incidents[0].ids_count), (1, 0));
+    feed(&store, [outcome.clone()]).await;
+    let ids = store
+        .incident_ids(&id_of(&outcome), 10)
+        .await
+        .unwrap()
+        .expect("incident");
+    assert_eq!(ids.ids_count, 1, "the migrated store keeps ids");
+    let detail = store.incident(&id_of(&outcome)).await.unwrap().unwrap();
+    assert_eq!(detail.examples.len(), 2);
+    assert_eq!(detail.examples[0].keys, "", "written before keys were kept");
+    assert_eq!(detail.examples[1].keys, "entries (id) primary_key");
 }
