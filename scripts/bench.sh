@@ -13,7 +13,11 @@
 #           public tables, so every comparison must match); per run it
 #           scrapes the instance's /metrics for comparisons, mismatches and
 #           dropped samples, and checks the targets (PASS/FAIL, reported
-#           only: the script does not fail on a missed target).
+#           only: the script does not fail on a missed target). Then the
+#           one-time cost of looking up relation keys in the catalog: on the
+#           sample_rate 1.0 instance, one statement each over fresh
+#           relations (one lookup per relation), and one statement over ten
+#           fresh relations at once (one lookup for all ten).
 #
 # It prints one Markdown report (machine facts, the tables, and the CPU split
 # between pgbench, PostgreSQL and the proxy) on stdout.
@@ -42,6 +46,9 @@
 #   BENCH_SHADOW_MODE    [prepared] pgbench -M of the shadow part
 #   BENCH_SHADOW_CLIENTS [16]       pgbench -c of the shadow part
 #   BENCH_SHADOW_JOBS    [2]        pgbench -j of the shadow part (at most -c)
+#   BENCH_KEY_RELATIONS  [20]       shadow part: fresh relations looked up one
+#                          statement each for the catalog lookup cost (0: skip
+#                          that measurement)
 #   BENCH_PAUSE    [1]     seconds of rest between runs
 #   BENCH_SHADOW_RESTART [0] shadow part: seconds of warm-up after restarting
 #                          the four instances before every round (0: they
@@ -148,6 +155,8 @@ esac
 SHADOW_MODE=${BENCH_SHADOW_MODE:-prepared}
 SHADOW_CLIENTS=${BENCH_SHADOW_CLIENTS:-16}
 SHADOW_JOBS=${BENCH_SHADOW_JOBS:-2}
+KEY_RELATIONS=${BENCH_KEY_RELATIONS:-20}
+is_uint "$KEY_RELATIONS" || die "BENCH_KEY_RELATIONS must be a non-negative integer, got '$KEY_RELATIONS'"
 case $SHADOW_MODE in simple | extended | prepared) ;; *) die "BENCH_SHADOW_MODE: unknown mode '$SHADOW_MODE' (simple, extended, prepared)" ;; esac
 for pair in "BENCH_SHADOW_CLIENTS=$SHADOW_CLIENTS" "BENCH_SHADOW_JOBS=$SHADOW_JOBS"; do
     is_uint "${pair#*=}" && ((${pair#*=} > 0)) || die "${pair%%=*} must be a positive integer, got '${pair#*=}'"
@@ -414,6 +423,24 @@ CREATE VIEW v2.pgbench_branches AS SELECT * FROM public.pgbench_branches;
 CREATE VIEW v2.pgbench_tellers AS SELECT * FROM public.pgbench_tellers;
 CREATE VIEW v2.pgbench_history AS SELECT * FROM public.pgbench_history;
 SQL
+    # Relations nobody has read yet, for the catalog lookup cost: keycost_N
+    # (composite primary keys) and keyjoin_1..10, each with a view in v2.
+    if ((KEY_RELATIONS > 0)); then
+        "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" >/dev/null <<SQL
+DO \$\$
+DECLARE t text;
+BEGIN
+    FOR t IN SELECT 'keycost_' || n FROM generate_series(1, $KEY_RELATIONS) n
+             UNION ALL SELECT 'keyjoin_' || n FROM generate_series(1, 10) n LOOP
+        EXECUTE format('CREATE TABLE public.%I (region int NOT NULL, id int NOT NULL, day date NOT NULL, note text, PRIMARY KEY (region, id))', t);
+        EXECUTE format('CREATE UNIQUE INDEX ON public.%I (id, day)', t);
+        EXECUTE format('INSERT INTO public.%I SELECT n %% 3, n, date ''2026-01-01'' + n %% 4, ''n'' FROM generate_series(1, 20) n', t);
+        EXECUTE format('CREATE VIEW v2.%I AS SELECT * FROM public.%I', t, t);
+    END LOOP;
+END
+\$\$;
+SQL
+    fi
 fi
 
 # ---------------------------------------------------------------- PgBouncer
@@ -825,10 +852,60 @@ shadow_part() {
     done
 }
 
+# ---------------------------------------------------------------- catalog lookups
+# The key counters of one scrape of port $1: "lookups seconds relations".
+key_totals() {
+    local body
+    body=$(scrape_metrics "$1") || return 1
+    awk '
+        /^#/ || NF < 2 { next }
+        { key = $1; v = $NF + 0 }
+        key == "pgshadow_key_lookup_seconds_count" { n += v }
+        key == "pgshadow_key_lookup_seconds_sum" { s += v }
+        key == "pgshadow_key_lookup_relations_total" { r += v }
+        END { printf "%.0f %.6f %.0f\n", n, s, r }' <<<"$body"
+}
+# key_delta BEFORE AFTER: "lookups relations ms_per_lookup ms_per_relation".
+key_delta() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        n = y[1] - x[1]; r = y[3] - x[3]; ms = (y[2] - x[2]) * 1000
+        printf "%d\t%d\t%.3f\t%.3f\n", n, r, (n > 0 ? ms / n : 0), (r > 0 ? ms / r : 0) }'
+}
+KEY_RESULTS=$WORK/results-keys.tsv
+# Through the sample_rate 1.0 instance: each fresh relation in a statement
+# of its own, the shadow idle in between (so every lookup asks for one
+# relation), then one statement over ten fresh relations (one lookup for
+# ten). A relation's key is looked up once, then cached for
+# tiebreak.key_cache_seconds.
+key_lookup_part() {
+    local port=${TARGET_PORT[rate-1]} admin=${ADMIN_PORT[rate-1]} before after n tables=""
+    printf 'case\tlookups\trelations\tms_per_lookup\tms_per_relation\n' >"$KEY_RESULTS"
+    log "catalog lookups: $KEY_RELATIONS statements over one fresh relation each"
+    wait_drained "$admin" >/dev/null
+    before=$(key_totals "$admin") || die "cannot scrape http://127.0.0.1:$admin/metrics"
+    for ((n = 1; n <= KEY_RELATIONS; n++)); do
+        "$PSQL" -X -q -h 127.0.0.1 -p "$port" -U postgres -d "$DB" \
+            -c "SELECT * FROM keycost_$n ORDER BY day" >/dev/null
+        wait_drained "$admin" >/dev/null
+    done
+    after=$(key_totals "$admin") || die "cannot scrape http://127.0.0.1:$admin/metrics"
+    printf 'one relation per statement\t%s\n' "$(key_delta "$before" "$after")" >>"$KEY_RESULTS"
+    for ((n = 1; n <= 10; n++)); do tables+="${tables:+, }keyjoin_$n"; done
+    log "catalog lookups: one statement over ten fresh relations"
+    before=$after
+    "$PSQL" -X -q -h 127.0.0.1 -p "$port" -U postgres -d "$DB" \
+        -c "SELECT * FROM $tables WHERE false ORDER BY 1" >/dev/null
+    wait_drained "$admin" >/dev/null
+    after=$(key_totals "$admin") || die "cannot scrape http://127.0.0.1:$admin/metrics"
+    printf 'ten relations in one statement\t%s\n' "$(key_delta "$before" "$after")" >>"$KEY_RESULTS"
+}
+
 [[ -z $RUN_RELAY ]] || relay_part
 if [[ -n $RUN_SHADOW ]]; then
     NO_PERF=1 # perf stat is for the relay part's proxy profile
     shadow_part
+    ((KEY_RELATIONS == 0)) || key_lookup_part
 fi
 
 # ---------------------------------------------------------------- report
@@ -1030,10 +1107,22 @@ shadow_report() {
         }' "$SHADOW_RESULTS"
 }
 
+keys_report() {
+    echo
+    echo "### One-time catalog lookup of relation keys (sample_rate 1.0 instance)"
+    echo
+    echo "The shadow looks each relation's key up in the catalog once (one READ ONLY transaction on a shadow connection: \`to_regclass\` and \`pg_index\` under the old and the new search_path; all relations a batch needs in one round trip), then caches it for \`tiebreak.key_cache_seconds\`. From \`pgshadow_key_lookup_seconds\` and \`pgshadow_key_lookup_relations_total\`; the relations have composite primary keys and a second unique index."
+    echo
+    awk -F'\t' '
+        NR == 1 { print "| case | lookups | relations | ms per lookup | ms per relation |"; print "|---|---:|---:|---:|---:|"; next }
+        { printf "| %s | %d | %d | %.3f | %.3f |\n", $1, $2, $3, $4, $5 }' "$KEY_RESULTS"
+}
+
 report() {
     [[ -z $RUN_RELAY ]] || relay_report
     [[ -z $RUN_RELAY || -z $RUN_SHADOW ]] || echo
     [[ -z $RUN_SHADOW ]] || shadow_report
+    [[ -z $RUN_SHADOW || $KEY_RELATIONS == 0 ]] || keys_report
 }
 
 REPORT=$(report)

@@ -36,12 +36,7 @@ fn the_example_config_is_valid_and_sets_every_key_to_its_default() {
     let text = std::fs::read_to_string(example()).unwrap();
     let from_file = pgshadow::config::Config::parse(&text, "example").unwrap();
     let mut defaults = pgshadow::config::Config::parse("", "empty").unwrap();
-    // The example documents a per-table id column and a password variable,
-    // which have no defaults.
-    defaults
-        .tiebreak
-        .columns
-        .insert("entries".into(), "sys_id".into());
+    // The example documents a password variable, which has no default.
     defaults.shadow.password_env = Some("PGSHADOW_SHADOW_PASSWORD".into());
     assert_eq!(
         from_file, defaults,

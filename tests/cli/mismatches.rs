@@ -454,3 +454,43 @@ fn the_store_is_found_through_the_config_file() {
     assert_eq!(code, Some(2));
     assert!(err.contains("store.max_examples"), "{err}");
 }
+
+#[test]
+fn ids_lists_every_differing_row_id_as_a_table_json_or_csv() {
+    let store = known_store();
+    let (code, out, err) = store.run(&["ids", &store.title]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with(&format!(
+            "incident {}: 1 distinct differing ids kept\n",
+            store.title
+        )),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("changed"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains("  3  ") && row.ends_with("id=7"), "{row}");
+
+    let ids = store.json(&["ids", &store.missing]);
+    assert_eq!(ids["ids_count"], 1);
+    assert_eq!(ids["ids"][0]["change"], "missing");
+    assert_eq!(ids["ids"][0]["values"], serde_json::json!(["11"]));
+    assert_eq!(ids["ids"][0]["seen"], 2);
+
+    let (code, csv, err) = store.run(&["ids", &store.missing, "--csv"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "id,change,first_seen,last_seen,seen");
+    assert!(lines[1].starts_with("11,missing,"), "{csv}");
+    assert!(lines[1].ends_with(",2"), "{csv}");
+
+    // An error incident has no row ids; an unknown incident is an error.
+    let (code, out, _) = store.run(&["ids", &store.new_error]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("no ids"), "{out}");
+    let (code, _, err) = store.run(&["ids", "000000000000"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no incident"), "{err}");
+}
