@@ -229,12 +229,7 @@ mod tests {
         let rows: Vec<[String; 2]> = (0..50).map(|i| [i.to_string(), "t".into()]).collect();
         let changed: Vec<[String; 2]> = (0..50).map(|i| [i.to_string(), "u".into()]).collect();
         let as_table = |rows: &[[String; 2]]| {
-            let rows: Vec<Vec<&str>> = rows
-                .iter()
-                .map(|r| r.iter().map(String::as_str).collect())
-                .collect();
-            let rows: Vec<&[&str]> = rows.iter().map(Vec::as_slice).collect();
-            table(&[("id", INT4), ("title", TEXT)], &rows)
+            crate::diff::testing::table_owned(&[("id", INT4), ("title", TEXT)], rows)
         };
         let diff = compare(
             &as_table(&rows),

@@ -406,7 +406,7 @@ mod tests {
 
 #[cfg(test)]
 mod never_cries_wolf {
-    use crate::diff::testing::{page, table};
+    use crate::diff::testing::{page, table_owned};
     use crate::diff::types::{INT4, TEXT};
     use crate::diff::{compare, CompareOptions};
     use proptest::prelude::*;
@@ -434,12 +434,7 @@ mod never_cries_wolf {
     }
 
     fn result(rows: &[[String; 2]]) -> crate::diff::ResultSet {
-        let rows: Vec<Vec<&str>> = rows
-            .iter()
-            .map(|r| r.iter().map(String::as_str).collect())
-            .collect();
-        let rows: Vec<&[&str]> = rows.iter().map(Vec::as_slice).collect();
-        table(&[("id", INT4), ("key", TEXT)], &rows)
+        table_owned(&[("id", INT4), ("key", TEXT)], rows)
     }
 
     proptest! {

@@ -13,6 +13,16 @@ pub(crate) fn table(columns: &[(&str, u32)], rows: &[&[&str]]) -> ResultSet {
     table_kept(columns, rows, usize::MAX)
 }
 
+/// A result with these columns and rows of owned strings, all kept.
+pub(crate) fn table_owned<R: AsRef<[String]>>(columns: &[(&str, u32)], rows: &[R]) -> ResultSet {
+    let rows: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.as_ref().iter().map(String::as_str).collect())
+        .collect();
+    let rows: Vec<&[&str]> = rows.iter().map(Vec::as_slice).collect();
+    table(columns, &rows)
+}
+
 /// A result of which only the first `max_rows` rows are kept.
 pub(crate) fn table_kept(columns: &[(&str, u32)], rows: &[&[&str]], max_rows: usize) -> ResultSet {
     build(ResultBuilder::new(max_rows), columns, rows)

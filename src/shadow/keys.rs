@@ -23,6 +23,7 @@
 //! after [`FAILED_RETRY`]; until then only configured keys are used.
 
 use super::conn::{ConnError, ShadowConn};
+use super::pipeline::bind_text;
 use super::replies::{read_control, read_until_ready};
 use crate::observability::metrics::{
     KEY_LOOKUPS_TOTAL, KEY_LOOKUP_RELATIONS_TOTAL, KEY_LOOKUP_SECONDS,
@@ -33,7 +34,6 @@ use crate::rewrite::{
 };
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
-use postgres_protocol::IsNull;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -97,6 +97,9 @@ struct Fact {
     at: Instant,
 }
 
+/// Relation facts by database and relation name (folded parts).
+type Facts = HashMap<(Arc<str>, Vec<String>), Fact>;
+
 /// The key cache of one executor: relation facts by database and name.
 pub struct KeyCatalog {
     rules: RewriteRules,
@@ -104,7 +107,7 @@ pub struct KeyCatalog {
     new_search_path: String,
     statement_timeout: Duration,
     max_age: Duration,
-    facts: Mutex<HashMap<(Arc<str>, Vec<String>), Fact>>,
+    facts: Mutex<Facts>,
 }
 
 impl KeyCatalog {
@@ -309,7 +312,7 @@ impl KeyCatalog {
             .collect())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, Vec<String>), Fact>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Facts> {
         self.facts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -343,20 +346,7 @@ fn io(e: std::io::Error) -> ConnError {
 /// Parse (unnamed), Bind with text parameters, Execute.
 fn encode(sql: &str, params: &[&str], out: &mut BytesMut) -> Result<(), ConnError> {
     frontend::parse("", sql, std::iter::empty(), out).map_err(io)?;
-    frontend::bind(
-        "",
-        "",
-        std::iter::empty::<i16>(),
-        params.iter(),
-        |value, buf| {
-            buf.extend_from_slice(value.as_bytes());
-            Ok(IsNull::No)
-        },
-        std::iter::empty::<i16>(),
-        out,
-    )
-    .map_err(|_| ConnError::Protocol("cannot encode the catalog lookup".into()))?;
-    frontend::execute("", 0, out).map_err(io)
+    bind_text("", params, out)
 }
 
 /// The names as a JSON array of qualified names that `to_regclass` reads

@@ -305,20 +305,7 @@ impl<'s> Pipeline<'_, 's> {
         // under the old and, for the next sample, the new search_path.
         let path = self.search_path;
         let name = self.statement(path, sql, &[])?;
-        frontend::bind(
-            "",
-            &name,
-            std::iter::empty::<i16>(),
-            params.iter(),
-            |value, buf| {
-                buf.extend_from_slice(value.as_bytes());
-                Ok(IsNull::No)
-            },
-            std::iter::empty::<i16>(),
-            self.out,
-        )
-        .map_err(bind_error)?;
-        frontend::execute("", 0, self.out).map_err(protocol_error)
+        bind_text(&name, params, self.out)
     }
 
     /// The statement that takes the snapshot, reads its xmin and the clock,
@@ -363,6 +350,26 @@ impl<'s> Pipeline<'_, 's> {
         frontend::describe(b'P', "", self.out).map_err(protocol_error)?;
         frontend::execute("", 0, self.out).map_err(protocol_error)
     }
+}
+
+/// Bind of statement `name` (`""`: the unnamed one) with text parameters
+/// and text results, then Execute: how the shadow runs statements of its
+/// own.
+pub(super) fn bind_text(name: &str, params: &[&str], out: &mut BytesMut) -> Result<(), ConnError> {
+    frontend::bind(
+        "",
+        name,
+        std::iter::empty::<i16>(),
+        params.iter(),
+        |value, buf| {
+            buf.extend_from_slice(value.as_bytes());
+            Ok(IsNull::No)
+        },
+        std::iter::empty::<i16>(),
+        out,
+    )
+    .map_err(bind_error)?;
+    frontend::execute("", 0, out).map_err(protocol_error)
 }
 
 fn bind_error(e: frontend::BindError) -> ConnError {

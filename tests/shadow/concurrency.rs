@@ -25,25 +25,8 @@ async fn dual_write_workload(snapshot: &str, target: f64) -> (f64, f64) {
     );
     let stop = Arc::new(AtomicBool::new(false));
 
-    // The writer talks to the database directly: the proxy only ever
-    // compares reads.
-    let writer = {
-        let stop = stop.clone();
-        let client = connect(pg.port()).await;
-        tokio::spawn(async move {
-            let touch = client.prepare("SELECT touch_entry($1, $2)").await.unwrap();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let id = sys_id(1, (n % 20 + 1) as i64);
-                client
-                    .execute(&touch, &[&id, &format!("Title v{n}")])
-                    .await
-                    .unwrap();
-            }
-            n
-        })
-    };
+    let writer =
+        fixture::dual_writer(pg.port(), stop.clone(), |n| sys_id(1, (n % 20 + 1) as i64)).await;
     let mut readers = Vec::new();
     for r in 0..3 {
         let stop = stop.clone();

@@ -11,7 +11,9 @@
 //! Rows are inserted into `v2.entry_map` in the reverse order, so rows that
 //! tie on a sort key come back in a different order from the two schemas.
 
-use crate::harness::Pg;
+use crate::harness::{connect, Pg};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Entries per environment.
 pub const ENTRIES: i64 = 200;
@@ -110,6 +112,29 @@ pub fn create(pg: &Pg) {
         ts = TIMESTAMPS,
         role = SHADOW_ROLE,
     ));
+}
+
+/// The application's dual writer, straight to the database on `port` (the
+/// proxy only ever compares reads): `touch_entry` on `entry(n)` for n = 1,
+/// 2, … until `stop`. Returns how many writes it made.
+pub async fn dual_writer(
+    port: u16,
+    stop: Arc<AtomicBool>,
+    entry: impl Fn(u64) -> i64 + Send + 'static,
+) -> tokio::task::JoinHandle<u64> {
+    let client = connect(port).await;
+    tokio::spawn(async move {
+        let touch = client.prepare("SELECT touch_entry($1, $2)").await.unwrap();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            client
+                .execute(&touch, &[&entry(n), &format!("Title v{n}")])
+                .await
+                .unwrap();
+        }
+        n
+    })
 }
 
 /// The `[shadow]`/`[tiebreak]` config every test starts from, with

@@ -86,22 +86,10 @@ async fn a_deterministic_statement_is_never_noisy() {
         &fixture::config("baseline_rate = 1.0", "enabled = false"),
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let client = connect(pg.port()).await;
-        tokio::spawn(async move {
-            let touch = client.prepare("SELECT touch_entry($1, $2)").await.unwrap();
-            let mut n = 0i64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let id = sys_id(n % 3 + 1, n % 200 + 1);
-                client
-                    .execute(&touch, &[&id, &format!("Title v{n}")])
-                    .await
-                    .unwrap();
-            }
-        })
-    };
+    let writer = fixture::dual_writer(pg.port(), stop.clone(), |n| {
+        sys_id((n % 3 + 1) as i64, (n % 200 + 1) as i64)
+    })
+    .await;
     let client = connect(proxy.port).await;
     let statements = [
         "SELECT sys_id, updated_at FROM entries WHERE environment_id = $1::int \
