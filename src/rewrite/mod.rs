@@ -25,7 +25,7 @@
 //! Layout: `parse` tokenizes and guards the stack, `classify` decides
 //! eligibility, `scope` resolves the relations and keys a query provably
 //! has, `keys` chooses each relation's key, `tiebreak` decides the ORDER BY
-//! rewrite, `table_map` renames relations, `names` folds identifiers,
+//! rewrite, `row_ids` which output columns name a row, `table_map` renames relations, `names` folds identifiers,
 //! `functions` knows functions by name, `cache` holds plans.
 
 mod cache;
@@ -34,6 +34,7 @@ mod functions;
 pub mod keys;
 mod names;
 mod parse;
+mod row_ids;
 mod scope;
 mod table_map;
 mod tiebreak;

@@ -16,9 +16,10 @@ use super::classify::cut_edges;
 use super::functions::{calls_at_top, calls_volatile, is_aggregate, is_set_returning};
 use super::keys::{Key, KeySource};
 use super::names::{column_ref, ident_for, ident_key};
+use super::row_ids::output_ids;
 use super::scope::{
-    covers, is_column_ref, item_expr, join_substitutes, key_outputs, named_output, ordinal,
-    relations, KeyLookup, QualifiedColumn, Relation,
+    covers, is_column_ref, item_expr, key_outputs, named_output, ordinal, relations, KeyLookup,
+    Relation,
 };
 use super::{OrderBasis, Tiebreak};
 use crate::diff::{Ordering, SortKey};
@@ -252,67 +253,6 @@ pub(crate) fn analyse(query: &Query, lookup: &mut KeyLookup<'_>) -> Analysis {
         basis,
         keys: described,
     }
-}
-
-/// The output columns that name rows of a SELECT: every relation's key
-/// columns that are provably in the output (directly, or through a column
-/// the join proves equal: `e.env_id` for `f.env_id` under `ON f.env_id =
-/// e.env_id`), and whether that is every relation's whole key (then they
-/// identify each row).
-fn output_ids(select: &Select, rels: &[Relation]) -> (Vec<String>, bool) {
-    if calls_at_top(
-        select.projection.iter().filter_map(item_expr),
-        is_set_returning,
-    ) {
-        // A set-returning function repeats the row.
-        return (Vec::new(), false);
-    }
-    let single = rels.len() == 1;
-    let substitutes = join_substitutes(select);
-    let mut names: Vec<String> = Vec::new();
-    let mut unique = true;
-    for rel in rels {
-        let outputs = match (&rel.qualifier, rel.key()) {
-            (Some(q), Some(key)) => key_outputs(&select.projection, q, key, single).or_else(|| {
-                key.columns
-                    .iter()
-                    .map(|column| output_through_join(&select.projection, q, column, &substitutes))
-                    .collect()
-            }),
-            _ => None,
-        };
-        match outputs {
-            Some(columns) => {
-                for column in columns {
-                    if !names.contains(&column) {
-                        names.push(column);
-                    }
-                }
-            }
-            None => unique = false,
-        }
-    }
-    let unique = unique && !names.is_empty();
-    (names, unique)
-}
-
-/// The output name of column `column` of the relation seen as `qualifier`,
-/// or of a column the join proves equal to it.
-fn output_through_join(
-    projection: &[SelectItem],
-    qualifier: &Ident,
-    column: &str,
-    substitutes: &[(QualifiedColumn, QualifiedColumn)],
-) -> Option<String> {
-    named_output(projection, qualifier, column, false).or_else(|| {
-        let own = (ident_key(qualifier), column.to_string());
-        substitutes
-            .iter()
-            .filter(|(from, _)| *from == own)
-            .find_map(|(_, (q, c))| {
-                named_output(projection, &Ident::with_quote('"', q.clone()), c, false)
-            })
-    })
 }
 
 /// `q (a, b) primary_key` for a relation whose key ends the order.
