@@ -210,14 +210,13 @@ impl Executor {
             }
         }
         for database in databases {
-            let names: Vec<Vec<String>> = samples
+            let names = samples
                 .iter()
                 .zip(relations)
                 .filter(|(s, _)| s.database.as_ref() == database)
                 .filter_map(|(_, r)| r.as_ref().ok())
-                .flat_map(|names| names.iter().cloned())
-                .collect();
-            let due = self.keys.stale(database, &names, refresh);
+                .flat_map(|names| names.iter());
+            let due = self.keys.stale(database, names, refresh);
             if due.is_empty() {
                 continue;
             }

@@ -94,11 +94,14 @@ struct Found {
 struct Fact {
     /// `Err`: the lookup failed.
     relation: Result<Arc<CatalogRelation>, ()>,
+    /// The key chosen from it (computed once: every sample asks).
+    choice: Option<Key>,
     at: Instant,
 }
 
-/// Relation facts by database and relation name (folded parts).
-type Facts = HashMap<(Arc<str>, Vec<String>), Fact>;
+/// Relation facts by database, then relation name (folded parts): looked
+/// up by `&str` and `&[String]`, without building a key per question.
+type Facts = HashMap<Arc<str>, HashMap<Vec<String>, Fact>>;
 
 /// The key cache of one executor: relation facts by database and name.
 pub struct KeyCatalog {
@@ -133,31 +136,31 @@ impl KeyCatalog {
     /// from what is known now (configured keys only until it is looked up).
     pub fn choose(&self, database: &str, parts: &[String]) -> Option<Key> {
         let facts = self.lock();
-        let fact = facts.get(&(Arc::from(database), parts.to_vec()));
-        match fact.map(|f| &f.relation) {
-            Some(Ok(relation)) => choose(parts, &self.rules, Catalog::Known(relation)),
-            _ => choose(parts, &self.rules, Catalog::Unavailable),
+        match facts.get(database).and_then(|names| names.get(parts)) {
+            Some(fact) => fact.choice.clone(),
+            None => choose(parts, &self.rules, Catalog::Unavailable),
         }
     }
 
     /// Which of `names` need a lookup in `database`: never looked up, or
     /// looked up longer ago than `max_age` (`refresh`: longer ago than
     /// that; a failed lookup after [`FAILED_RETRY`]).
-    pub fn stale(
+    pub fn stale<'n>(
         &self,
         database: &str,
-        names: &[Vec<String>],
+        names: impl IntoIterator<Item = &'n Vec<String>>,
         refresh: Option<Duration>,
     ) -> Vec<Vec<String>> {
         let facts = self.lock();
-        let database: Arc<str> = Arc::from(database);
+        let known = facts.get(database);
         let mut out: Vec<Vec<String>> = Vec::new();
         for name in names {
-            let due = match facts.get(&(database.clone(), name.clone())) {
+            let due = match known.and_then(|names| names.get(name)) {
                 None => true,
                 Some(Fact {
                     relation: Err(()),
                     at,
+                    ..
                 }) => at.elapsed() >= FAILED_RETRY,
                 Some(Fact { at, .. }) => at.elapsed() >= refresh.unwrap_or(self.max_age),
             };
@@ -185,11 +188,11 @@ impl KeyCatalog {
         metrics::counter!(KEY_LOOKUP_RELATIONS_TOTAL).increment(names.len() as u64);
         let label = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!(KEY_LOOKUPS_TOTAL, "result" => label).increment(1);
-        let database: Arc<str> = Arc::from(database);
-        let mut facts = self.lock();
-        if facts.len() + names.len() > MAX_RELATIONS {
-            facts.clear();
+        let mut all = self.lock();
+        if all.values().map(HashMap::len).sum::<usize>() + names.len() > MAX_RELATIONS {
+            all.clear();
         }
+        let facts = all.entry(Arc::from(database)).or_default();
         let at = Instant::now();
         match result {
             Ok(found) => {
@@ -197,7 +200,7 @@ impl KeyCatalog {
                     if let Some(Fact {
                         relation: Ok(before),
                         ..
-                    }) = facts.get(&(database.clone(), name.clone()))
+                    }) = facts.get(name)
                     {
                         if **before != relation {
                             tracing::info!(
@@ -208,11 +211,13 @@ impl KeyCatalog {
                             );
                         }
                     }
+                    let choice = choose(name, &self.rules, Catalog::Known(&relation));
                     let fact = Fact {
                         relation: Ok(Arc::new(relation)),
+                        choice,
                         at,
                     };
-                    facts.insert((database.clone(), name.clone()), fact);
+                    facts.insert(name.clone(), fact);
                 }
                 Ok(())
             }
@@ -220,9 +225,10 @@ impl KeyCatalog {
                 for name in names {
                     let fact = Fact {
                         relation: Err(()),
+                        choice: choose(name, &self.rules, Catalog::Unavailable),
                         at,
                     };
-                    facts.insert((database.clone(), name.clone()), fact);
+                    facts.insert(name.clone(), fact);
                 }
                 Err(e)
             }
@@ -319,8 +325,9 @@ impl KeyCatalog {
 
 impl std::fmt::Debug for KeyCatalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let relations: usize = self.lock().values().map(HashMap::len).sum();
         f.debug_struct("KeyCatalog")
-            .field("relations", &self.lock().len())
+            .field("relations", &relations)
             .finish_non_exhaustive()
     }
 }
