@@ -297,6 +297,42 @@ mod tests {
     }
 
     #[test]
+    fn a_text_is_planned_once_per_key_set_and_again_when_its_keys_change() {
+        use crate::rewrite::{Key, KeySource};
+        let cache = PlanCache::new(4, RewriteRules::default());
+        let sql = "SELECT * FROM entries ORDER BY title";
+        let key = |columns: &[&str]| Key {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            source: KeySource::PrimaryKey,
+        };
+        assert!(cache.relations(sql).is_none(), "not parsed yet");
+        let first = cache.plan_with_keys(sql, &mut |_| Some(key(&["id"])));
+        let relations = cache.relations(sql).expect("cached").expect("a read");
+        assert_eq!(&*relations, [vec!["entries".to_string()]]);
+        let hit = cache
+            .cached(sql, &[Some(key(&["id"]))])
+            .expect("the plan for these keys");
+        assert!(Arc::ptr_eq(&first, &hit));
+        assert!(
+            cache.cached(sql, &[Some(key(&["env_id", "id"]))]).is_none(),
+            "other keys: planned again"
+        );
+        let second = cache.plan_with_keys(sql, &mut |_| Some(key(&["env_id", "id"])));
+        let text = |p: &CachedPlan| p.as_ref().as_ref().map(|p| p.old_sql.to_string()).unwrap();
+        assert_eq!(
+            text(&second),
+            "SELECT * FROM entries ORDER BY title, entries.env_id, entries.id"
+        );
+        // Both key sets stay cached for the one text.
+        assert!(cache.cached(sql, &[Some(key(&["id"]))]).is_some());
+        assert_eq!(cache.len(), 1);
+        // A skipped text is skipped whatever the keys.
+        cache.plan_with_keys("DELETE FROM entries", &mut |_| None);
+        let skipped = cache.cached("DELETE FROM entries", &[]).expect("cached");
+        assert_eq!(skipped.as_ref().as_ref().err(), Some(&SkipReason::NotRead));
+    }
+
+    #[test]
     fn the_cache_is_shared_across_threads() {
         let cache = Arc::new(PlanCache::new(16, rules()));
         let handles: Vec<_> = (0..4)
