@@ -825,6 +825,26 @@ mod tests {
     }
 
     #[test]
+    fn a_mismatch_links_every_differing_row_id_and_shows_the_keys() {
+        let mut d = detail("Wrong title");
+        d.incident.ids_count = 12;
+        d.incident.ids_omitted = 3;
+        d.examples[0].keys = "entries (id) primary_key".into();
+        let page = render_incident(&d);
+        assert!(
+            page.contains("12</dd>") || page.contains("12 distinct ids kept"),
+            "{page}"
+        );
+        assert!(page.contains("3 more sightings"), "{page}");
+        assert!(
+            page.contains(&format!("href=\"/api/incidents/{}/ids\"", d.incident.id)),
+            "{page}"
+        );
+        assert!(page.contains("/ids?format=csv"), "{page}");
+        assert!(page.contains("entries (id) primary_key"), "{page}");
+    }
+
+    #[test]
     fn script_in_sql_and_values_is_escaped_everywhere() {
         let page = render_incident(&detail(EVIL));
         assert!(!page.contains("<script"), "{page}");

@@ -512,6 +512,45 @@ mod tests {
     }
 
     #[test]
+    fn every_transaction_switches_off_what_reorders_rows_between_two_runs() {
+        let compare = CompareOptions::default();
+        let settings = Arc::new(SessionSettings::default());
+        let samples = [sample("SELECT 1", 0, &settings)];
+        let mut specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        specs[0].baseline = true;
+        let sides: Vec<Vec<Side<'_>>> = specs.iter().map(sides_of).collect();
+        let runs: Vec<Run<'_>> = samples
+            .iter()
+            .zip(&specs)
+            .zip(&sides)
+            .map(|((sample, spec), sides)| Run {
+                sample,
+                spec,
+                sides,
+            })
+            .collect();
+        let mut cache = StatementCache::default();
+        let mut out = BytesMut::new();
+        let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs)
+            .expect("encodes");
+        let text = String::from_utf8_lossy(&out);
+        for (name, value) in DETERMINISM {
+            assert!(
+                text.contains(name) && text.contains(value),
+                "{name} = {value}"
+            );
+        }
+        // The A/A baseline: the old query a second time, after the new one.
+        let queries: Vec<Step> = written
+            .steps
+            .iter()
+            .map(|(_, step)| *step)
+            .filter(|step| matches!(step, Step::Query(_)))
+            .collect();
+        assert_eq!(queries, [Step::Query(0), Step::Query(1), Step::Query(2)]);
+    }
+
+    #[test]
     fn a_later_sample_that_cannot_be_encoded_ends_the_transaction_before_it() {
         let compare = CompareOptions::default();
         let settings = Arc::new(SessionSettings::default());
