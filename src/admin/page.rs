@@ -831,10 +831,7 @@ mod tests {
         d.incident.ids_omitted = 3;
         d.examples[0].keys = "entries (id) primary_key".into();
         let page = render_incident(&d);
-        assert!(
-            page.contains("12</dd>") || page.contains("12 distinct ids kept"),
-            "{page}"
-        );
+        assert!(page.contains("12 distinct ids kept"), "{page}");
         assert!(page.contains("3 more sightings"), "{page}");
         assert!(
             page.contains(&format!("href=\"/api/incidents/{}/ids\"", d.incident.id)),
