@@ -242,32 +242,33 @@ pub(crate) fn rows_diff(
     })
 }
 
-/// The ids of every row the findings name by id, at most `max_ids`.
+/// Bytes of id values one diff lists at most, whatever `max_ids` says: the
+/// list travels with the outcome to the mismatch store, through a queue
+/// that may hold thousands of outcomes.
+const MAX_ID_LIST_BYTES: usize = 256 * 1024;
+
+/// The ids of every row the findings name by id, at most `max_ids` (and
+/// [`MAX_ID_LIST_BYTES`]); the rest are counted.
 fn row_ids(sides: &Sides<'_>, findings: &Findings, opts: &CompareOptions) -> RowIds {
     let Some(id) = findings.id.as_deref() else {
         return RowIds::default();
     };
     let named = &findings.named;
-    let of = |view: &View<'_>, row: usize| -> Vec<Option<String>> {
-        id.iter()
-            .map(|&c| report_value(view.cell(row, c)))
-            .collect()
-    };
     let changed = named
         .changed
         .iter()
         .filter(|p| p.by_id)
-        .map(|p| (0, of(&sides.old, p.old)));
+        .map(|p| (0, &sides.old, p.old));
     let missing = named
         .missing
         .iter()
         .filter(|l| l.by_id)
-        .map(|l| (1, of(&sides.old, l.row)));
+        .map(|l| (1, &sides.old, l.row));
     let extra = named
         .extra
         .iter()
         .filter(|l| l.by_id)
-        .map(|l| (2, of(&sides.new, l.row)));
+        .map(|l| (2, &sides.new, l.row));
     let mut ids = RowIds {
         columns: id
             .iter()
@@ -275,11 +276,18 @@ fn row_ids(sides: &Sides<'_>, findings: &Findings, opts: &CompareOptions) -> Row
             .collect(),
         ..RowIds::default()
     };
-    for (i, (list, value)) in changed.chain(missing).chain(extra).enumerate() {
-        if i >= opts.max_ids {
+    let (mut listed, mut bytes) = (0, 0);
+    for (list, view, row) in changed.chain(missing).chain(extra) {
+        if listed >= opts.max_ids || bytes >= MAX_ID_LIST_BYTES {
             ids.omitted += 1;
             continue;
         }
+        let value: Vec<Option<String>> = id
+            .iter()
+            .map(|&c| report_value(view.cell(row, c)))
+            .collect();
+        bytes += value.iter().flatten().map(String::len).sum::<usize>() + id.len();
+        listed += 1;
         match list {
             0 => ids.changed.push(value),
             1 => ids.missing.push(value),
