@@ -420,10 +420,10 @@ mod tests {
     }
 
     /// The runs of `samples` (both sides each).
-    fn runs<'a>(
+    fn runs<'a, S: AsRef<[Side<'a>]>>(
         samples: &'a [Sample],
         specs: &'a [RunSpec<'a>],
-        sides: &'a [[Side<'a>; 2]],
+        sides: &'a [S],
     ) -> Vec<Run<'a>> {
         samples
             .iter()
@@ -432,7 +432,7 @@ mod tests {
             .map(|((sample, spec), sides)| Run {
                 sample,
                 spec,
-                sides,
+                sides: sides.as_ref(),
             })
             .collect()
     }
@@ -519,16 +519,7 @@ mod tests {
         let mut specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
         specs[0].baseline = true;
         let sides: Vec<Vec<Side<'_>>> = specs.iter().map(sides_of).collect();
-        let runs: Vec<Run<'_>> = samples
-            .iter()
-            .zip(&specs)
-            .zip(&sides)
-            .map(|((sample, spec), sides)| Run {
-                sample,
-                spec,
-                sides,
-            })
-            .collect();
+        let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
         let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs)
