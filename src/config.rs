@@ -7,11 +7,12 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
 use crate::protocol::framing::POSTGRES_MAX_MESSAGE_BYTES;
+pub use crate::tls::TlsMode;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, Error)]
@@ -94,6 +95,26 @@ pub struct ListenConfig {
     pub shutdown_timeout_ms: u64,
     /// Runtime worker threads serving connections; 0 means one per CPU.
     pub worker_threads: usize,
+    /// PEM certificate chain presented to clients that ask for TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Whether clients may, must or cannot use TLS.
+    pub tls_mode: ListenTlsMode,
+}
+
+/// `listen.tls_mode`: TLS for the applications' connections.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenTlsMode {
+    /// SSLRequest is answered `N`: plain connections only.
+    Disable,
+    /// TLS for clients that ask (with a certificate configured), plain
+    /// for the others.
+    #[default]
+    Prefer,
+    /// Clients must use TLS; a plain StartupMessage gets FATAL 28000.
+    Require,
 }
 
 impl Default for ListenConfig {
@@ -104,6 +125,9 @@ impl Default for ListenConfig {
             startup_timeout_ms: 15_000,
             shutdown_timeout_ms: 30_000,
             worker_threads: 0,
+            tls_cert: None,
+            tls_key: None,
+            tls_mode: ListenTlsMode::Prefer,
         }
     }
 }
@@ -130,6 +154,11 @@ pub struct UpstreamConfig {
     pub port: u16,
     /// How long to wait for the TCP connection to the upstream.
     pub connect_timeout_ms: u64,
+    /// TLS to the upstream, with libpq's `sslmode` meanings.
+    pub tls: TlsMode,
+    /// PEM bundle of the CAs trusted for the upstream's certificate
+    /// (`verify-ca`, `verify-full`); unset: the system's roots.
+    pub tls_root_cert: Option<PathBuf>,
 }
 
 impl Default for UpstreamConfig {
@@ -138,6 +167,8 @@ impl Default for UpstreamConfig {
             host: "127.0.0.1".into(),
             port: 5432,
             connect_timeout_ms: 5_000,
+            tls: TlsMode::Prefer,
+            tls_root_cert: None,
         }
     }
 }
@@ -218,6 +249,10 @@ pub struct ShadowConfig {
     /// in two transactions, so concurrent writes cause false alarms; only
     /// for showing why the shared snapshot matters.
     pub snapshot: SnapshotMode,
+    /// TLS of the shadow connections; unset: `upstream.tls`.
+    pub tls: Option<TlsMode>,
+    /// CAs for the shadow connections; unset: `upstream.tls_root_cert`.
+    pub tls_root_cert: Option<PathBuf>,
 }
 
 /// How the old and new query share a snapshot.
@@ -256,6 +291,8 @@ impl Default for ShadowConfig {
             recheck_mismatches: true,
             plan_cache_size: 10_000,
             snapshot: SnapshotMode::Shared,
+            tls: None,
+            tls_root_cert: None,
         }
     }
 }
@@ -347,6 +384,20 @@ pub struct StoreConfig {
     /// Outcomes waiting for the store writer; beyond, they are dropped
     /// and counted (`pgshadow_store_dropped_total`).
     pub queue_capacity: usize,
+    /// `keep` (default): examples keep parameters and row values for
+    /// on-call; `hash`: they are replaced by keyed hashes before writing.
+    pub values: StoreValues,
+}
+
+/// `store.values`: what examples keep of production values.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreValues {
+    /// Parameters and row values as they were.
+    #[default]
+    Keep,
+    /// Each value replaced by its length and a keyed hash.
+    Hash,
 }
 
 impl Default for StoreConfig {
@@ -360,6 +411,7 @@ impl Default for StoreConfig {
             flush_interval_ms: 200,
             flush_max_outcomes: 500,
             queue_capacity: 10_000,
+            values: StoreValues::Keep,
         }
     }
 }
@@ -377,6 +429,14 @@ pub struct AdminConfig {
     /// Environment variable holding the token, instead of writing it into
     /// the file. At most one of `token` and `token_env` may be set.
     pub token_env: Option<String>,
+    /// Host names (without port) the admin server answers to besides
+    /// `localhost` and IP addresses: a browser tricked by DNS rebinding
+    /// sends another name and is refused.
+    pub allowed_hosts: Vec<String>,
+    /// PEM certificate chain: serve HTTPS instead of HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -385,6 +445,9 @@ impl Default for AdminConfig {
             address: SocketAddr::from(([127, 0, 0, 1], 9930)),
             token: None,
             token_env: None,
+            allowed_hosts: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -396,6 +459,9 @@ impl std::fmt::Debug for AdminConfig {
             .field("address", &self.address)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_env", &self.token_env)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -436,6 +502,9 @@ pub struct AlertsConfig {
     /// Further attempts after a failure that may pass (no answer, 5xx,
     /// 429), with exponential backoff from 0.5 s.
     pub max_retries: u32,
+    /// PEM bundle of the CAs trusted for an `https://` webhook (a private
+    /// CA); unset: the system's roots.
+    pub tls_root_cert: Option<PathBuf>,
 }
 
 impl Default for AlertsConfig {
@@ -446,6 +515,7 @@ impl Default for AlertsConfig {
             min_interval_seconds: 300,
             timeout_ms: 5_000,
             max_retries: 3,
+            tls_root_cert: None,
         }
     }
 }
@@ -460,6 +530,10 @@ pub struct LogConfig {
     pub level: String,
     /// `text` for people, `json` for log pipelines.
     pub format: LogFormat,
+    /// Write parameter and row values into log lines. Off (default): lines
+    /// carry lengths and keyed hashes instead, so production data never
+    /// reaches the log pipeline.
+    pub values: bool,
 }
 
 impl Default for LogConfig {
@@ -467,6 +541,7 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: LogFormat::Text,
+            values: false,
         }
     }
 }
@@ -675,6 +750,7 @@ impl Config {
         self.validate_store()?;
         self.validate_alerts()?;
         self.validate_admin()?;
+        self.validate_tls()?;
         if let Err(e) = crate::observability::logs::parse_filter(&self.log.level) {
             return Err(("log.level", e));
         }
@@ -781,6 +857,86 @@ impl Config {
                 "alerts.max_retries",
                 format!("must be at most 10, got {}", a.max_retries),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// TLS and admin exposure checks: certificates must load now (not at
+    /// the first client), and an admin server reachable from other hosts
+    /// must have a token, because incidents carry production values.
+    fn validate_tls(&self) -> Result<(), (&'static str, String)> {
+        let l = &self.listen;
+        match (&l.tls_cert, &l.tls_key) {
+            (Some(cert), Some(key)) => {
+                crate::tls::ServerTls::load(cert, key, &[])
+                    .map_err(|e| ("listen.tls_cert", e.to_string()))?;
+            }
+            (Some(_), None) => {
+                return Err(("listen.tls_key", "must be set with listen.tls_cert".into()))
+            }
+            (None, Some(_)) => {
+                return Err(("listen.tls_cert", "must be set with listen.tls_key".into()))
+            }
+            (None, None) if l.tls_mode == ListenTlsMode::Require => {
+                return Err((
+                    "listen.tls_mode",
+                    "\"require\" needs listen.tls_cert and listen.tls_key".into(),
+                ))
+            }
+            (None, None) => {}
+        }
+        let u = &self.upstream;
+        crate::tls::UpstreamTls::new(u.tls, u.tls_root_cert.as_deref(), &u.host, "upstream")
+            .map_err(|e| ("upstream.tls_root_cert", e.to_string()))?;
+        let s = &self.shadow;
+        if s.tls.is_some() || s.tls_root_cert.is_some() {
+            let host = s.host.as_deref().unwrap_or(&u.host);
+            crate::tls::UpstreamTls::new(
+                s.tls.unwrap_or(u.tls),
+                s.tls_root_cert.as_deref().or(u.tls_root_cert.as_deref()),
+                host,
+                "shadow",
+            )
+            .map_err(|e| ("shadow.tls_root_cert", e.to_string()))?;
+        }
+        let a = &self.admin;
+        match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => {
+                crate::tls::ServerTls::load(cert, key, &[])
+                    .map_err(|e| ("admin.tls_cert", e.to_string()))?;
+            }
+            (Some(_), None) => {
+                return Err(("admin.tls_key", "must be set with admin.tls_cert".into()))
+            }
+            (None, Some(_)) => {
+                return Err(("admin.tls_cert", "must be set with admin.tls_key".into()))
+            }
+            (None, None) => {}
+        }
+        if !a.address.ip().is_loopback() && a.token.is_none() && a.token_env.is_none() {
+            return Err((
+                "admin.token",
+                format!(
+                    "admin.address {} is not a loopback address, so the admin server (incidents \
+                     with production values, sampling controls) is reachable from other hosts: \
+                     set admin.token or admin.token_env",
+                    a.address
+                ),
+            ));
+        }
+        for host in &a.allowed_hosts {
+            if host.is_empty() || host.contains([':', '/', ' ']) {
+                return Err((
+                    "admin.allowed_hosts",
+                    format!("{host:?} is not a host name (write it without scheme or port)"),
+                ));
+            }
+        }
+        if let Some(root) = &self.alerts.tls_root_cert {
+            crate::tls::root_store(Some(root))
+                .map_err(|e| ("alerts.tls_root_cert", e.to_string()))?;
         }
         Ok(())
     }

@@ -19,6 +19,7 @@
 //! - [`config`]: the typed configuration;
 //! - [`observability`]: logs and metric definitions;
 //! - [`localpg`]: throw-away PostgreSQL clusters for tests and the demo;
+//! - [`tls`]: TLS on the client leg, the upstream leg and the admin port;
 //! - [`reload`]: SIGHUP re-reads the config file and applies its hot keys;
 //! - [`demo`]: `pgshadow demo`, a throw-away database, migration and traffic;
 //! - [`cli`]: the `pgshadow` command line.
@@ -38,3 +39,4 @@ pub mod reload;
 pub mod rewrite;
 pub mod shadow;
 pub mod store;
+pub mod tls;

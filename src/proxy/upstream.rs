@@ -1,6 +1,9 @@
-//! Connections to the upstream PostgreSQL server.
+//! Connections to the upstream PostgreSQL server: TCP, then TLS as
+//! `upstream.tls` says ([`crate::tls::upstream`]).
 
 use crate::config::UpstreamConfig;
+use crate::tls::upstream::NegotiateError;
+use crate::tls::{Stream, UpstreamTls};
 use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
@@ -20,25 +23,62 @@ pub enum UpstreamError {
     /// Nothing answered within `upstream.connect_timeout_ms`.
     #[error("could not connect to upstream {address}: timed out after {timeout:?}")]
     Timeout { address: String, timeout: Duration },
+    /// TLS could not be set up as `upstream.tls` asks.
+    #[error("could not connect to upstream {address}: {source}")]
+    Tls {
+        address: String,
+        source: NegotiateError,
+    },
 }
 
-/// Opens a TCP connection to the upstream, with TCP_NODELAY set. Returns the
-/// stream and the resolved address, which is where cancel requests for this
-/// session must go.
+impl UpstreamError {
+    /// What the operator should check, for the client's ErrorResponse.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            UpstreamError::Tls { .. } => {
+                "check upstream.tls and upstream.tls_root_cert in the pgshadow config against the \
+                 server's certificate"
+            }
+            _ => {
+                "check that the upstream server is running and that [upstream] host and port in \
+                 the pgshadow config are right"
+            }
+        }
+    }
+}
+
+/// Opens a connection to the upstream: TCP with TCP_NODELAY, then TLS as
+/// `tls` says, all within `upstream.connect_timeout_ms`. Returns the
+/// stream and the resolved address, which is where cancel requests for
+/// this session must go.
 pub(crate) async fn connect(
     config: &UpstreamConfig,
-) -> Result<(TcpStream, SocketAddr), UpstreamError> {
+    tls: &UpstreamTls,
+) -> Result<(Stream, SocketAddr), UpstreamError> {
     let address = config.display_address();
     let timeout = config.connect_timeout();
     let attempt = async {
-        let stream = TcpStream::connect((config.host.as_str(), config.port)).await?;
-        stream.set_nodelay(true)?;
-        let peer = stream.peer_addr()?;
-        Ok::<_, std::io::Error>((stream, peer))
+        let connected = async {
+            let stream = TcpStream::connect((config.host.as_str(), config.port)).await?;
+            stream.set_nodelay(true)?;
+            let peer = stream.peer_addr()?;
+            Ok::<_, std::io::Error>((stream, peer))
+        };
+        let (tcp, peer) = connected.await.map_err(|source| UpstreamError::Connect {
+            address: address.clone(),
+            source,
+        })?;
+        let stream = tls
+            .negotiate(tcp)
+            .await
+            .map_err(|source| UpstreamError::Tls {
+                address: address.clone(),
+                source,
+            })?;
+        Ok((stream, peer))
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(pair)) => Ok(pair),
-        Ok(Err(source)) => Err(UpstreamError::Connect { address, source }),
+        Ok(result) => result,
         Err(_) => Err(UpstreamError::Timeout { address, timeout }),
     }
 }
