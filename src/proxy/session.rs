@@ -324,10 +324,12 @@ async fn finish(
 }
 
 async fn cancel_query(ctx: &ProxyContext, request: &CancelRequest) {
+    let upstream = &ctx.config.upstream;
     cancel::handle_request(
         &ctx.cancel_registry,
         request,
-        ctx.config.upstream.connect_timeout(),
+        (upstream.host.as_str(), upstream.port),
+        upstream.connect_timeout(),
     )
     .await;
 }

@@ -85,11 +85,19 @@ pub(crate) async fn connect(
 
 /// Delivers a CancelRequest packet to `addr` and waits until the server has
 /// read it (it closes the connection when done), bounded by `timeout`.
-pub(crate) async fn send_cancel(
-    addr: SocketAddr,
+///
+/// Over plain TCP, whatever `upstream.tls` says, as libpq's `PQcancel`
+/// does: PostgreSQL reads cancel requests before any pg_hba.conf check, so
+/// a `hostssl`-only server accepts them, and the packet carries nothing
+/// but a pid and a one-time secret.
+pub(crate) async fn send_cancel<A>(
+    addr: A,
     packet: &[u8],
     timeout: Duration,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    A: tokio::net::ToSocketAddrs + std::fmt::Debug + Copy,
+{
     let deliver = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
@@ -105,7 +113,7 @@ pub(crate) async fn send_cancel(
         .unwrap_or_else(|_| {
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("cancel request to {addr} timed out after {timeout:?}"),
+                format!("cancel request to {addr:?} timed out after {timeout:?}"),
             ))
         })
 }
