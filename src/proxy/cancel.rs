@@ -208,6 +208,9 @@ mod tests {
         assert!((0..3).all(|_| window.admit(start, 3)));
         assert!(!window.admit(start, 3), "the fourth in one second");
         assert!(!window.admit(start + Duration::from_millis(999), 3));
-        assert!(window.admit(start + Duration::from_secs(1), 3), "a new second");
+        assert!(
+            window.admit(start + Duration::from_secs(1), 3),
+            "a new second"
+        );
     }
 }

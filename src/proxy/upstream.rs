@@ -90,11 +90,7 @@ pub(crate) async fn connect(
 /// does: PostgreSQL reads cancel requests before any pg_hba.conf check, so
 /// a `hostssl`-only server accepts them, and the packet carries nothing
 /// but a pid and a one-time secret.
-pub(crate) async fn send_cancel<A>(
-    addr: A,
-    packet: &[u8],
-    timeout: Duration,
-) -> std::io::Result<()>
+pub(crate) async fn send_cancel<A>(addr: A, packet: &[u8], timeout: Duration) -> std::io::Result<()>
 where
     A: tokio::net::ToSocketAddrs + std::fmt::Debug + Copy,
 {

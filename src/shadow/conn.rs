@@ -12,12 +12,12 @@ use crate::protocol::backend::parameter_status;
 use crate::protocol::error_response::{parse_error_fields, ErrorFields};
 use crate::protocol::framing::{parse_header, HEADER_LEN};
 use crate::protocol::reader::BodyReader;
+use crate::tls::{Stream, UpstreamTls};
 use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::frontend;
 use std::time::Duration;
 use thiserror::Error;
-use crate::tls::{Stream, UpstreamTls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -97,7 +97,11 @@ impl Shadow {
                 .as_deref()
                 .or(config.upstream.tls_root_cert.as_deref()),
             &host,
-            if s.tls.is_some() { "shadow" } else { "upstream" },
+            if s.tls.is_some() {
+                "shadow"
+            } else {
+                "upstream"
+            },
         )?;
         let pool = Pool::new(
             ConnParams {

@@ -282,12 +282,26 @@ impl UpstreamTls {
             CertificateError::NotValidForNameContext { presented, .. } => format!(
                 "the server's certificate is for {}, not for the name {name:?} \
                  ({key}.tls = \"{mode}\" checks the name)",
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|p| plain_name(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             CertificateError::Revoked => "the server's certificate has been revoked".into(),
             other => format!("the server's certificate was refused: {other:?}"),
         }
     }
+}
+
+/// `db.example` from rustls's `DnsName("db.example")` (the form its
+/// presented names take), anything else unchanged.
+fn plain_name(presented: &str) -> &str {
+    ["DnsName(\"", "IpAddress(", "Uri(\""]
+        .iter()
+        .find_map(|prefix| presented.strip_prefix(prefix))
+        .map(|rest| rest.trim_end_matches(')').trim_end_matches('"'))
+        .unwrap_or(presented)
 }
 
 /// Seconds since the epoch as a UTC time for messages.
@@ -297,4 +311,26 @@ fn utc(secs: u64) -> String {
             .unwrap_or(i64::MAX / 1000)
             .saturating_mul(1000),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presented_names_read_plainly() {
+        assert_eq!(plain_name("DnsName(\"db.example\")"), "db.example");
+        assert_eq!(plain_name("IpAddress(10.0.0.1)"), "10.0.0.1");
+        assert_eq!(plain_name("something"), "something");
+    }
+
+    #[test]
+    fn sslmode_names_are_libpqs() {
+        for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+            assert_eq!(TlsMode::parse(mode).map(TlsMode::label), Some(mode));
+        }
+        assert_eq!(TlsMode::parse("allow"), Some(TlsMode::Prefer));
+        assert_eq!(TlsMode::parse("verify_full"), None);
+        assert!(!TlsMode::Prefer.requires_tls() && TlsMode::Require.requires_tls());
+    }
 }
