@@ -23,7 +23,7 @@ use super::batch::{Batch, IncidentDelta};
 use super::model::{now_ms, Incident, IncidentEvent, IncidentNotice, Signature};
 use super::Store;
 use crate::capture::skip::SkipCounts;
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, StoreValues};
 use crate::observability::metrics::{
     INCIDENTS_OPEN, INCIDENTS_OPENED_TOTAL, STORE_DROPPED_TOTAL, STORE_WRITE_ERRORS_TOTAL,
 };
@@ -64,6 +64,8 @@ pub struct WriterOptions {
     pub flush_max_outcomes: u64,
     /// Examples kept per incident and batch (`store.max_examples`).
     pub max_examples: usize,
+    /// Whether examples keep values or their hashes (`store.values`).
+    pub values: StoreValues,
 }
 
 impl WriterOptions {
@@ -73,6 +75,18 @@ impl WriterOptions {
             flush_interval: Duration::from_millis(config.flush_interval_ms.max(1)),
             flush_max_outcomes: config.flush_max_outcomes.max(1),
             max_examples: usize::try_from(config.max_examples).unwrap_or(usize::MAX),
+            values: config.values,
+        }
+    }
+}
+
+impl WriterOptions {
+    /// The outcome as the store may keep it: unchanged, or with its values
+    /// hashed (`store.values = "hash"`, [`crate::privacy::hashed_outcome`]).
+    fn stored_form(&self, outcome: Arc<Outcome>) -> Arc<Outcome> {
+        match self.values {
+            StoreValues::Keep => outcome,
+            StoreValues::Hash => Arc::new(crate::privacy::hashed_outcome(&outcome)),
         }
     }
 }
@@ -202,6 +216,7 @@ impl Writer {
                 }
                 received = outcomes.recv() => match received {
                     Some(outcome) => {
+                        let outcome = self.options.stored_form(outcome);
                         self.batch.add(outcome, now_ms(), self.options.max_examples);
                         if self.batch.outcomes >= self.options.flush_max_outcomes {
                             self.flush(false).await;
@@ -213,6 +228,7 @@ impl Writer {
         }
         // Shutdown: what is already queued is written too.
         while let Ok(outcome) = outcomes.try_recv() {
+            let outcome = self.options.stored_form(outcome);
             self.batch.add(outcome, now_ms(), self.options.max_examples);
         }
         self.flush(true).await;

@@ -8,6 +8,7 @@
 mod harness;
 
 mod clients;
+mod store;
 mod upstream;
 
 use harness::certs::{Issued, TestCa};
