@@ -13,6 +13,7 @@ mod fixture;
 mod inconsistencies;
 mod never_writes;
 mod overload;
+mod privacy;
 mod settings;
 mod smoke;
 mod ties;
