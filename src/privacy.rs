@@ -106,13 +106,11 @@ pub fn value_free_summary(diff: &Diff) -> String {
             format!("{n} {what}s")
         }
     };
-    let mut parts = Vec::new();
-    if !diff.column_changes.is_empty() {
-        parts.push(format!(
-            "columns differ: {}",
-            diff.differing_columns.join(", ")
-        ));
+    // Column differences name columns and types only.
+    if diff.kind == crate::diff::DiffKind::Columns {
+        return diff.summary.clone();
     }
+    let mut parts = Vec::new();
     if !diff.changed.is_empty() {
         parts.push(format!(
             "values differ in {} ({})",
