@@ -490,7 +490,7 @@ impl AdminConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
-    /// Where alerts are POSTed (`http://` only); unset: no webhook.
+    /// Where alerts are POSTed (`http://` or `https://`); unset: no webhook.
     pub webhook_url: Option<String>,
     /// Base URL of the admin web page in alert links; default
     /// `http://<admin.address>` (the bound address).
@@ -835,7 +835,7 @@ impl Config {
     fn validate_alerts(&self) -> Result<(), (&'static str, String)> {
         let a = &self.alerts;
         if let Some(url) = &a.webhook_url {
-            crate::alerts::http::HttpUrl::parse(url).map_err(|e| ("alerts.webhook_url", e))?;
+            crate::alerts::client::WebhookUrl::parse(url).map_err(|e| ("alerts.webhook_url", e))?;
         }
         if let Some(url) = &a.page_url {
             let lower = url.to_ascii_lowercase();
@@ -994,7 +994,7 @@ mod tests {
                 "shadow.batch_window_ms",
             ),
             (
-                "[alerts]\nwebhook_url = \"https://hooks.example.com/x\"",
+                "[alerts]\nwebhook_url = \"ftp://hooks.example.com/x\"",
                 "alerts.webhook_url",
             ),
             ("[alerts]\npage_url = \"ftp://x\"", "alerts.page_url"),
