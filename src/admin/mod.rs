@@ -206,10 +206,13 @@ pub struct AdminServer {
 impl AdminServer {
     /// Binds `admin.address` for `proxy`: its shadow and mismatch store
     /// (when the shadow is enabled) back the API and the page.
+    /// `tls` is the certificate from [`AdminServer::load_tls`], when
+    /// `admin.tls_cert` is set.
     pub async fn bind(
         config: &Config,
         metrics: PrometheusHandle,
         proxy: &Proxy,
+        tls: Option<Arc<ServerTls>>,
     ) -> Result<Self, AdminError> {
         let state = AdminState::new(
             config,
@@ -218,10 +221,18 @@ impl AdminServer {
             proxy.store_writer().cloned(),
         )?;
         let mut server = Self::bind_with(config.admin.address, state).await?;
-        if let (Some(cert), Some(key)) = (&config.admin.tls_cert, &config.admin.tls_key) {
-            server.tls = Some(Arc::new(ServerTls::load(cert, key, &[b"http/1.1"])?));
-        }
+        server.tls = tls;
         Ok(server)
+    }
+
+    /// The admin server's certificate, when `admin.tls_cert` is set.
+    pub fn load_tls(config: &Config) -> Result<Option<Arc<ServerTls>>, AdminError> {
+        match (&config.admin.tls_cert, &config.admin.tls_key) {
+            (Some(cert), Some(key)) => {
+                Ok(Some(Arc::new(ServerTls::load(cert, key, &[b"http/1.1"])?)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Binds `address` with a state built by hand (tests, embedding).

@@ -8,6 +8,7 @@
 mod harness;
 
 mod clients;
+mod reload;
 mod store;
 mod upstream;
 
