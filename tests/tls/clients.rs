@@ -22,7 +22,7 @@ fn psql(pg: &harness::Pg, conninfo: &str, sql: &str) -> (bool, String, String) {
 
 #[test]
 fn psql_with_verify_full_works_and_plain_or_untrusting_clients_are_refused() {
-    let certs = Certs::new();
+    let certs = Certs::make();
     let pg = tls_only_cluster(&certs);
     let toml = certs.listen("require") + &certs.upstream("verify-full", &certs.ca_path);
     let proxy = Proxy::start(pg.port(), &toml);
@@ -78,7 +78,7 @@ fn psql_with_verify_full_works_and_plain_or_untrusting_clients_are_refused() {
 
 #[test]
 fn psycopg_works_over_tls_on_both_legs() {
-    let certs = Certs::new();
+    let certs = Certs::make();
     let pg = tls_only_cluster(&certs);
     let toml = certs.listen("require") + &certs.upstream("verify-full", &certs.ca_path);
     let proxy = Proxy::start(pg.port(), &toml);
@@ -123,7 +123,7 @@ fn copy_payload() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_postgres_over_tls_round_trips_a_100k_row_copy_byte_identical() {
-    let certs = Certs::new();
+    let certs = Certs::make();
     let pg = tls_only_cluster(&certs);
     let toml = certs.listen("require") + &certs.upstream("verify-full", &certs.ca_path);
     let proxy = Proxy::start(pg.port(), &toml);
@@ -182,7 +182,7 @@ async fn tokio_postgres_over_tls_round_trips_a_100k_row_copy_byte_identical() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shadow_compares_against_an_ssl_only_server() {
-    let certs = Certs::new();
+    let certs = Certs::make();
     let pg = tls_only_cluster(&certs);
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(

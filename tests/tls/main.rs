@@ -31,7 +31,7 @@ pub struct Certs {
 }
 
 impl Certs {
-    pub fn new() -> Certs {
+    pub fn make() -> Certs {
         let dir = tempfile::tempdir().expect("cert dir");
         let ca = TestCa::new("pgshadow test CA");
         let ca_path = ca.write(dir.path(), "ca.crt");

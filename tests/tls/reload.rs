@@ -17,7 +17,7 @@ fn psql_ok(pg: &Pg, conninfo: &str) -> (bool, String) {
 
 #[test]
 fn a_renewed_certificate_is_served_after_sighup_and_a_broken_one_changes_nothing() {
-    let certs = Certs::new();
+    let certs = Certs::make();
     let pg = Pg::start();
     let proxy = Proxy::start(pg.port(), &certs.listen("require"));
     let trusting = |ca: &std::path::Path| {
@@ -55,7 +55,7 @@ fn a_renewed_certificate_is_served_after_sighup_and_a_broken_one_changes_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_server_speaks_https_with_a_certificate() {
-    let certs = Certs::new();
+    let certs = Certs::make();
     let pg = Pg::start();
     let toml = format!(
         "[admin]\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntoken = \"admin-tls-token\"\n",

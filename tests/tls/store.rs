@@ -7,7 +7,7 @@ use pgshadow::store::{Store, StoreOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_store_honours_sslmode_in_its_url() {
-    let certs = Certs::new();
+    let certs = Certs::make();
     let pg = Pg::start_tls_only(&certs.server());
     let base = format!("postgres://{TRUST_USER}@127.0.0.1:{}/app", pg.port());
     let open = |url: String| async move { Store::open(&url, StoreOptions::default()).await };

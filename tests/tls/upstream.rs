@@ -17,7 +17,7 @@ fn connect(pg: &Pg, proxy: &Proxy) -> (bool, String) {
 
 #[test]
 fn a_certificate_for_another_name_is_refused_under_verify_full_and_the_client_is_told_why() {
-    let certs = Certs::new();
+    let certs = Certs::make();
     let pg = Pg::start_tls_only(&certs.ca.issue(&["db.other.example"]));
     let upstream = format!("127.0.0.1:{}", pg.port());
 
@@ -62,7 +62,7 @@ fn a_certificate_for_another_name_is_refused_under_verify_full_and_the_client_is
 
 #[test]
 fn an_expired_upstream_certificate_is_refused_with_its_date() {
-    let certs = Certs::new();
+    let certs = Certs::make();
     let pg = Pg::start_tls_only(&certs.ca.issue_expired(crate::LOCAL_NAMES));
     let proxy = Proxy::start(pg.port(), &certs.upstream("verify-full", &certs.ca_path));
     let (ok, err) = connect(&pg, &proxy);
