@@ -64,31 +64,16 @@ select_1_tls() { PGSSLMODE=require select_1 "$1"; }
 tls_start_pgbouncer() {
     local port pid
     take_port port
-    cat >"$WORK/pgbouncer-tls.ini" <<EOF2
-[databases]
-$DB = host=127.0.0.1 port=$PG_PORT dbname=$DB
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir =
-auth_type = trust
-auth_file = $WORK/userlist.txt
-pool_mode = session
-max_client_conn = 1000
-default_pool_size = 200
-max_db_connections = 0
-server_reset_query = DISCARD ALL
-logfile = $WORK/pgbouncer-tls.log
-pidfile = $WORK/pgbouncer-tls.pid
-log_connections = 0
-log_disconnections = 0
+    {
+        pgbouncer_ini pgbouncer-tls "$port"
+        cat <<EOF2
 client_tls_sslmode = require
 client_tls_cert_file = $TLS_DIR/proxy.crt
 client_tls_key_file = $TLS_DIR/proxy.key
 server_tls_sslmode = verify-full
 server_tls_ca_file = $TLS_DIR/ca.crt
 EOF2
+    } >"$WORK/pgbouncer-tls.ini"
     printf '"postgres" ""\n' >"$WORK/userlist.txt"
     [[ ${#AS_SERVER_USER[@]} -eq 0 ]] || chown postgres: "$WORK/userlist.txt" "$WORK/pgbouncer-tls.ini"
     log "starting PgBouncer (TLS) on 127.0.0.1:$port"

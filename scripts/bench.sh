@@ -436,16 +436,18 @@ SQL
 fi
 
 # ---------------------------------------------------------------- PgBouncer
-start_pgbouncer() {
-    take_port BOUNCER_PORT
-    printf '"postgres" ""\n' >"$WORK/userlist.txt"
-    cat >"$WORK/pgbouncer.ini" <<EOF
+# pgbouncer_ini NAME PORT: the configuration every PgBouncer of the
+# benchmark shares (session mode, trust, the bench database), logging to
+# $WORK/NAME.log; the TLS part appends its settings.
+pgbouncer_ini() {
+    local name=$1 port=$2
+    cat <<EOF
 [databases]
 $DB = host=127.0.0.1 port=$PG_PORT dbname=$DB
 
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
+listen_port = $port
 unix_socket_dir =
 auth_type = trust
 auth_file = $WORK/userlist.txt
@@ -454,11 +456,17 @@ max_client_conn = 1000
 default_pool_size = 200
 max_db_connections = 0
 server_reset_query = DISCARD ALL
-logfile = $WORK/pgbouncer.log
-pidfile = $WORK/pgbouncer.pid
+logfile = $WORK/$name.log
+pidfile = $WORK/$name.pid
 log_connections = 0
 log_disconnections = 0
 EOF
+}
+
+start_pgbouncer() {
+    take_port BOUNCER_PORT
+    printf '"postgres" ""\n' >"$WORK/userlist.txt"
+    pgbouncer_ini pgbouncer "$BOUNCER_PORT" >"$WORK/pgbouncer.ini"
     [[ ${#AS_SERVER_USER[@]} -eq 0 ]] || chown postgres: "$WORK/userlist.txt" "$WORK/pgbouncer.ini"
     log "starting PgBouncer on 127.0.0.1:$BOUNCER_PORT"
     (cd "$WORK" && exec "${AS_SERVER_USER[@]}" "$PGBOUNCER" -q "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.stderr" 2>&1) &

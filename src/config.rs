@@ -868,24 +868,15 @@ impl Config {
     /// must have a token, because incidents carry production values.
     fn validate_tls(&self) -> Result<(), (&'static str, String)> {
         let l = &self.listen;
-        match (&l.tls_cert, &l.tls_key) {
-            (Some(cert), Some(key)) => {
-                crate::tls::ServerTls::load(cert, key, &[])
-                    .map_err(|e| ("listen.tls_cert", e.to_string()))?;
-            }
-            (Some(_), None) => {
-                return Err(("listen.tls_key", "must be set with listen.tls_cert".into()))
-            }
-            (None, Some(_)) => {
-                return Err(("listen.tls_cert", "must be set with listen.tls_key".into()))
-            }
-            (None, None) if l.tls_mode == ListenTlsMode::Require => {
-                return Err((
-                    "listen.tls_mode",
-                    "\"require\" needs listen.tls_cert and listen.tls_key".into(),
-                ))
-            }
-            (None, None) => {}
+        let listen_cert = certificate_pair(
+            (&l.tls_cert, "listen.tls_cert"),
+            (&l.tls_key, "listen.tls_key"),
+        )?;
+        if !listen_cert && l.tls_mode == ListenTlsMode::Require {
+            return Err((
+                "listen.tls_mode",
+                "\"require\" needs listen.tls_cert and listen.tls_key".into(),
+            ));
         }
         let u = &self.upstream;
         crate::tls::UpstreamTls::new(u.tls, u.tls_root_cert.as_deref(), &u.host, "upstream")
@@ -902,19 +893,10 @@ impl Config {
             .map_err(|e| ("shadow.tls_root_cert", e.to_string()))?;
         }
         let a = &self.admin;
-        match (&a.tls_cert, &a.tls_key) {
-            (Some(cert), Some(key)) => {
-                crate::tls::ServerTls::load(cert, key, &[])
-                    .map_err(|e| ("admin.tls_cert", e.to_string()))?;
-            }
-            (Some(_), None) => {
-                return Err(("admin.tls_key", "must be set with admin.tls_cert".into()))
-            }
-            (None, Some(_)) => {
-                return Err(("admin.tls_cert", "must be set with admin.tls_key".into()))
-            }
-            (None, None) => {}
-        }
+        certificate_pair(
+            (&a.tls_cert, "admin.tls_cert"),
+            (&a.tls_key, "admin.tls_key"),
+        )?;
         if !a.address.ip().is_loopback() && a.token.is_none() && a.token_env.is_none() {
             return Err((
                 "admin.token",
@@ -939,6 +921,22 @@ impl Config {
                 .map_err(|e| ("alerts.tls_root_cert", e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+/// Checks a `tls_cert`/`tls_key` pair: both or neither set, and when set,
+/// loadable now. Returns whether a certificate is configured.
+fn certificate_pair(
+    (cert, cert_key): (&Option<PathBuf>, &'static str),
+    (key, key_key): (&Option<PathBuf>, &'static str),
+) -> Result<bool, (&'static str, String)> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => crate::tls::ServerTls::load(cert, key, &[])
+            .map(|_| true)
+            .map_err(|e| (cert_key, e.to_string())),
+        (Some(_), None) => Err((key_key, format!("must be set with {cert_key}"))),
+        (None, Some(_)) => Err((cert_key, format!("must be set with {key_key}"))),
+        (None, None) => Ok(false),
     }
 }
 

@@ -72,18 +72,10 @@ impl PostgresStore {
             TlsMode::Prefer => SslMode::Prefer,
             _ => SslMode::Require,
         });
-        let host = config
-            .get_hosts()
-            .first()
-            .map(|h| match h {
-                tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-            })
-            .unwrap_or_else(|| "localhost".into());
         let tls = UpstreamTls::new(
             mode,
             sslrootcert.as_deref().map(std::path::Path::new),
-            &host,
+            &first_host(&config),
             "store",
         )
         .map_err(|e| bad_url(e.to_string()))?
@@ -348,16 +340,21 @@ fn percent_decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `postgres://user@host:port/db` from a parsed config.
-fn display(config: &Config) -> String {
-    let host = config
+/// The first host of a parsed config (the one TLS names are checked for).
+fn first_host(config: &Config) -> String {
+    config
         .get_hosts()
         .first()
         .map(|h| match h {
             tokio_postgres::config::Host::Tcp(name) => name.clone(),
             tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
         })
-        .unwrap_or_else(|| "localhost".into());
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `postgres://user@host:port/db` from a parsed config.
+fn display(config: &Config) -> String {
+    let host = first_host(config);
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let user = config.get_user().unwrap_or("");
     let db = config.get_dbname().unwrap_or(user);

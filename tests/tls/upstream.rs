@@ -77,3 +77,49 @@ fn an_expired_upstream_certificate_is_refused_with_its_date() {
     let (ok, err) = connect(&pg, &proxy);
     assert!(ok, "require must not verify the certificate: {err}");
 }
+
+#[test]
+fn scram_over_tls_on_both_legs_needs_channel_binding_disabled_and_says_so() {
+    // Over TLS PostgreSQL offers SCRAM-SHA-256-PLUS. Its binding is to the
+    // TLS session the server sees (pgshadow's), which the client cannot
+    // know, so the offer is stripped; but a libpq client on TLS then says
+    // "I support binding, you do not", which the server refuses as a
+    // downgrade. pgshadow says what to do instead of the server's riddle.
+    let certs = Certs::make();
+    let pg = Pg::start_tls_only(&certs.server());
+    let toml = certs.listen("require") + &certs.upstream("verify-full", &certs.ca_path);
+    let proxy = Proxy::start(pg.port(), &toml);
+    let login = |extra: &str| {
+        run_with_timeout(
+            std::process::Command::new(pg.program("psql"))
+                .args([
+                    "-X",
+                    "-At",
+                    "-d",
+                    &crate::conninfo(
+                        &proxy,
+                        crate::harness::SCRAM_USER,
+                        &format!(
+                            "sslmode=verify-full sslrootcert={} {extra} password='{}'",
+                            certs.ca_path.display(),
+                            crate::harness::SCRAM_PASSWORD
+                        ),
+                    ),
+                    "-c",
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                ])
+                .env_remove("PGPASSWORD"),
+            Duration::from_secs(60),
+        )
+    };
+    let (ok, _, err) = login("");
+    assert!(!ok, "libpq's default channel_binding=prefer cannot pass");
+    assert!(
+        err.contains("SCRAM channel binding cannot pass through pgshadow")
+            && err.contains("channel_binding=disable"),
+        "{err}"
+    );
+    let (ok, out, err) = login("channel_binding=disable");
+    assert!(ok, "SCRAM through TLS on both legs failed: {err}");
+    assert_eq!(out.trim(), "t");
+}
