@@ -18,6 +18,12 @@
 #           sample_rate 1.0 instance, one statement each over fresh
 #           relations (one lookup per relation), and one statement over ten
 #           fresh relations at once (one lookup for all ten).
+#           only: the script does not fail on a missed target);
+#   tls     TLS on both legs (scripts/bench-tls.sh): pgbench -S -M prepared
+#           at 16 and 64 clients with sslmode=require against PgBouncer
+#           (client_tls_sslmode = require, server_tls_sslmode = verify-full)
+#           and pgshadow (listen.tls_mode = "require", upstream.tls =
+#           "verify-full"), in the same run, with the ratio.
 #
 # It prints one Markdown report (machine facts, the tables, and the CPU split
 # between pgbench, PostgreSQL and the proxy) on stdout.
@@ -30,8 +36,10 @@
 #   --check  only look for the programs the benchmark needs, print them, exit
 #
 # Environment (defaults in brackets):
-#   BENCH_PARTS    ["relay shadow"] which parts to run (relay, shadow; they
-#                          always run in that order)
+#   BENCH_PARTS    ["relay shadow tls"] which parts to run (relay, shadow,
+#                          tls; they always run in that order)
+#   BENCH_TLS_CLIENTS    ["16 64"]  pgbench -c of the TLS part
+#   BENCH_TLS_MODE       [prepared] pgbench -M of the TLS part
 #   BENCH_SHADOW   [unset] 0: skip the shadow part; 1: run it (whatever
 #                          BENCH_PARTS says)
 #   BENCH_SECONDS  [10]    pgbench -T of every measured run (both parts)
@@ -133,14 +141,15 @@ for m in "${MODES[@]}"; do
 done
 
 # Which parts run.
-RUN_RELAY="" RUN_SHADOW=""
-PARTS_LIST=${BENCH_PARTS:-relay shadow}
+RUN_RELAY="" RUN_SHADOW="" RUN_TLS=""
+PARTS_LIST=${BENCH_PARTS:-relay shadow tls}
 read -r -a PARTS <<<"${PARTS_LIST//,/ }"
 for part in "${PARTS[@]}"; do
     case $part in
         relay) RUN_RELAY=1 ;;
         shadow) RUN_SHADOW=1 ;;
-        *) die "BENCH_PARTS: unknown part '$part' (relay, shadow)" ;;
+        tls) RUN_TLS=1 ;;
+        *) die "BENCH_PARTS: unknown part '$part' (relay, shadow, tls)" ;;
     esac
 done
 case ${BENCH_SHADOW:-} in
@@ -149,7 +158,10 @@ case ${BENCH_SHADOW:-} in
     1) RUN_SHADOW=1 ;;
     *) die "BENCH_SHADOW must be 0 or 1, got '$BENCH_SHADOW'" ;;
 esac
-[[ -n $RUN_RELAY || -n $RUN_SHADOW ]] || die "nothing to run: BENCH_PARTS='$PARTS_LIST' BENCH_SHADOW='${BENCH_SHADOW:-}'"
+[[ -n $RUN_RELAY || -n $RUN_SHADOW || -n $RUN_TLS ]] || die "nothing to run: BENCH_PARTS='$PARTS_LIST' BENCH_SHADOW='${BENCH_SHADOW:-}'"
+# shellcheck source=scripts/bench-tls.sh
+source "$SCRIPT_DIR/bench-tls.sh"
+[[ -z $RUN_TLS ]] || tls_check_args
 
 # The shadow part: one cell, four pgshadow configurations.
 SHADOW_MODE=${BENCH_SHADOW_MODE:-prepared}
@@ -233,8 +245,8 @@ PG_ISREADY=$(find_client pg_isready postgresql-client)
 [[ -z ${PGBOUNCER:-} || -x ${PGBOUNCER:-} ]] || die "PGBOUNCER=$PGBOUNCER is not an executable file"
 PGBOUNCER=${PGBOUNCER:-$(command -v pgbouncer 2>/dev/null || true)}
 [[ -n $PGBOUNCER ]] || { [[ -x /usr/sbin/pgbouncer ]] && PGBOUNCER=/usr/sbin/pgbouncer; }
-# Only the relay part uses PgBouncer.
-[[ -z $RUN_RELAY || (-n $PGBOUNCER && -x $PGBOUNCER) ]] ||
+# Only the relay and TLS parts use PgBouncer.
+[[ (-z $RUN_RELAY && -z $RUN_TLS) || (-n $PGBOUNCER && -x $PGBOUNCER) ]] ||
     die "pgbouncer not found on PATH or at /usr/sbin/pgbouncer: apt-get install -y pgbouncer (or set PGBOUNCER), or run only the shadow part (BENCH_PARTS=shadow)"
 # The shadow part reads pgshadow's /metrics: curl, or bash's /dev/tcp.
 CURL=$(command -v curl 2>/dev/null || true)
@@ -265,7 +277,8 @@ if [[ -n $CHECK_ONLY ]]; then
     printf '%-10s %s\n' server "$PG_BIN" pgbench "$PGBENCH" psql "$PSQL" pg_isready "$PG_ISREADY" \
         pgbouncer "${PGBOUNCER:-(not found; only the relay part needs it)}" \
         metrics "${CURL:-bash /dev/tcp (no curl)}" "run as" "${AS_SERVER_USER[*]:-$(id -un)}" \
-        parts "${RUN_RELAY:+relay }${RUN_SHADOW:+shadow}"
+        parts "${RUN_RELAY:+relay }${RUN_SHADOW:+shadow }${RUN_TLS:+tls}" \
+        openssl "$(command -v openssl 2>/dev/null || echo '(not found; only the tls part needs it)')"
     exit 0
 fi
 
@@ -276,9 +289,11 @@ DB=bench
 
 # ---------------------------------------------------------------- lifecycle
 WORK=""
-PG_PID="" BOUNCER_PID="" PGBENCH_PID="" PERF_PID=""
+PG_PID="" BOUNCER_PID="" TLS_BOUNCER_PID="" PGBENCH_PID="" PERF_PID=""
 # The pgshadow instances: the relay part's one, and one per shadow configuration.
 declare -A TARGET_PORT=() TARGET_PID=() ADMIN_PORT=()
+# sslmode pgbench connects to each target with (default: disable).
+declare -A TARGET_SSLMODE=()
 SHADOW_PIDS=()
 USED_PORTS=" "
 
@@ -307,10 +322,11 @@ cleanup() {
         stop_pid "$pid" TERM 10       # graceful shutdown; no sessions are left
     done
     stop_pid "$BOUNCER_PID" TERM 10   # SIGTERM: immediate shutdown
+    stop_pid "$TLS_BOUNCER_PID" TERM 10
     stop_pid "$PG_PID" INT 20         # SIGINT: fast shutdown
     if [[ -n $WORK && -d $WORK ]]; then
         if ((rc != 0 && rc != 130 && rc != 143)); then
-            for f in "$WORK"/postgres.log "$WORK"/pgbouncer.log "$WORK"/pgshadow*.log; do
+            for f in "$WORK"/postgres.log "$WORK"/pgbouncer*.log "$WORK"/pgbouncer*.stderr "$WORK"/pgshadow*.log; do
                 [[ -s $f ]] && { log "--- last lines of $(basename "$f") ---"; tail -n 15 "$f" >&2; }
             done
         fi
@@ -403,6 +419,10 @@ PG_SETTINGS=(
     -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off
     -c shared_buffers=512MB -c autovacuum=off -c jit=off
 )
+if [[ -n $RUN_TLS ]]; then
+    tls_make_certs
+    mapfile -t -O "${#PG_SETTINGS[@]}" PG_SETTINGS < <(tls_pg_settings)
+fi
 log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
 (cd "$WORK" && exec "${AS_SERVER_USER[@]}" "$PG_BIN/postgres" -D "$WORK/data" -p "$PG_PORT" \
     "${PG_SETTINGS[@]}" >"$WORK/postgres.log" 2>&1) &
@@ -444,16 +464,18 @@ SQL
 fi
 
 # ---------------------------------------------------------------- PgBouncer
-start_pgbouncer() {
-    take_port BOUNCER_PORT
-    printf '"postgres" ""\n' >"$WORK/userlist.txt"
-    cat >"$WORK/pgbouncer.ini" <<EOF
+# pgbouncer_ini NAME PORT: the configuration every PgBouncer of the
+# benchmark shares (session mode, trust, the bench database), logging to
+# $WORK/NAME.log; the TLS part appends its settings.
+pgbouncer_ini() {
+    local name=$1 port=$2
+    cat <<EOF
 [databases]
 $DB = host=127.0.0.1 port=$PG_PORT dbname=$DB
 
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
+listen_port = $port
 unix_socket_dir =
 auth_type = trust
 auth_file = $WORK/userlist.txt
@@ -462,11 +484,17 @@ max_client_conn = 1000
 default_pool_size = 200
 max_db_connections = 0
 server_reset_query = DISCARD ALL
-logfile = $WORK/pgbouncer.log
-pidfile = $WORK/pgbouncer.pid
+logfile = $WORK/$name.log
+pidfile = $WORK/$name.pid
 log_connections = 0
 log_disconnections = 0
 EOF
+}
+
+start_pgbouncer() {
+    take_port BOUNCER_PORT
+    printf '"postgres" ""\n' >"$WORK/userlist.txt"
+    pgbouncer_ini pgbouncer "$BOUNCER_PORT" >"$WORK/pgbouncer.ini"
     [[ ${#AS_SERVER_USER[@]} -eq 0 ]] || chown postgres: "$WORK/userlist.txt" "$WORK/pgbouncer.ini"
     log "starting PgBouncer on 127.0.0.1:$BOUNCER_PORT"
     (cd "$WORK" && exec "${AS_SERVER_USER[@]}" "$PGBOUNCER" -q "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.stderr" 2>&1) &
@@ -533,20 +561,26 @@ wait_drained() {
     awk -v a="$start" -v b="$now" 'BEGIN { printf "%.1f\n", b - a }'
 }
 
-# start_pgshadow NAME SHADOW_SECTION: one pgshadow instance with its own
-# listen and admin ports, registered as pgbench target NAME.
+# start_pgshadow NAME SHADOW_SECTION [LISTEN_LINES UPSTREAM_LINES READY]:
+# one pgshadow instance with its own listen and admin ports, registered as
+# pgbench target NAME. Without UPSTREAM_LINES the upstream leg is plain
+# (upstream.tls = "disable"), as PgBouncer's is by default; READY is the
+# readiness check (select_1).
 start_pgshadow() {
-    local name=$1 section=$2 port admin pid
+    local name=$1 section=$2 listen_lines=${3:-} upstream_lines=${4:-'tls = "disable"'} ready=${5:-select_1}
+    local port admin pid
     take_port port
     take_port admin
     cat >"$WORK/pgshadow-$name.toml" <<EOF
 [listen]
 address = "127.0.0.1:$port"
 shutdown_timeout_ms = 2000
+$listen_lines
 
 [upstream]
 host = "127.0.0.1"
 port = $PG_PORT
+$upstream_lines
 
 $section
 
@@ -564,7 +598,7 @@ EOF
     pid=$!
     SHADOW_PIDS+=("$pid")
     wait_until "$pid" 30 "pgshadow ($name)" grep -q 'listening' "$WORK/pgshadow-$name.log"
-    wait_until "$pid" 30 "pgshadow ($name)" select_1 "$port"
+    wait_until "$pid" 30 "pgshadow ($name)" "$ready" "$port"
     wait_until "$pid" 30 "pgshadow ($name) admin server" scrape_metrics "$admin"
     TARGET_PORT[$name]=$port
     TARGET_PID[$name]=$pid
@@ -580,7 +614,7 @@ restart_pgshadow() {
     RUST_LOG= "$SHADOW_BIN" run --config "$WORK/pgshadow-$name.toml" >>"$WORK/pgshadow-$name.log" 2>&1 &
     pid=$!
     SHADOW_PIDS+=("$pid")
-    wait_until "$pid" 30 "pgshadow ($name)" select_1 "${TARGET_PORT[$name]}"
+    wait_until "$pid" 30 "pgshadow ($name)" select_1 "${TARGET_PORT[$name]}"  # shadow part only: plain
     wait_until "$pid" 30 "pgshadow ($name) admin server" scrape_metrics "${ADMIN_PORT[$name]}"
     TARGET_PID[$name]=$pid
 }
@@ -595,6 +629,10 @@ if [[ -n $RUN_SHADOW ]]; then
     for cfg in "${SHADOW_CONFIGS[@]}"; do
         start_pgshadow "$cfg" "$(shadow_section "$cfg")"
     done
+fi
+if [[ -n $RUN_TLS ]]; then
+    tls_start_pgbouncer
+    tls_start_pgshadow
 fi
 
 # ---------------------------------------------------------------- CPU accounting
@@ -661,7 +699,7 @@ run_pgbench() {
     m0=$(machine_ticks)
     t0=$(date +%s.%N)
     # In the background, so that Ctrl-C reaches our trap at once.
-    "$TIME_BIN" -f '%U %S' -o "$WORK/pgbench.time" \
+    PGSSLMODE=${TARGET_SSLMODE[$target]:-disable} "$TIME_BIN" -f '%U %S' -o "$WORK/pgbench.time" \
         "$PGBENCH" -h 127.0.0.1 -p "$port" -U postgres -n -S -M "$mode" \
         -c "$clients" -j "$jobs" -T "$secs" "$DB" >"$out" 2>&1 &
     PGBENCH_PID=$!
@@ -907,6 +945,10 @@ if [[ -n $RUN_SHADOW ]]; then
     shadow_part
     ((KEY_RELATIONS == 0)) || key_lookup_part
 fi
+if [[ -n $RUN_TLS ]]; then
+    tls_facts
+    tls_part
+fi
 
 # ---------------------------------------------------------------- report
 relay_report() {
@@ -1123,6 +1165,8 @@ report() {
     [[ -z $RUN_RELAY || -z $RUN_SHADOW ]] || echo
     [[ -z $RUN_SHADOW ]] || shadow_report
     [[ -z $RUN_SHADOW || $KEY_RELATIONS == 0 ]] || keys_report
+    [[ -z $RUN_TLS || (-z $RUN_RELAY && -z $RUN_SHADOW) ]] || echo
+    [[ -z $RUN_TLS ]] || tls_report
 }
 
 REPORT=$(report)
@@ -1140,5 +1184,9 @@ if [[ -n $RAW_OUT ]]; then
         SHADOW_RAW_OUT=${RAW_OUT%.tsv}-shadow.tsv
         cp "$SHADOW_RESULTS" "$SHADOW_RAW_OUT"
         log "raw results of the shadow part written to $SHADOW_RAW_OUT"
+    fi
+    if [[ -n $RUN_TLS ]]; then
+        cp "$TLS_RESULTS" "${RAW_OUT%.tsv}-tls.tsv"
+        log "raw results of the TLS part written to ${RAW_OUT%.tsv}-tls.tsv"
     fi
 fi

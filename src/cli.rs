@@ -133,14 +133,15 @@ fn run(config: Config, path: &Path) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let config = Arc::new(config);
     runtime.block_on(async move {
-        let server = Server::bind(config.clone(), metrics, |proxy| {
+        let server = Server::bind(config.clone(), metrics, |proxy, certificates| {
             // Before the first log line announces the proxy: from here on a
             // SIGHUP reloads instead of terminating the process.
             let reloader = Reloader::new(
                 path.to_path_buf(),
                 (*config).clone(),
                 proxy.shadow().cloned(),
-            );
+            )
+            .with_certificates(certificates);
             reload::reload_on_sighup(reloader).context("cannot install the SIGHUP handler")?;
             Ok(())
         })
@@ -171,16 +172,24 @@ impl Server {
     /// scripts read the ports chosen for port 0 from those lines).
     ///
     /// `before_announce` runs once the proxy is bound and before the first
-    /// line announces it: `run` installs its SIGHUP handler there, so a
+    /// line announces it, with the TLS certificates in use (listener and
+    /// admin server): `run` installs its SIGHUP handler there, so a
     /// reload can never hit a proxy that looks up but would still die of
     /// the signal.
     pub async fn bind(
         config: Arc<Config>,
         metrics: PrometheusHandle,
-        before_announce: impl FnOnce(&Proxy) -> anyhow::Result<()>,
+        before_announce: impl FnOnce(&Proxy, Vec<Arc<crate::tls::ServerTls>>) -> anyhow::Result<()>,
     ) -> anyhow::Result<Server> {
         let proxy = Proxy::bind(config.clone()).await?;
-        before_announce(&proxy)?;
+        let admin_tls = AdminServer::load_tls(&config)?;
+        let certificates = proxy
+            .client_tls()
+            .into_iter()
+            .chain(admin_tls.as_ref())
+            .cloned()
+            .collect();
+        before_announce(&proxy, certificates)?;
         let address = proxy
             .local_addr()
             .context("cannot read the bound address")?;
@@ -190,7 +199,7 @@ impl Server {
             version = env!("CARGO_PKG_VERSION"),
             "listening"
         );
-        let admin = AdminServer::bind(&config, metrics, &proxy).await?;
+        let admin = AdminServer::bind(&config, metrics, &proxy, admin_tls).await?;
         tracing::info!(address = %admin.local_addr()?, "admin server listening");
         let webhook =
             crate::alerts::start_webhook(&config, admin.local_addr()?, proxy.store_writer())?;

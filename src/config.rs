@@ -7,11 +7,12 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
 use crate::protocol::framing::POSTGRES_MAX_MESSAGE_BYTES;
+pub use crate::tls::TlsMode;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, Error)]
@@ -94,6 +95,26 @@ pub struct ListenConfig {
     pub shutdown_timeout_ms: u64,
     /// Runtime worker threads serving connections; 0 means one per CPU.
     pub worker_threads: usize,
+    /// PEM certificate chain presented to clients that ask for TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Whether clients may, must or cannot use TLS.
+    pub tls_mode: ListenTlsMode,
+}
+
+/// `listen.tls_mode`: TLS for the applications' connections.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenTlsMode {
+    /// SSLRequest is answered `N`: plain connections only.
+    Disable,
+    /// TLS for clients that ask (with a certificate configured), plain
+    /// for the others.
+    #[default]
+    Prefer,
+    /// Clients must use TLS; a plain StartupMessage gets FATAL 28000.
+    Require,
 }
 
 impl Default for ListenConfig {
@@ -104,6 +125,9 @@ impl Default for ListenConfig {
             startup_timeout_ms: 15_000,
             shutdown_timeout_ms: 30_000,
             worker_threads: 0,
+            tls_cert: None,
+            tls_key: None,
+            tls_mode: ListenTlsMode::Prefer,
         }
     }
 }
@@ -130,6 +154,11 @@ pub struct UpstreamConfig {
     pub port: u16,
     /// How long to wait for the TCP connection to the upstream.
     pub connect_timeout_ms: u64,
+    /// TLS to the upstream, with libpq's `sslmode` meanings.
+    pub tls: TlsMode,
+    /// PEM bundle of the CAs trusted for the upstream's certificate
+    /// (`verify-ca`, `verify-full`); unset: the system's roots.
+    pub tls_root_cert: Option<PathBuf>,
 }
 
 impl Default for UpstreamConfig {
@@ -138,6 +167,8 @@ impl Default for UpstreamConfig {
             host: "127.0.0.1".into(),
             port: 5432,
             connect_timeout_ms: 5_000,
+            tls: TlsMode::Prefer,
+            tls_root_cert: None,
         }
     }
 }
@@ -223,6 +254,10 @@ pub struct ShadowConfig {
     /// differ is nondeterministic and labelled noisy instead of raising
     /// incidents. Every recheck of a mismatch runs the A/A pair as well.
     pub baseline_rate: f64,
+    /// TLS of the shadow connections; unset: `upstream.tls`.
+    pub tls: Option<TlsMode>,
+    /// CAs for the shadow connections; unset: `upstream.tls_root_cert`.
+    pub tls_root_cert: Option<PathBuf>,
 }
 
 /// How the old and new query share a snapshot.
@@ -262,6 +297,8 @@ impl Default for ShadowConfig {
             plan_cache_size: 10_000,
             snapshot: SnapshotMode::Shared,
             baseline_rate: 0.01,
+            tls: None,
+            tls_root_cert: None,
         }
     }
 }
@@ -392,6 +429,20 @@ pub struct StoreConfig {
     /// Distinct differing row ids kept per incident (with first and last
     /// seen); further ids are only counted.
     pub max_ids_per_incident: u64,
+    /// `keep` (default): examples keep parameters and row values for
+    /// on-call; `hash`: they are replaced by keyed hashes before writing.
+    pub values: StoreValues,
+}
+
+/// `store.values`: what examples keep of production values.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreValues {
+    /// Parameters and row values as they were.
+    #[default]
+    Keep,
+    /// Each value replaced by its length and a keyed hash.
+    Hash,
 }
 
 impl Default for StoreConfig {
@@ -406,6 +457,7 @@ impl Default for StoreConfig {
             flush_max_outcomes: 500,
             queue_capacity: 10_000,
             max_ids_per_incident: 10_000,
+            values: StoreValues::Keep,
         }
     }
 }
@@ -423,6 +475,14 @@ pub struct AdminConfig {
     /// Environment variable holding the token, instead of writing it into
     /// the file. At most one of `token` and `token_env` may be set.
     pub token_env: Option<String>,
+    /// Host names (without port) the admin server answers to besides
+    /// `localhost` and IP addresses: a browser tricked by DNS rebinding
+    /// sends another name and is refused.
+    pub allowed_hosts: Vec<String>,
+    /// PEM certificate chain: serve HTTPS instead of HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -431,6 +491,9 @@ impl Default for AdminConfig {
             address: SocketAddr::from(([127, 0, 0, 1], 9930)),
             token: None,
             token_env: None,
+            allowed_hosts: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -442,6 +505,9 @@ impl std::fmt::Debug for AdminConfig {
             .field("address", &self.address)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_env", &self.token_env)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -470,7 +536,7 @@ impl AdminConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
-    /// Where alerts are POSTed (`http://` only); unset: no webhook.
+    /// Where alerts are POSTed (`http://` or `https://`); unset: no webhook.
     pub webhook_url: Option<String>,
     /// Base URL of the admin web page in alert links; default
     /// `http://<admin.address>` (the bound address).
@@ -482,6 +548,9 @@ pub struct AlertsConfig {
     /// Further attempts after a failure that may pass (no answer, 5xx,
     /// 429), with exponential backoff from 0.5 s.
     pub max_retries: u32,
+    /// PEM bundle of the CAs trusted for an `https://` webhook (a private
+    /// CA); unset: the system's roots.
+    pub tls_root_cert: Option<PathBuf>,
 }
 
 impl Default for AlertsConfig {
@@ -492,6 +561,7 @@ impl Default for AlertsConfig {
             min_interval_seconds: 300,
             timeout_ms: 5_000,
             max_retries: 3,
+            tls_root_cert: None,
         }
     }
 }
@@ -506,6 +576,10 @@ pub struct LogConfig {
     pub level: String,
     /// `text` for people, `json` for log pipelines.
     pub format: LogFormat,
+    /// Write parameter and row values into log lines. Off (default): lines
+    /// carry lengths and keyed hashes instead, so production data never
+    /// reaches the log pipeline.
+    pub values: bool,
 }
 
 impl Default for LogConfig {
@@ -513,6 +587,7 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: LogFormat::Text,
+            values: false,
         }
     }
 }
@@ -727,6 +802,7 @@ impl Config {
         self.validate_store()?;
         self.validate_alerts()?;
         self.validate_admin()?;
+        self.validate_tls()?;
         if let Err(e) = crate::observability::logs::parse_filter(&self.log.level) {
             return Err(("log.level", e));
         }
@@ -833,7 +909,7 @@ impl Config {
     fn validate_alerts(&self) -> Result<(), (&'static str, String)> {
         let a = &self.alerts;
         if let Some(url) = &a.webhook_url {
-            crate::alerts::http::HttpUrl::parse(url).map_err(|e| ("alerts.webhook_url", e))?;
+            crate::alerts::client::WebhookUrl::parse(url).map_err(|e| ("alerts.webhook_url", e))?;
         }
         if let Some(url) = &a.page_url {
             let lower = url.to_ascii_lowercase();
@@ -857,6 +933,84 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// TLS and admin exposure checks: certificates must load now (not at
+    /// the first client), and an admin server reachable from other hosts
+    /// must have a token, because incidents carry production values.
+    fn validate_tls(&self) -> Result<(), (&'static str, String)> {
+        let l = &self.listen;
+        let listen_cert = certificate_pair(
+            (&l.tls_cert, "listen.tls_cert"),
+            (&l.tls_key, "listen.tls_key"),
+        )?;
+        if !listen_cert && l.tls_mode == ListenTlsMode::Require {
+            return Err((
+                "listen.tls_mode",
+                "\"require\" needs listen.tls_cert and listen.tls_key".into(),
+            ));
+        }
+        let u = &self.upstream;
+        crate::tls::UpstreamTls::new(u.tls, u.tls_root_cert.as_deref(), &u.host, "upstream")
+            .map_err(|e| ("upstream.tls_root_cert", e.to_string()))?;
+        let s = &self.shadow;
+        if s.tls.is_some() || s.tls_root_cert.is_some() {
+            let host = s.host.as_deref().unwrap_or(&u.host);
+            crate::tls::UpstreamTls::new(
+                s.tls.unwrap_or(u.tls),
+                s.tls_root_cert.as_deref().or(u.tls_root_cert.as_deref()),
+                host,
+                "shadow",
+            )
+            .map_err(|e| ("shadow.tls_root_cert", e.to_string()))?;
+        }
+        let a = &self.admin;
+        certificate_pair(
+            (&a.tls_cert, "admin.tls_cert"),
+            (&a.tls_key, "admin.tls_key"),
+        )?;
+        if !a.address.ip().is_loopback() && a.token.is_none() && a.token_env.is_none() {
+            return Err((
+                "admin.token",
+                format!(
+                    "admin.address {} is not a loopback address, so the admin server (incidents \
+                     with production values, sampling controls) is reachable from other hosts: \
+                     set admin.token or admin.token_env",
+                    a.address
+                ),
+            ));
+        }
+        for host in &a.allowed_hosts {
+            if host.is_empty() || host.contains([':', '/', ' ']) {
+                return Err((
+                    "admin.allowed_hosts",
+                    format!("{host:?} is not a host name (write it without scheme or port)"),
+                ));
+            }
+        }
+        if let Some(root) = &self.alerts.tls_root_cert {
+            crate::tls::root_store(Some(root))
+                .map_err(|e| ("alerts.tls_root_cert", e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a `tls_cert`/`tls_key` pair: both or neither set, and when set,
+/// loadable now. Returns whether a certificate is configured.
+fn certificate_pair(
+    (cert, cert_key): (&Option<PathBuf>, &'static str),
+    (key, key_key): (&Option<PathBuf>, &'static str),
+) -> Result<bool, (&'static str, String)> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => crate::tls::ServerTls::load(cert, key, &[])
+            .map(|_| true)
+            .map_err(|e| (cert_key, e.to_string())),
+        (Some(_), None) => Err((key_key, format!("must be set with {cert_key}"))),
+        (None, Some(_)) => Err((cert_key, format!("must be set with {key_key}"))),
+        (None, None) => Ok(false),
     }
 }
 
@@ -912,7 +1066,7 @@ mod tests {
                 "shadow.batch_window_ms",
             ),
             (
-                "[alerts]\nwebhook_url = \"https://hooks.example.com/x\"",
+                "[alerts]\nwebhook_url = \"ftp://hooks.example.com/x\"",
                 "alerts.webhook_url",
             ),
             ("[alerts]\npage_url = \"ftp://x\"", "alerts.page_url"),

@@ -18,7 +18,9 @@
 //! - [`alerts`]: the webhook on new incidents;
 //! - [`config`]: the typed configuration;
 //! - [`observability`]: logs and metric definitions;
+//! - [`privacy`]: which production values logs and the store may keep;
 //! - [`localpg`]: throw-away PostgreSQL clusters for tests and the demo;
+//! - [`tls`]: TLS on the client leg, the upstream leg and the admin port;
 //! - [`reload`]: SIGHUP re-reads the config file and applies its hot keys;
 //! - [`demo`]: `pgshadow demo`, a throw-away database, migration and traffic;
 //! - [`cli`]: the `pgshadow` command line.
@@ -32,9 +34,11 @@ pub mod demo;
 pub mod diff;
 pub mod localpg;
 pub mod observability;
+pub mod privacy;
 pub mod protocol;
 pub mod proxy;
 pub mod reload;
 pub mod rewrite;
 pub mod shadow;
 pub mod store;
+pub mod tls;

@@ -142,6 +142,19 @@ pub struct ClusterOptions {
     /// which turns the ~2 s `initdb` into a ~0.1 s copy. Tests pass
     /// `CARGO_TARGET_TMPDIR`. `None` runs `initdb` every time.
     pub template_cache: Option<PathBuf>,
+    /// A certificate and key: the server runs with `ssl = on` (pair it with
+    /// `hostssl` lines in `hba` to refuse plain connections, as managed
+    /// databases do).
+    pub tls: Option<ServerCertificate>,
+}
+
+/// A server certificate and its key, in PEM.
+#[derive(Debug, Clone)]
+pub struct ServerCertificate {
+    /// The certificate chain, leaf first.
+    pub cert_pem: String,
+    /// The private key.
+    pub key_pem: String,
 }
 
 /// The OS user the server runs as.
@@ -224,6 +237,24 @@ impl Cluster {
         if let Some(u) = user {
             u.chown(&data.join("pg_hba.conf"))?;
         }
+        let mut options = options.clone();
+        if let Some(tls) = &options.tls {
+            // The server refuses a key others can read.
+            for (name, pem, mode) in [
+                ("server.crt", &tls.cert_pem, 0o644),
+                ("server.key", &tls.key_pem, 0o600),
+            ] {
+                let path = data.join(name);
+                fs::write(&path, pem).map_err(io_err(format!("write {name}")))?;
+                fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(io_err(format!("chmod {name}")))?;
+                if let Some(u) = user {
+                    u.chown(&path)?;
+                }
+            }
+            options.settings.push(("ssl".into(), "on".into()));
+        }
+        let options = &options;
 
         // A free port can be taken by someone else before the server binds
         // it; then the server exits at once and we try another.

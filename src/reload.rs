@@ -12,6 +12,11 @@
 //! store, logging) is fixed at startup: a changed key is named in one
 //! warning, "… changed; restart to apply", and otherwise ignored.
 //!
+//! TLS certificates (`listen.tls_cert`, `admin.tls_cert` and their keys)
+//! are re-read from their files on every SIGHUP, so a renewed certificate
+//! is served from the next handshake on; a pair that cannot be used keeps
+//! the running one and counts as a failed reload.
+//!
 //! Invariants:
 //! - A file that cannot be read, parsed or validated changes nothing: the
 //!   running config stays, and the error (naming the key) is logged at
@@ -28,6 +33,7 @@ use crate::config::{Config, ConfigError, ShadowConfig};
 use crate::observability::metrics::CONFIG_RELOADS_TOTAL;
 use crate::shadow::sampler::Sampler;
 use crate::shadow::Shadow;
+use crate::tls::ServerTls;
 use metrics::Counter;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -52,6 +58,8 @@ pub struct Reloader {
     /// successful reload applied. The next reload is compared with it.
     running: Config,
     shadow: Option<Arc<Shadow>>,
+    /// Certificates re-read on every reload.
+    certificates: Vec<Arc<ServerTls>>,
     reloads_ok: Counter,
     reloads_failed: Counter,
 }
@@ -66,9 +74,24 @@ impl Reloader {
             path,
             running,
             shadow,
+            certificates: Vec::new(),
             reloads_ok: metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => "ok"),
             reloads_failed: metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => "error"),
         }
+    }
+
+    /// Also re-reads these certificates on every reload.
+    pub fn with_certificates(mut self, certificates: Vec<Arc<ServerTls>>) -> Self {
+        self.certificates = certificates;
+        self
+    }
+
+    /// Re-reads every certificate; the first failure, if any.
+    fn reload_certificates(&self) -> Result<usize, crate::tls::TlsError> {
+        for tls in &self.certificates {
+            tls.reload()?;
+        }
+        Ok(self.certificates.len())
     }
 
     /// The config now in effect.
@@ -104,6 +127,15 @@ impl Reloader {
     /// line saying why the file was refused.
     pub fn reload_and_report(&mut self) {
         let path = self.path.display().to_string();
+        match self.reload_certificates() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(certificates = n, "TLS certificates re-read"),
+            Err(e) => {
+                self.reloads_failed.increment(1);
+                tracing::error!(error = %e, "TLS certificate reload failed; keeping the running certificate");
+                return;
+            }
+        }
         match self.reload() {
             Ok(reloaded) => {
                 self.reloads_ok.increment(1);
@@ -278,22 +310,24 @@ macro_rules! diff_section {
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     diff_section!(out, "listen", old.listen, new.listen;
-        address, max_message_bytes, startup_timeout_ms, shutdown_timeout_ms, worker_threads);
+        address, max_message_bytes, startup_timeout_ms, shutdown_timeout_ms, worker_threads,
+        tls_cert, tls_key, tls_mode);
     diff_section!(out, "upstream", old.upstream, new.upstream;
-        host, port, connect_timeout_ms);
+        host, port, connect_timeout_ms, tls, tls_root_cert);
     let mut new_shadow = new.shadow.clone();
     copy_hot_keys(&old.shadow, &mut new_shadow);
     diff_section!(out, "shadow", old.shadow, new_shadow;
         host, port, user, password_env, old_search_path, new_search_path, max_in_flight,
         queue_capacity, statement_timeout_ms, first_executions, deny_functions, table_map,
-        max_capture_bytes, recheck_mismatches, plan_cache_size, snapshot);
+        max_capture_bytes, recheck_mismatches, plan_cache_size, snapshot, tls, tls_root_cert);
     diff_section!(out, "tiebreak", old.tiebreak, new.tiebreak;
         enabled, default_column, columns, apply_to_primary);
     diff_section!(out, "compare", old.compare, new.compare;
         ignore_columns, max_rows, float_tolerance, numeric_scale, strict_types, max_reported);
-    diff_section!(out, "store", old.store, new.store; url);
-    diff_section!(out, "admin", old.admin, new.admin; address);
-    diff_section!(out, "log", old.log, new.log; level, format);
+    diff_section!(out, "store", old.store, new.store; url, values);
+    diff_section!(out, "admin", old.admin, new.admin;
+        address, token, token_env, allowed_hosts, tls_cert, tls_key);
+    diff_section!(out, "log", old.log, new.log; level, format, values);
     if out.is_empty() {
         // A section added to `Config` since this list was written.
         let mut masked = new.clone();

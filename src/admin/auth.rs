@@ -1,23 +1,27 @@
-//! Who may change things through the admin server.
+//! Who may use the admin server, and from where.
 //!
-//! Reading is open: incidents and metrics are what on-call needs at once,
-//! without hunting for a secret. Every request that can change something
-//! — any method but GET and HEAD — passes [`guard_changes`]:
+//! Incidents carry production values (parameters, rows), so the admin
+//! server is guarded like any other door to production data. Every
+//! request passes [`guard`]:
 //!
-//! 1. With a token configured (`admin.token` / `admin.token_env`) it must
-//!    carry `Authorization: Bearer <token>`; otherwise 401 with
-//!    `WWW-Authenticate: Bearer`. The comparison takes the same time
-//!    wherever the first differing byte is, so timing does not leak the
-//!    token.
-//! 2. Without a token, a browser request from another origin is refused
-//!    (403): a page on any web site could otherwise make the on-call
-//!    engineer's browser mute incidents on a loopback admin port. Browsers
-//!    always send `Origin` on cross-origin POST/PUT; the admin page's own
-//!    requests are same-origin (`Origin` matches `Host`, or
-//!    `X-Forwarded-Host` behind a reverse proxy). With a token the check
-//!    is not needed: another site cannot know the token, and a request
-//!    carrying `Authorization` cannot even leave the browser without a
-//!    CORS preflight, which this server never approves.
+//! 1. `/healthz`, `/readyz` and `/metrics` are open: probes and scrapers
+//!    carry no secret, and these expose no values.
+//! 2. The `Host` header must be an IP address, `localhost`, or a name in
+//!    `admin.allowed_hosts` (403 otherwise). A web page cannot read from
+//!    the admin server through DNS rebinding: its requests carry its own
+//!    host name, which is not on the list.
+//! 3. A change (any method but GET and HEAD) must be
+//!    `Content-Type: application/json` (415 otherwise): a form on another
+//!    site cannot send that without a CORS preflight, which this server
+//!    never approves. A browser's change from another origin (`Origin`
+//!    not matching `Host`/`X-Forwarded-Host`) is refused too (403).
+//! 4. With a token (`admin.token` / `admin.token_env`; required when the
+//!    address is not loopback, see [`crate::config`]), everything else
+//!    needs it: `Authorization: Bearer <token>` (curl, scripts), or the
+//!    session cookie the login form sets for browsers (`HttpOnly`,
+//!    `SameSite=Strict`, `Secure` over TLS). Without it: 401, and pages
+//!    answer with the login form. Tokens and cookies are compared in
+//!    constant time; neither is ever logged.
 
 use super::api::ApiError;
 use super::AdminState;
@@ -25,21 +29,89 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ring::hmac;
 use subtle::ConstantTimeEq;
 
-/// The configured bearer token.
-pub struct Token(Vec<u8>);
+/// Name of the browser session cookie.
+pub const COOKIE: &str = "pgshadow_admin";
+
+/// Paths anyone who reaches the port may use.
+const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// What the login form needs without being logged in.
+const LOGIN_PATHS: [&str; 2] = ["/login", "/page.js"];
+
+/// The configured bearer token, and the session cookie derived from it.
+pub struct Token {
+    token: Vec<u8>,
+    cookie: String,
+}
 
 impl Token {
     /// Wraps the configured token.
     pub fn new(token: String) -> Self {
-        Self(token.into_bytes())
+        // The cookie is a MAC of a fixed text under the token: it proves
+        // knowledge of the token without being the token, and every
+        // cookie becomes invalid when the token changes.
+        let key = hmac::Key::new(hmac::HMAC_SHA256, token.as_bytes());
+        let tag = hmac::sign(&key, b"pgshadow admin session v1");
+        let cookie = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            token: token.into_bytes(),
+            cookie,
+        }
     }
 
     /// Whether `presented` is the token, in time independent of where they
     /// differ (only the length may show).
     pub fn matches(&self, presented: &[u8]) -> bool {
-        bool::from(self.0.as_slice().ct_eq(presented))
+        bool::from(self.token.as_slice().ct_eq(presented))
+    }
+
+    /// Whether `presented` is the session cookie's value.
+    fn cookie_matches(&self, presented: &[u8]) -> bool {
+        bool::from(self.cookie.as_bytes().ct_eq(presented))
+    }
+
+    /// The `Set-Cookie` value that logs a browser in.
+    pub fn set_cookie(&self, secure: bool) -> String {
+        format!(
+            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
+            self.cookie,
+            if secure { "; Secure" } else { "" }
+        )
+    }
+}
+
+/// Host names the admin server answers to.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedHosts(Vec<String>);
+
+impl AllowedHosts {
+    /// `localhost`, IP addresses, and `extra` (`admin.allowed_hosts`).
+    pub fn new(extra: &[String]) -> Self {
+        Self(extra.iter().map(|h| h.to_ascii_lowercase()).collect())
+    }
+
+    /// Whether a `Host` header value (with or without port) is allowed.
+    fn allows(&self, host: &str) -> bool {
+        let name = host_name(host.trim()).to_ascii_lowercase();
+        let name = name.trim_end_matches('.');
+        name == "localhost"
+            || name.ends_with(".localhost")
+            || name.parse::<std::net::IpAddr>().is_ok()
+            || self.0.iter().any(|allowed| allowed == name)
+    }
+}
+
+/// `example.com` from `example.com:9930`, `::1` from `[::1]:9930`.
+fn host_name(host: &str) -> &str {
+    if let Some(bracketed) = host.strip_prefix('[') {
+        return bracketed.split(']').next().unwrap_or_default();
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
     }
 }
 
@@ -49,27 +121,81 @@ fn is_change(method: &Method) -> bool {
 }
 
 /// The middleware in front of every route (see the module docs).
-pub async fn guard_changes(
-    State(state): State<AdminState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if !is_change(request.method()) {
+pub async fn guard(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if OPEN_PATHS.contains(&path) {
         return next.run(request).await;
     }
-    let Some(token) = &state.inner.token else {
-        if let Err(refusal) = same_origin(request.headers()) {
+    let headers = request.headers();
+    if let Some(host) = headers.get(header::HOST) {
+        let host = host.to_str().unwrap_or("");
+        if !state.inner.hosts.allows(host) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the admin server does not answer to host {host:?}: add it to \
+                     admin.allowed_hosts if people reach the admin server by that name"
+                ),
+            )
+            .into_response();
+        }
+    }
+    if is_change(request.method()) {
+        if !is_json(headers) {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "changes must be sent as Content-Type: application/json",
+            )
+            .into_response();
+        }
+        if let Err(refusal) = same_origin(headers) {
             return refusal.into_response();
         }
+    }
+    let Some(token) = &state.inner.token else {
         return next.run(request).await;
     };
-    match bearer(request.headers()) {
-        Some(presented) if token.matches(presented) => next.run(request).await,
-        Some(_) => unauthorized("the bearer token is not the configured admin token"),
-        None => {
-            unauthorized("this change needs `Authorization: Bearer <token>` (admin.token is set)")
-        }
+    if LOGIN_PATHS.contains(&path) {
+        return next.run(request).await;
     }
+    match credential(headers) {
+        Some(Credential::Bearer(presented)) if token.matches(presented) => next.run(request).await,
+        Some(Credential::Cookie(presented)) if token.cookie_matches(presented) => {
+            next.run(request).await
+        }
+        Some(Credential::Bearer(_)) => {
+            unauthorized("the bearer token is not the configured admin token")
+        }
+        _ if request.method() == Method::GET && !path.starts_with("/api/") => {
+            super::login::form(StatusCode::UNAUTHORIZED, "")
+        }
+        _ => unauthorized(
+            "this needs `Authorization: Bearer <token>` (admin.token is set), or the login \
+             cookie from the page",
+        ),
+    }
+}
+
+/// How a request proves it knows the token.
+enum Credential<'a> {
+    Bearer(&'a [u8]),
+    Cookie(&'a [u8]),
+}
+
+/// The request's credential: a bearer token, else the session cookie.
+fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
+    if let Some(token) = bearer(headers) {
+        return Some(Credential::Bearer(token));
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let value = pair.strip_prefix(COOKIE.as_bytes())?.strip_prefix(b"=")?;
+            Some(Credential::Cookie(value))
+        })
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -80,6 +206,16 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
         return None;
     }
     Some(rest.trim_ascii())
+}
+
+/// Whether the body is declared as JSON (`application/json`, any
+/// parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Refuses a request whose `Origin` names another host than `Host` (or
@@ -121,7 +257,7 @@ mod tests {
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (name, value) in pairs {
-            h.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+            h.append(name.clone(), HeaderValue::from_str(value).unwrap());
         }
         h
     }
@@ -136,6 +272,23 @@ mod tests {
     }
 
     #[test]
+    fn the_cookie_proves_the_token_without_being_it() {
+        let token = Token::new("s3cret".into());
+        let set = token.set_cookie(true);
+        assert!(!set.contains("s3cret"), "{set}");
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+        assert!(set.ends_with("; Secure"));
+        let value = set
+            .strip_prefix("pgshadow_admin=")
+            .and_then(|v| v.split(';').next())
+            .unwrap();
+        assert!(token.cookie_matches(value.as_bytes()));
+        assert!(!Token::new("other".into()).cookie_matches(value.as_bytes()));
+        let h = headers(&[(header::COOKIE, &format!("a=b; pgshadow_admin={value}"))]);
+        assert!(matches!(credential(&h), Some(Credential::Cookie(v)) if v == value.as_bytes()));
+    }
+
+    #[test]
     fn the_bearer_scheme_is_case_insensitive_and_others_are_ignored() {
         let h = headers(&[(header::AUTHORIZATION, "bearer  abc ")]);
         assert_eq!(bearer(&h), Some(&b"abc"[..]));
@@ -144,6 +297,52 @@ mod tests {
         let h = headers(&[(header::AUTHORIZATION, "Bear")]);
         assert_eq!(bearer(&h), None);
         assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn hosts_are_ips_localhost_or_listed_names() {
+        let hosts = AllowedHosts::new(&["pgshadow.example.internal".into()]);
+        for ok in [
+            "127.0.0.1:9930",
+            "10.1.2.3",
+            "[::1]:9930",
+            "localhost:9930",
+            "LOCALHOST",
+            "pgshadow.example.internal:443",
+            "PgShadow.Example.Internal.",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example:9930",
+            "127.0.0.1.evil.example",
+            "example.internal",
+        ] {
+            assert!(!hosts.allows(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn only_json_bodies_count_as_json() {
+        assert!(is_json(&headers(&[(
+            header::CONTENT_TYPE,
+            "application/json"
+        )])));
+        assert!(is_json(&headers(&[(
+            header::CONTENT_TYPE,
+            "Application/JSON; charset=utf-8"
+        )])));
+        for other in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ] {
+            assert!(
+                !is_json(&headers(&[(header::CONTENT_TYPE, other)])),
+                "{other}"
+            );
+        }
+        assert!(!is_json(&HeaderMap::new()));
     }
 
     #[test]

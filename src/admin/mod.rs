@@ -12,18 +12,20 @@
 //!   its side-by-side diff at `/incidents/{id}`, coverage at `/coverage`:
 //!   [`page`].
 //!
-//! Read-only requests are open. Every request that changes something
-//! (any method but GET and HEAD) needs `Authorization: Bearer <token>` when
-//! `admin.token`/`admin.token_env` is set, and is refused when a browser
-//! sends it from another origin: [`auth`].
+//! With a token (required off loopback), everything but health and
+//! metrics needs it; the `Host` header is checked, changes must be JSON
+//! and come from this origin: [`auth`], with the browser's login form in
+//! [`login`]. `admin.tls_cert`/`admin.tls_key` serve HTTPS ([`tls`]).
 
 pub mod api;
 pub mod auth;
 pub mod health;
 mod html;
 pub mod input;
+mod login;
 pub mod page;
 mod queries;
+mod tls;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -46,7 +48,8 @@ use crate::observability::metrics::{
 use crate::proxy::Proxy;
 use crate::shadow::Shadow;
 use crate::store::StoreWriter;
-use auth::Token;
+use crate::tls::ServerTls;
+use auth::{AllowedHosts, Token};
 
 /// Why the admin server could not start.
 #[derive(Debug, Error)]
@@ -65,6 +68,9 @@ pub enum AdminError {
     /// `admin.token_env` names a variable that is unset or empty.
     #[error("admin token: {0}")]
     Token(String),
+    /// `admin.tls_cert` / `admin.tls_key` cannot be used.
+    #[error("admin TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// What `/metrics` shows: the recorder's text, with the relay's sharded
@@ -137,6 +143,10 @@ struct Inner {
     /// `shadow.sample_rate` from the file, shown while there is no shadow.
     configured_sample_rate: f64,
     token: Option<Token>,
+    /// Host names the server answers to.
+    hosts: AllowedHosts,
+    /// Served over HTTPS (session cookies are then `Secure`).
+    tls: bool,
     shadow: Option<Arc<Shadow>>,
     store: Option<Arc<StoreWriter>>,
 }
@@ -168,6 +178,8 @@ impl AdminState {
                 ready_timeout: config.upstream.connect_timeout().min(READY_TIMEOUT),
                 configured_sample_rate: config.shadow.sample_rate,
                 token,
+                hosts: AllowedHosts::new(&config.admin.allowed_hosts),
+                tls: config.admin.tls_cert.is_some(),
                 shadow,
                 store,
             }),
@@ -194,15 +206,20 @@ impl AdminState {
 pub struct AdminServer {
     listener: TcpListener,
     state: AdminState,
+    /// The certificate when serving HTTPS (SIGHUP re-reads it).
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl AdminServer {
     /// Binds `admin.address` for `proxy`: its shadow and mismatch store
     /// (when the shadow is enabled) back the API and the page.
+    /// `tls` is the certificate from [`AdminServer::load_tls`], when
+    /// `admin.tls_cert` is set.
     pub async fn bind(
         config: &Config,
         metrics: PrometheusHandle,
         proxy: &Proxy,
+        tls: Option<Arc<ServerTls>>,
     ) -> Result<Self, AdminError> {
         let state = AdminState::new(
             config,
@@ -210,7 +227,19 @@ impl AdminServer {
             proxy.shadow().cloned(),
             proxy.store_writer().cloned(),
         )?;
-        Self::bind_with(config.admin.address, state).await
+        let mut server = Self::bind_with(config.admin.address, state).await?;
+        server.tls = tls;
+        Ok(server)
+    }
+
+    /// The admin server's certificate, when `admin.tls_cert` is set.
+    pub fn load_tls(config: &Config) -> Result<Option<Arc<ServerTls>>, AdminError> {
+        match (&config.admin.tls_cert, &config.admin.tls_key) {
+            (Some(cert), Some(key)) => {
+                Ok(Some(Arc::new(ServerTls::load(cert, key, &[b"http/1.1"])?)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Binds `address` with a state built by hand (tests, embedding).
@@ -218,7 +247,16 @@ impl AdminServer {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| AdminError::Bind { address, source })?;
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            tls: None,
+        })
+    }
+
+    /// The certificate, when the server speaks HTTPS.
+    pub fn tls(&self) -> Option<&Arc<ServerTls>> {
+        self.tls.as_ref()
     }
 
     /// The address actually bound.
@@ -228,9 +266,19 @@ impl AdminServer {
 
     /// Serves until `stop` fires.
     pub async fn run(self, stop: CancellationToken) {
-        let served = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
+        let router = router(self.state);
+        let served = match self.tls {
+            None => {
+                axum::serve(self.listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }
+            Some(tls) => {
+                axum::serve(tls::TlsListener::new(self.listener, tls), router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }
+        };
         if let Err(e) = served {
             tracing::error!(error = %e, "admin server failed");
         }
@@ -260,10 +308,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/incidents/{id}", get(page::incident))
         .route("/coverage", get(page::coverage))
         .route("/page.js", get(page::script))
+        .route("/login", get(login::show).post(login::login))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::guard_changes,
+            auth::guard,
         ))
         .with_state(state)
 }

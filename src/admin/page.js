@@ -1,46 +1,26 @@
 // pgshadow admin page: the buttons. Calls the JSON API on this server and
 // updates the page with textContent only (never innerHTML), so no data can
-// become markup here either. When the server requires a token, the page
-// asks for it once and keeps it in sessionStorage for this tab.
+// become markup here either. When the server requires a token, the browser
+// holds an HttpOnly session cookie from the login form (the script never
+// sees the token again); a refused call reloads the page, which then shows
+// the form.
 (function () {
   "use strict";
-  var KEY = "pgshadow-admin-token";
-  var tokenRequired = document.body.dataset.tokenRequired === "true";
-
-  function askToken(again) {
-    var t = sessionStorage.getItem(KEY);
-    if (t && !again) return t;
-    t = window.prompt(again ? "That token was refused. Admin token (admin.token):"
-                            : "This change needs the admin token (admin.token):");
-    if (t === null) return null;
-    t = t.trim();
-    sessionStorage.setItem(KEY, t);
-    return t;
-  }
 
   function call(method, path, payload) {
-    var token = tokenRequired ? askToken(false) : sessionStorage.getItem(KEY);
-    if (tokenRequired && token === null) return Promise.reject(new Error("no token given"));
-    function attempt(token, retried) {
-      var headers = { "Content-Type": "application/json" };
-      if (token) headers.Authorization = "Bearer " + token;
-      return fetch(path, {
-        method: method, headers: headers, credentials: "same-origin",
-        body: JSON.stringify(payload || {})
-      }).then(function (r) {
-        if (r.status === 401 && !retried) {
-          sessionStorage.removeItem(KEY);
-          var again = askToken(true);
-          if (again === null) throw new Error("no token given");
-          return attempt(again, true);
-        }
-        return r.json().catch(function () { return {}; }).then(function (data) {
-          if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
-          return data;
-        });
+    return fetch(path, {
+      method: method, headers: { "Content-Type": "application/json" },
+      credentials: "same-origin", body: JSON.stringify(payload || {})
+    }).then(function (r) {
+      if (r.status === 401) {
+        location.reload();
+        throw new Error("logged out: log in again");
+      }
+      return r.json().catch(function () { return {}; }).then(function (data) {
+        if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
+        return data;
       });
-    }
-    return attempt(token, false);
+    });
   }
 
   function say(id, text, failed) {
@@ -66,6 +46,25 @@
       if (incident.status !== "open" && incident.status_by) text += " by " + incident.status_by;
       detail.textContent = text;
     }
+  }
+
+  var loginForm = document.getElementById("login-form");
+  if (loginForm) {
+    loginForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var token = loginForm.elements.token.value.trim();
+      fetch("/login", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        credentials: "same-origin", body: JSON.stringify({ token: token })
+      }).then(function (r) {
+        if (!r.ok) {
+          say("login-message", "That token was refused.", true);
+          return;
+        }
+        if (location.pathname === "/login") location.assign("/");
+        else location.reload();
+      }).catch(function (e) { say("login-message", e.message, true); });
+    });
   }
 
   var actions = document.getElementById("actions");

@@ -37,7 +37,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inli
                    connect-src 'self'; img-src 'self' data:; form-action 'self'; \
                    base-uri 'none'; frame-ancestors 'none'";
 
-const STYLE: &str = r#"
+pub(super) const STYLE: &str = r#"
 *{box-sizing:border-box}:root{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d2330;background:#f6f7f9}
 body{margin:0}header{background:#1d2330;color:#fff;padding:.5rem 1rem;display:flex;gap:1.5rem;align-items:center;flex-wrap:wrap}
 header a{color:#cfe0ff;text-decoration:none}header .brand{font-weight:700;color:#fff}header .sampling{margin-left:auto;color:#c8ccd4}
@@ -96,7 +96,7 @@ fn document(state: &AdminState, title: &str, body: &str) -> String {
 }
 
 /// An HTML response with the page's security headers.
-fn html_response(status: StatusCode, document: String) -> Response {
+pub(super) fn html_response(status: StatusCode, document: String) -> Response {
     let mut response = (status, document).into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -24,7 +24,16 @@ pub fn payload(event: &IncidentEvent, page_base: &str) -> Value {
     let link = incident_link(page_base, &notice.id);
     let kind = kind_label(notice);
     let differs = difference_label(notice);
-    let sql = shorten_sql(&notice.client_sql, SQL_CHARS);
+    // A chat channel is a log pipeline too: literals in the statement
+    // are values, shown only with `log.values`.
+    let sql = if crate::privacy::log_values() {
+        shorten_sql(&notice.client_sql, SQL_CHARS)
+    } else {
+        shorten_sql(
+            &crate::capture::lexer::mask_literals(&notice.client_sql),
+            SQL_CHARS,
+        )
+    };
     let count = match notice.count {
         1 => "1 occurrence".to_string(),
         n => format!("{n} occurrences"),
@@ -180,7 +189,7 @@ mod tests {
             "new incident 3f2a9c0d1e2b",
             "mismatch (values) on body, title",
             "1 occurrence",
-            "SELECT id, title FROM items WHERE id = $1 AND n &lt; 3",
+            "SELECT id, title FROM items WHERE id = $1 AND n &lt; ?",
             "fingerprint 90356c2a5f55a6f1",
             "database app",
             "http://127.0.0.1:9930/incidents/3f2a9c0d1e2b",

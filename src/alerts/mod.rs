@@ -9,9 +9,9 @@
 //! - [`webhook`]: the two tasks (intake, delivery) and their settings;
 //! - [`message`]: what an alert says;
 //! - [`rate_limit`]: one alert per incident per `min_interval_seconds`;
-//! - [`http`]: the tiny HTTP/1.1 client that POSTs it.
+//! - [`client`]: the HTTP(S) client that POSTs it (reqwest over rustls).
 
-pub mod http;
+pub mod client;
 pub mod message;
 pub mod rate_limit;
 pub mod webhook;
@@ -53,7 +53,7 @@ pub fn start_webhook(
         );
     }
     tracing::info!(
-        webhook = %settings.url,
+        webhook = %settings.client.url(),
         min_interval_seconds = settings.min_interval.as_secs(),
         "webhook alerts on"
     );

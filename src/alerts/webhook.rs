@@ -17,7 +17,7 @@
 //! A receiver that hangs or is gone therefore costs one task's time and a
 //! few counted drops, never a relayed byte.
 
-use super::http::{post_json, HttpUrl, PostError};
+use super::client::{PostError, WebhookClient, WebhookUrl};
 use super::message;
 use super::rate_limit::RateLimiter;
 use crate::config::AlertsConfig;
@@ -44,15 +44,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// link's base resolved.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
-    /// Where alerts are POSTed.
-    pub url: HttpUrl,
+    /// Where and how alerts are POSTed.
+    pub client: WebhookClient,
     /// Base of incident links: `http://<admin address>` or
     /// `alerts.page_url`.
     pub page_base: String,
     /// Least time between two alerts about one incident.
     pub min_interval: Duration,
-    /// Bound on one delivery attempt.
-    pub timeout: Duration,
     /// Further attempts after a failure that may pass.
     pub max_retries: u32,
 }
@@ -68,16 +66,18 @@ impl WebhookSettings {
         let Some(url) = &alerts.webhook_url else {
             return Ok(None);
         };
-        let url = HttpUrl::parse(url).map_err(|e| format!("alerts.webhook_url: {e}"))?;
+        let url = WebhookUrl::parse(url).map_err(|e| format!("alerts.webhook_url: {e}"))?;
+        let timeout = Duration::from_millis(alerts.timeout_ms.max(1));
+        let client = WebhookClient::new(url, timeout, alerts.tls_root_cert.as_deref())
+            .map_err(|e| format!("alerts.tls_root_cert: {e}"))?;
         let page_base = match &alerts.page_url {
             Some(base) => base.trim_end_matches('/').to_string(),
             None => format!("http://{admin_address}"),
         };
         Ok(Some(WebhookSettings {
-            url,
+            client,
             page_base,
             min_interval: Duration::from_secs(alerts.min_interval_seconds),
-            timeout: Duration::from_millis(alerts.timeout_ms.max(1)),
             max_retries: alerts.max_retries,
         }))
     }
@@ -228,7 +228,7 @@ async fn deliver_all(
                 metrics::counter!(WEBHOOK_DELIVERIES_TOTAL, "result" => "ok").increment(1);
                 tracing::info!(
                     incident = %delivery.incident,
-                    webhook = %settings.url,
+                    webhook = %settings.client.url(),
                     status,
                     attempts,
                     "webhook delivered"
@@ -238,7 +238,7 @@ async fn deliver_all(
                 metrics::counter!(WEBHOOK_DELIVERIES_TOTAL, "result" => "error").increment(1);
                 tracing::warn!(
                     incident = %delivery.incident,
-                    webhook = %settings.url,
+                    webhook = %settings.client.url(),
                     attempts,
                     %error,
                     "webhook delivery failed"
@@ -266,7 +266,7 @@ async fn deliver(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let error = match post_json(&settings.url, body, settings.timeout).await {
+        let error = match settings.client.post_json(body).await {
             Ok(status) if (200..300).contains(&status) => return Ok((status, attempt)),
             Ok(status) => DeliveryError::Status(status),
             Err(e) => DeliveryError::Post(e),
@@ -316,11 +316,11 @@ mod tests {
     }
 
     fn settings(url: &str) -> WebhookSettings {
+        let url = WebhookUrl::parse(url).unwrap();
         WebhookSettings {
-            url: HttpUrl::parse(url).unwrap(),
+            client: WebhookClient::new(url, Duration::from_millis(500), None).unwrap(),
             page_base: "http://admin".into(),
             min_interval: Duration::from_secs(300),
-            timeout: Duration::from_millis(500),
             max_retries: 0,
         }
     }
@@ -335,8 +335,11 @@ mod tests {
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let length: usize = head
                     .lines()
-                    .find_map(|l| l.strip_prefix("Content-Length: "))
-                    .and_then(|v| v.parse().ok())
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
                     .unwrap();
                 if body.len() >= length {
                     return body.to_string();

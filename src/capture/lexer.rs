@@ -101,11 +101,37 @@ pub fn lex(sql: &str) -> Lexed {
 /// treated as identifier characters, which is what PostgreSQL does).
 pub fn lex_bytes(sql: &[u8]) -> Lexed {
     let mut state = Normaliser::default();
-    let mut tokens = Tokens { s: sql, i: 0 };
+    let mut tokens = Tokens {
+        s: sql,
+        i: 0,
+        start: 0,
+    };
     while let Some(t) = tokens.next_token() {
         state.push(t);
     }
     state.finish()
+}
+
+/// `sql` with every literal (string, number, bit string, dollar-quoted
+/// text) replaced by `?`, the rest as written: SQL a log line or a
+/// value-free store may show without showing data.
+pub fn mask_literals(sql: &str) -> String {
+    let mut tokens = Tokens {
+        s: sql.as_bytes(),
+        i: 0,
+        start: 0,
+    };
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    while let Some(token) = tokens.next_token() {
+        if token == Token::Literal {
+            out.push_str(sql.get(copied..tokens.start).unwrap_or_default());
+            out.push('?');
+            copied = tokens.i.min(sql.len());
+        }
+    }
+    out.push_str(sql.get(copied..).unwrap_or_default());
+    out
 }
 
 /// Builds the fingerprint and the leading words from a token stream.
@@ -206,6 +232,8 @@ impl Normaliser {
 struct Tokens<'a> {
     s: &'a [u8],
     i: usize,
+    /// Where the last token returned starts.
+    start: usize,
 }
 
 impl<'a> Tokens<'a> {
@@ -225,6 +253,7 @@ impl<'a> Tokens<'a> {
         }
         let c = self.peek(0)?;
         let start = self.i;
+        self.start = start;
         let token = match c {
             b';' => {
                 self.i += 1;
@@ -407,6 +436,20 @@ fn is_word_continue(c: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn literals_are_masked_and_everything_else_kept() {
+        use super::mask_literals;
+        assert_eq!(
+            mask_literals("SELECT id, 'x' FROM t WHERE email = 'a@b.c' AND n > 42 -- 'c'"),
+            "SELECT id, ? FROM t WHERE email = ? AND n > ? -- 'c'"
+        );
+        assert_eq!(
+            mask_literals("SELECT $1, E'it''s', $$dollar$$, \"Ünïcode\" FROM t1"),
+            "SELECT $1, ?, ?, \"Ünïcode\" FROM t1"
+        );
+        assert_eq!(mask_literals("SELECT 'unterminated"), "SELECT ?");
+    }
+
     use super::*;
 
     fn fp(sql: &str) -> Fingerprint {

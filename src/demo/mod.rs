@@ -195,7 +195,7 @@ async fn session(
     let config = Config::parse(&text, &config_path.display().to_string())?;
     observability::logs::init(&config.log).map_err(anyhow::Error::msg)?;
     let metrics = admin::install_metrics()?;
-    let server = Server::bind(Arc::new(config), metrics.clone(), |_| Ok(())).await?;
+    let server = Server::bind(Arc::new(config), metrics.clone(), |_, _| Ok(())).await?;
     let metrics = MetricsSource::new(metrics, server.proxy().shadow().cloned());
     let proxy = server.proxy_address()?;
     let admin_address = server.admin_address()?;

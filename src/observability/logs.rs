@@ -31,6 +31,7 @@ pub fn parse_filter(level: &str) -> Result<EnvFilter, String> {
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides
 /// `log.level`. Lines go to stderr.
 pub fn init(config: &LogConfig) -> Result<(), String> {
+    crate::privacy::set_log_values(config.values);
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => {
             EnvFilter::try_new(&v).map_err(|e| format!("invalid RUST_LOG {v:?}: {e}"))?

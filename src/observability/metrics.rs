@@ -12,8 +12,9 @@ pub const CLIENT_CONNECTIONS: &str = "pgshadow_client_connections";
 pub const CLIENT_CONNECTIONS_TOTAL: &str = "pgshadow_client_connections_total";
 /// Sessions ended, by `reason` ([`crate::proxy::SessionEnd::label`]).
 pub const SESSIONS_ENDED_TOTAL: &str = "pgshadow_sessions_ended_total";
-/// Cancel requests received, by `result` (`forwarded`, `unknown_key`,
-/// `failed`).
+/// Cancel requests received, by `result` (`forwarded` to a local
+/// session's backend, `forwarded_unknown_key` to the upstream for a key no
+/// local session owns, `rate_limited`, `failed`).
 pub const CANCEL_REQUESTS_TOTAL: &str = "pgshadow_cancel_requests_total";
 /// Failed attempts to reach the upstream server.
 pub const UPSTREAM_CONNECT_ERRORS_TOTAL: &str = "pgshadow_upstream_connect_errors_total";
@@ -99,7 +100,7 @@ pub fn describe() {
     describe_counter!(
         CANCEL_REQUESTS_TOTAL,
         Unit::Count,
-        "Cancel requests received, by result (forwarded, unknown_key, failed)."
+        "Cancel requests received, by result (forwarded, forwarded_unknown_key, rate_limited, failed)."
     );
     describe_counter!(
         UPSTREAM_CONNECT_ERRORS_TOTAL,

@@ -14,6 +14,9 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// `feature_not_supported`.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// `invalid_authorization_specification`: what PostgreSQL answers when
+    /// no pg_hba.conf line allows the connection (a plain one to `hostssl`).
+    pub const INVALID_AUTHORIZATION: &str = "28000";
 }
 
 /// Severity of an error the proxy reports.

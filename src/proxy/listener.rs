@@ -26,6 +26,8 @@ use super::cancel::CancelRegistry;
 use super::session;
 use crate::rewrite::PlanCache;
 use crate::shadow::{primary_rules, Shadow, ShadowError};
+use crate::tls::server::POSTGRES_ALPN;
+use crate::tls::{ServerTls, TlsError, UpstreamTls};
 
 /// Why the proxy could not start.
 #[derive(Debug, Error)]
@@ -42,12 +44,19 @@ pub enum ProxyError {
     /// The mismatch store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A certificate, key or root bundle could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// What every session of one proxy shares.
 pub(crate) struct ProxyContext {
     pub(crate) config: Arc<Config>,
     pub(crate) cancel_registry: CancelRegistry,
+    /// The certificate offered to clients (`listen.tls_cert`).
+    pub(crate) client_tls: Option<Arc<ServerTls>>,
+    /// How sessions connect to the upstream (`upstream.tls`).
+    pub(crate) upstream_tls: UpstreamTls,
     /// Fires when shutdown starts: sessions end at their next idle point.
     pub(crate) drain: CancellationToken,
     /// Fires when the shutdown grace period is over.
@@ -72,6 +81,16 @@ impl Proxy {
     /// shadow (which then needs a running Tokio runtime).
     pub async fn bind(config: Arc<Config>) -> Result<Proxy, ProxyError> {
         let address = config.listen.address;
+        let l = &config.listen;
+        let client_tls = match (&l.tls_cert, &l.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(Arc::new(ServerTls::load(cert, key, &[POSTGRES_ALPN])?))
+            }
+            _ => None,
+        };
+        let u = &config.upstream;
+        let upstream_tls =
+            UpstreamTls::new(u.tls, u.tls_root_cert.as_deref(), &u.host, "upstream")?;
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| ProxyError::Bind { address, source })?;
@@ -114,6 +133,8 @@ impl Proxy {
             ctx: Arc::new(ProxyContext {
                 config,
                 cancel_registry: CancelRegistry::default(),
+                client_tls,
+                upstream_tls,
                 drain: CancellationToken::new(),
                 terminate: CancellationToken::new(),
                 primary_rewrites,
@@ -133,6 +154,12 @@ impl Proxy {
     /// ([`StoreWriter::subscribe`]) for the admin API and the webhook.
     pub fn store_writer(&self) -> Option<&Arc<StoreWriter>> {
         self.ctx.store.as_ref()
+    }
+
+    /// The certificate offered to clients, when `listen.tls_cert` is set
+    /// (SIGHUP re-reads it).
+    pub fn client_tls(&self) -> Option<&Arc<ServerTls>> {
+        self.ctx.client_tls.as_ref()
     }
 
     /// The address actually bound (useful with port 0).

@@ -1,6 +1,7 @@
 //! One client connection, from accept to close.
 //!
-//! Handshake (encryption requests answered `N`), then either a cancel
+//! Handshake (TLS set up if the client asks and a certificate is
+//! configured), then either a cancel
 //! request is routed, or the StartupMessage is forwarded verbatim to a new
 //! upstream connection and the [`relay`](super::relay) takes over:
 //! authentication passes through it untouched, apart from channel binding.
@@ -20,8 +21,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
+use crate::tls::Stream;
+
 use super::cancel;
-use super::handshake::{self, HandshakeError, Opening};
+use super::handshake::{self, ClientTls, HandshakeError, Opening};
 use super::listener::ProxyContext;
 use super::relay::{self, RelayContext, RelayEnd, SessionState, Traffic};
 use super::upstream;
@@ -38,6 +41,11 @@ pub enum SessionEnd {
     ClientProtocolViolation,
     /// The client did not complete its startup in time.
     StartupTimeout,
+    /// The TLS handshake with the client failed (untrusted certificate,
+    /// no TLS spoken).
+    TlsHandshakeFailed,
+    /// A plain connection under `listen.tls_mode = "require"`.
+    TlsRequired,
     /// The connection only carried a cancel request.
     CancelRequest,
     /// The upstream could not be reached.
@@ -59,6 +67,8 @@ impl SessionEnd {
             SessionEnd::ClientClosed => "client_closed",
             SessionEnd::ClientProtocolViolation => "client_protocol_violation",
             SessionEnd::StartupTimeout => "startup_timeout",
+            SessionEnd::TlsHandshakeFailed => "tls_handshake_failed",
+            SessionEnd::TlsRequired => "tls_required",
             SessionEnd::CancelRequest => "cancel_request",
             SessionEnd::UpstreamUnreachable => "upstream_unreachable",
             SessionEnd::ServerClosed => "server_closed",
@@ -79,6 +89,7 @@ pub(crate) async fn serve(
         "session",
         conn = conn_id,
         %peer,
+        tls = tracing::field::Empty,
         user = tracing::field::Empty,
         database = tracing::field::Empty,
         pid = tracing::field::Empty,
@@ -102,40 +113,19 @@ pub(crate) async fn serve(
     .await
 }
 
-async fn run(ctx: &ProxyContext, mut client: TcpStream, traffic: &Traffic) -> SessionEnd {
+async fn run(ctx: &ProxyContext, client: TcpStream, traffic: &Traffic) -> SessionEnd {
     let config = &ctx.config;
     if let Err(e) = client.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY on the client socket");
     }
-    let opening = match tokio::time::timeout(
-        config.listen.startup_timeout(),
-        handshake::negotiate(&mut client),
-    )
-    .await
-    {
-        Ok(Ok(opening)) => opening,
-        Ok(Err(HandshakeError::Io(e))) => {
-            tracing::debug!(error = %e, "client left during startup");
-            return SessionEnd::ClientClosed;
-        }
-        Ok(Err(e)) => {
-            tracing::info!(error = %e, "invalid startup from client");
-            let err = ProxyError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string());
-            send_error(&mut client, &err).await;
-            return SessionEnd::ClientProtocolViolation;
-        }
-        Err(_) => {
-            let err = ProxyError::fatal(
-                sqlstate::PROTOCOL_VIOLATION,
-                format!(
-                    "no startup packet received within {} ms",
-                    config.listen.startup_timeout_ms
-                ),
-            );
-            tracing::info!("{}", err.message());
-            send_error(&mut client, &err).await;
-            return SessionEnd::StartupTimeout;
-        }
+    let tls = ClientTls {
+        server: ctx.client_tls.as_deref(),
+        mode: config.listen.tls_mode,
+    };
+    let deadline = tokio::time::Instant::now() + config.listen.startup_timeout();
+    let (mut client, opening) = match handshake::negotiate(client, tls, deadline).await {
+        Ok(pair) => pair,
+        Err((e, stream)) => return refuse_startup(config, e, stream).await,
     };
     let startup = match opening {
         Opening::Cancel(request) => {
@@ -145,21 +135,27 @@ async fn run(ctx: &ProxyContext, mut client: TcpStream, traffic: &Traffic) -> Se
         Opening::Startup(startup) => startup,
     };
     let span = tracing::Span::current();
+    span.record("tls", client.is_tls());
     span.record("user", startup.user());
     span.record("database", startup.database());
 
-    let (mut server, upstream_addr) = match upstream::connect(&config.upstream).await {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::warn!(error = %e, "upstream unreachable");
-            metrics::counter!(UPSTREAM_CONNECT_ERRORS_TOTAL).increment(1);
-            let err = ProxyError::fatal(sqlstate::CONNECTION_FAILURE, format!("pgshadow {e}"))
-                .hint("check that the upstream server is running and that [upstream] host and port in the pgshadow config are right");
-            send_error(&mut client, &err).await;
-            return SessionEnd::UpstreamUnreachable;
-        }
+    let (mut server, upstream_addr) =
+        match upstream::connect(&config.upstream, &ctx.upstream_tls).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "upstream unreachable");
+                metrics::counter!(UPSTREAM_CONNECT_ERRORS_TOTAL).increment(1);
+                let err = ProxyError::fatal(sqlstate::CONNECTION_FAILURE, format!("pgshadow {e}"))
+                    .hint(e.hint());
+                send_error(&mut client, &err).await;
+                return SessionEnd::UpstreamUnreachable;
+            }
+        };
+    let sent = async {
+        server.write_all(&startup.raw).await?;
+        server.flush().await
     };
-    if let Err(e) = server.write_all(&startup.raw).await {
+    if let Err(e) = sent.await {
         tracing::warn!(error = %e, "upstream closed the connection before startup");
         let err = ProxyError::fatal(
             sqlstate::CONNECTION_FAILURE,
@@ -201,6 +197,54 @@ async fn run(ctx: &ProxyContext, mut client: TcpStream, traffic: &Traffic) -> Se
     .await
 }
 
+/// Ends a connection whose startup failed, telling the client why when
+/// its stream can still carry an ErrorResponse.
+async fn refuse_startup(
+    config: &crate::config::Config,
+    error: HandshakeError,
+    stream: Option<Stream>,
+) -> SessionEnd {
+    let (end, err) = match error {
+        HandshakeError::Io(e) => {
+            tracing::debug!(error = %e, "client left during startup");
+            return SessionEnd::ClientClosed;
+        }
+        HandshakeError::Tls(e) => {
+            tracing::info!(error = %e, "TLS handshake with the client failed");
+            return SessionEnd::TlsHandshakeFailed;
+        }
+        HandshakeError::Timeout => {
+            let err = ProxyError::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                format!(
+                    "no startup packet received within {} ms",
+                    config.listen.startup_timeout_ms
+                ),
+            );
+            tracing::info!("{}", err.message());
+            (SessionEnd::StartupTimeout, err)
+        }
+        e @ HandshakeError::TlsRequired => {
+            tracing::info!("plain connection refused: listen.tls_mode = \"require\"");
+            (
+                SessionEnd::TlsRequired,
+                ProxyError::fatal(sqlstate::INVALID_AUTHORIZATION, e.to_string()),
+            )
+        }
+        e @ (HandshakeError::Malformed(_) | HandshakeError::Repeated(_)) => {
+            tracing::info!(error = %e, "invalid startup from client");
+            (
+                SessionEnd::ClientProtocolViolation,
+                ProxyError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()),
+            )
+        }
+    };
+    if let Some(mut stream) = stream {
+        send_error(&mut stream, &err).await;
+    }
+    end
+}
+
 /// Closes a session whose relay has ended, so that nothing lingers
 /// upstream and the client learns why, when it can still be told.
 async fn finish(
@@ -208,8 +252,8 @@ async fn finish(
     end: RelayEnd,
     state: SessionState,
     client_at_boundary: bool,
-    client: &mut TcpStream,
-    server: &mut TcpStream,
+    client: &mut Stream,
+    server: &mut Stream,
     upstream_addr: SocketAddr,
 ) -> SessionEnd {
     // A client that leaves mid-query must not leave the query running: the
@@ -269,6 +313,7 @@ async fn finish(
         let _ = server
             .write_all(&crate::protocol::framing::encode_message(b'X', &[]))
             .await;
+        let _ = server.flush().await;
     }
     if let Some(err) = client_error {
         if client_at_boundary {
@@ -279,19 +324,26 @@ async fn finish(
 }
 
 async fn cancel_query(ctx: &ProxyContext, request: &CancelRequest) {
+    let upstream = &ctx.config.upstream;
     cancel::handle_request(
         &ctx.cancel_registry,
         request,
-        ctx.config.upstream.connect_timeout(),
+        (upstream.host.as_str(), upstream.port),
+        upstream.connect_timeout(),
     )
     .await;
 }
 
 /// Sends an ErrorResponse; the connection is closed right after, so a
 /// failure to send only matters to the log.
-async fn send_error(client: &mut TcpStream, err: &ProxyError) {
-    if let Err(e) = client.write_all(&err.encode()).await {
+async fn send_error(client: &mut Stream, err: &ProxyError) {
+    let sent = async {
+        client.write_all(&err.encode()).await?;
+        client.flush().await
+    };
+    if let Err(e) = sent.await {
         tracing::debug!(error = %e, "could not send the error to the client");
     }
+    // Also ends TLS with close_notify.
     let _ = client.shutdown().await;
 }

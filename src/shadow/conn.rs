@@ -12,6 +12,7 @@ use crate::protocol::backend::parameter_status;
 use crate::protocol::error_response::{parse_error_fields, ErrorFields};
 use crate::protocol::framing::{parse_header, HEADER_LEN};
 use crate::protocol::reader::BodyReader;
+use crate::tls::{Stream, UpstreamTls};
 use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::frontend;
@@ -96,6 +97,8 @@ pub struct ConnParams {
     pub database: String,
     /// Connect and login timeout.
     pub connect_timeout: Duration,
+    /// TLS as `shadow.tls` (else `upstream.tls`) says.
+    pub tls: UpstreamTls,
 }
 
 impl ConnParams {
@@ -115,7 +118,7 @@ pub struct Reply {
 
 /// A logged-in connection.
 pub struct ShadowConn {
-    stream: TcpStream,
+    stream: Stream,
     rx: BytesMut,
     address: String,
     /// Set when the connection is out of step or broken: it is then closed
@@ -155,6 +158,11 @@ impl ShadowConn {
             .await
             .map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
+        let stream = params
+            .tls
+            .negotiate(stream)
+            .await
+            .map_err(|e| io(std::io::Error::other(e.to_string())))?;
         let mut conn = ShadowConn {
             stream,
             rx: BytesMut::with_capacity(16 * 1024),
@@ -286,7 +294,10 @@ impl ShadowConn {
     /// Writes bytes to the server.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         self.writes += 1;
-        let result = self.stream.write_all(bytes).await;
+        let result = match self.stream.write_all(bytes).await {
+            Ok(()) => self.stream.flush().await,
+            Err(e) => Err(e),
+        };
         result.map_err(|source| {
             self.poisoned = true;
             ConnError::Io {

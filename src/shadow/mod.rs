@@ -54,6 +54,9 @@ pub enum ShadowError {
     /// `shadow.password_env` names a variable that is not set.
     #[error("shadow.password_env: environment variable {0} is not set")]
     MissingPassword(String),
+    /// `shadow.tls_root_cert` (or `upstream.tls_root_cert`) is unusable.
+    #[error("shadow TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The shadow, shared by every session.
@@ -85,17 +88,33 @@ impl Shadow {
             }
             None => None,
         };
+        let host = s
+            .host
+            .clone()
+            .unwrap_or_else(|| config.upstream.host.clone());
+        // The shadow's own connections reach the same managed database,
+        // so they use the upstream's TLS unless [shadow] says otherwise.
+        let tls = crate::tls::UpstreamTls::new(
+            s.tls.unwrap_or(config.upstream.tls),
+            s.tls_root_cert
+                .as_deref()
+                .or(config.upstream.tls_root_cert.as_deref()),
+            &host,
+            if s.tls.is_some() {
+                "shadow"
+            } else {
+                "upstream"
+            },
+        )?;
         let pool = Pool::new(
             ConnParams {
-                host: s
-                    .host
-                    .clone()
-                    .unwrap_or_else(|| config.upstream.host.clone()),
+                host,
                 port: s.port.unwrap_or(config.upstream.port),
                 user: s.user.clone(),
                 password,
                 database: String::new(),
                 connect_timeout: config.upstream.connect_timeout(),
+                tls,
             },
             s.max_in_flight,
         );

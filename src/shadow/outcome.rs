@@ -1,7 +1,9 @@
 //! The result of comparing one sample, as logged, counted and stored.
 
 use crate::capture::fingerprint::Fingerprint;
+use crate::capture::lexer::mask_literals;
 use crate::diff::Diff;
+use crate::privacy;
 use crate::protocol::error_response::ErrorFields;
 use crate::rewrite::OrderBasis;
 use std::sync::Arc;
@@ -114,11 +116,28 @@ pub struct Outcome {
 
 impl Outcome {
     /// Writes the outcome as one structured log line: WARN for mismatches,
-    /// INFO for errors, DEBUG for matches.
+    /// INFO for errors, DEBUG for matches. Without `log.values` the line
+    /// carries no parameter or row values ([`crate::privacy`]).
     pub fn log(&self) {
+        let values = privacy::log_values();
         let code = |e: &Option<ErrorFields>| e.as_ref().map(|e| e.code.clone()).unwrap_or_default();
-        let message =
-            |e: &Option<ErrorFields>| e.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+        let scrubbed = |text: &str| {
+            if values {
+                text.to_string()
+            } else {
+                privacy::scrub(text, &self.params)
+            }
+        };
+        let message = |e: &Option<ErrorFields>| {
+            scrubbed(e.as_ref().map(|e| e.message.as_str()).unwrap_or_default())
+        };
+        let sql = |text: &str| {
+            if values {
+                text.to_string()
+            } else {
+                mask_literals(text)
+            }
+        };
         // The incident the mismatch store files this outcome under.
         let incident = || {
             crate::store::Signature::of(self)
@@ -139,11 +158,12 @@ impl Outcome {
                     .diff
                     .as_ref()
                     .map(|d| {
-                        (
-                            d.kind.label(),
-                            d.differing_columns.join(","),
-                            d.summary.clone(),
-                        )
+                        let summary = if values {
+                            d.summary.clone()
+                        } else {
+                            privacy::value_free_summary(d)
+                        };
+                        (d.kind.label(), d.differing_columns.join(","), summary)
                     })
                     .unwrap_or_default();
                 tracing::warn!(
@@ -157,9 +177,9 @@ impl Outcome {
                     tiebreak = self.tiebreak,
                     keys = %self.keys,
                     summary = %summary,
-                    params = %self.params_for_log(),
-                    old_sql = %self.old_sql,
-                    new_sql = %self.new_sql,
+                    params = %privacy::params_for_log(&self.params, values),
+                    old_sql = %sql(&self.old_sql),
+                    new_sql = %sql(&self.new_sql),
                     "shadow mismatch"
                 )
             }
@@ -179,38 +199,11 @@ impl Outcome {
                 old_error = %message(&self.old_error),
                 new_sqlstate = %code(&self.new_error),
                 new_error = %message(&self.new_error),
-                detail = self.detail.as_deref().unwrap_or(""),
-                new_sql = %self.new_sql,
+                detail = %scrubbed(self.detail.as_deref().unwrap_or("")),
+                new_sql = %sql(&self.new_sql),
                 "shadow comparison failed"
             ),
         }
-    }
-}
-
-impl Outcome {
-    /// Parameters as `$1='a', $2=NULL`, bounded for a log line.
-    fn params_for_log(&self) -> String {
-        const MAX: usize = 300;
-        let mut out = String::new();
-        for (i, p) in self.params.iter().enumerate() {
-            if !out.is_empty() {
-                out.push_str(", ");
-            }
-            match p {
-                Some(v) => out.push_str(&format!("${}='{}'", i + 1, v.replace('\'', "''"))),
-                None => out.push_str(&format!("${}=NULL", i + 1)),
-            }
-            if out.len() > MAX {
-                let cut = (0..=MAX)
-                    .rev()
-                    .find(|&i| out.is_char_boundary(i))
-                    .unwrap_or(0);
-                out.truncate(cut);
-                out.push('…');
-                break;
-            }
-        }
-        out
     }
 }
 

@@ -4,18 +4,25 @@
 //! and the admin API's reads take turns). A connection that broke is
 //! replaced on the next operation, so a store restart costs a few failed
 //! batches (kept in memory and retried by the writer), not a proxy
-//! restart. No TLS: the store is expected on a trusted network, like the
-//! shadow's own connections.
+//! restart.
+//!
+//! TLS follows the URL's `sslmode` with libpq's meanings (`disable`,
+//! `prefer` — the default, as in libpq —, `require`, `verify-ca`,
+//! `verify-full`) and `sslrootcert` (a PEM bundle; default the system's
+//! roots), through rustls ([`crate::tls::upstream`]).
 
 use super::db::{Db, DbRow, Dialect, Param, Value};
 use super::{schema, StoreError};
+use crate::tls::{TlsMode, UpstreamTls};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Statements prepared per connection at most; beyond, the cache starts
 /// over (the store runs a few dozen distinct statements).
@@ -29,6 +36,8 @@ pub(crate) struct PostgresStore {
 
 struct Inner {
     config: Config,
+    /// TLS as `sslmode` asks; `None` for `disable`.
+    tls: Option<MakeRustlsConnect>,
     display: String,
     connection: Mutex<Option<Connected>>,
 }
@@ -44,10 +53,34 @@ impl PostgresStore {
         url: &str,
         password: Option<String>,
     ) -> Result<PostgresStore, StoreError> {
-        let mut config = Config::from_str(url).map_err(|e| StoreError::BadUrl {
+        let bad_url = |reason: String| StoreError::BadUrl {
             url: redact(url),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let (url_rest, sslmode, sslrootcert) = split_tls_params(url);
+        let mode = match sslmode.as_deref() {
+            None => TlsMode::Prefer,
+            Some(m) => TlsMode::parse(m).ok_or_else(|| {
+                bad_url(format!(
+                    "sslmode={m} is not one of disable, prefer, require, verify-ca, verify-full"
+                ))
+            })?,
+        };
+        let mut config = Config::from_str(&url_rest).map_err(|e| bad_url(e.to_string()))?;
+        config.ssl_mode(match mode {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
+        let tls = UpstreamTls::new(
+            mode,
+            sslrootcert.as_deref().map(std::path::Path::new),
+            &first_host(&config),
+            "store",
+        )
+        .map_err(|e| bad_url(e.to_string()))?
+        .client_config()
+        .map(|c| MakeRustlsConnect::new((*c).clone()));
         if let Some(password) = password {
             config.password(password);
         }
@@ -59,6 +92,7 @@ impl PostgresStore {
         let store = PostgresStore {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 display,
                 connection: Mutex::new(None),
             }),
@@ -79,20 +113,28 @@ impl PostgresStore {
         let mut guard = self.inner.connection.lock().await;
         if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
             *guard = None;
-            let (client, connection) =
-                self.inner
-                    .config
-                    .connect(NoTls)
-                    .await
-                    .map_err(|e| StoreError::Open {
-                        url: self.inner.display.clone(),
-                        message: e.to_string(),
-                    })?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "mismatch store connection closed");
+            let failed = |e: tokio_postgres::Error| StoreError::Open {
+                url: self.inner.display.clone(),
+                message: explain(&e),
+            };
+            let client = match &self.inner.tls {
+                Some(tls) => {
+                    let (client, connection) = self
+                        .inner
+                        .config
+                        .connect(tls.clone())
+                        .await
+                        .map_err(failed)?;
+                    tokio::spawn(drive(connection));
+                    client
                 }
-            });
+                None => {
+                    let (client, connection) =
+                        self.inner.config.connect(NoTls).await.map_err(failed)?;
+                    tokio::spawn(drive(connection));
+                    client
+                }
+            };
             *guard = Some(Connected {
                 client,
                 statements: HashMap::new(),
@@ -225,16 +267,94 @@ impl Db for PgDb<'_> {
     }
 }
 
-/// `postgres://user@host:port/db` from a parsed config.
-fn display(config: &Config) -> String {
-    let host = config
+/// A connection error with its cause: tokio-postgres's own text is just
+/// "db error" or "error performing TLS handshake".
+fn explain(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Runs a connection until it closes.
+async fn drive<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "mismatch store connection closed");
+    }
+}
+
+/// The URL without its `sslmode` and `sslrootcert` parameters (which
+/// tokio-postgres cannot take: it knows no `verify-*` and no root file),
+/// and their values.
+fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None, None);
+    };
+    let (mut sslmode, mut sslrootcert, mut kept) = (None, None, Vec::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", v)) => sslmode = Some(percent_decode(v)),
+            Some(("sslrootcert", v)) => sslrootcert = Some(percent_decode(v)),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, sslmode, sslrootcert)
+}
+
+/// `%2F` → `/`; invalid escapes are kept as written.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The first host of a parsed config (the one TLS names are checked for).
+fn first_host(config: &Config) -> String {
+    config
         .get_hosts()
         .first()
         .map(|h| match h {
             tokio_postgres::config::Host::Tcp(name) => name.clone(),
             tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
         })
-        .unwrap_or_else(|| "localhost".into());
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `postgres://user@host:port/db` from a parsed config.
+fn display(config: &Config) -> String {
+    let host = first_host(config);
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let user = config.get_user().unwrap_or("");
     let db = config.get_dbname().unwrap_or(user);
@@ -243,16 +363,7 @@ fn display(config: &Config) -> String {
 
 /// The URL with any password replaced, for error messages.
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
-    }
+    crate::privacy::redact_url(url)
 }
 
 #[cfg(test)]
@@ -267,5 +378,23 @@ mod tests {
         );
         let config = Config::from_str("postgres://app:secret@db:6543/store").unwrap();
         assert_eq!(display(&config), "postgres://app@db:6543/store");
+    }
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_the_url() {
+        let (rest, mode, root) = split_tls_params(
+            "postgres://app@db/store?connect_timeout=3&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+        );
+        assert_eq!(rest, "postgres://app@db/store?connect_timeout=3");
+        assert_eq!(mode.as_deref(), Some("verify-full"));
+        assert_eq!(root.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(
+            split_tls_params("postgres://db/x"),
+            ("postgres://db/x".into(), None, None)
+        );
+        assert_eq!(
+            split_tls_params("postgres://db/x?sslmode=disable").0,
+            "postgres://db/x"
+        );
     }
 }

@@ -23,7 +23,7 @@ use super::batch::{Batch, IncidentDelta};
 use super::model::{now_ms, Incident, IncidentEvent, IncidentNotice, Signature};
 use super::Store;
 use crate::capture::skip::SkipCounts;
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, StoreValues};
 use crate::observability::metrics::{
     INCIDENTS_OPEN, INCIDENTS_OPENED_TOTAL, STORE_DROPPED_TOTAL, STORE_WRITE_ERRORS_TOTAL,
 };
@@ -67,6 +67,8 @@ pub struct WriterOptions {
     /// Differing row ids kept per incident and batch
     /// (`store.max_ids_per_incident`).
     pub max_ids: usize,
+    /// Whether examples keep values or their hashes (`store.values`).
+    pub values: StoreValues,
 }
 
 impl WriterOptions {
@@ -77,6 +79,18 @@ impl WriterOptions {
             flush_max_outcomes: config.flush_max_outcomes.max(1),
             max_examples: usize::try_from(config.max_examples).unwrap_or(usize::MAX),
             max_ids: usize::try_from(config.max_ids_per_incident).unwrap_or(usize::MAX),
+            values: config.values,
+        }
+    }
+}
+
+impl WriterOptions {
+    /// The outcome as the store may keep it: unchanged, or with its values
+    /// hashed (`store.values = "hash"`, [`crate::privacy::hashed_outcome`]).
+    fn stored_form(&self, outcome: Arc<Outcome>) -> Arc<Outcome> {
+        match self.values {
+            StoreValues::Keep => outcome,
+            StoreValues::Hash => Arc::new(crate::privacy::hashed_outcome(&outcome)),
         }
     }
 }
@@ -206,8 +220,9 @@ impl Writer {
                 }
                 received = outcomes.recv() => match received {
                     Some(outcome) => {
-                        self.batch
-                            .add(outcome, now_ms(), self.options.max_examples, self.options.max_ids);
+                        let outcome = self.options.stored_form(outcome);
+                        let o = &self.options;
+                        self.batch.add(outcome, now_ms(), o.max_examples, o.max_ids);
                         if self.batch.outcomes >= self.options.flush_max_outcomes {
                             self.flush(false).await;
                         }
@@ -218,6 +233,7 @@ impl Writer {
         }
         // Shutdown: what is already queued is written too.
         while let Ok(outcome) = outcomes.try_recv() {
+            let outcome = self.options.stored_form(outcome);
             let o = &self.options;
             self.batch.add(outcome, now_ms(), o.max_examples, o.max_ids);
         }

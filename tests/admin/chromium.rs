@@ -165,28 +165,6 @@ impl Chromium {
         }
     }
 
-    /// Waits (at most the socket's 30 s read timeout) for the next event
-    /// named `method`, e.g. `Page.javascriptDialogOpening`, and returns its
-    /// parameters.
-    pub fn wait_event(&mut self, method: &str) -> Result<Value, String> {
-        loop {
-            if let Some(i) = self.events.iter().position(|e| e["method"] == method) {
-                return Ok(self.events.remove(i)["params"].clone());
-            }
-            let message = self
-                .socket
-                .read()
-                .map_err(|e| format!("waiting for {method}: {e}"))?;
-            if let Message::Text(text) = message {
-                let event: Value = serde_json::from_str(text.as_str())
-                    .map_err(|e| format!("waiting for {method}: {e}"))?;
-                if event.get("method").is_some() {
-                    self.events.push(event);
-                }
-            }
-        }
-    }
-
     /// Evaluates `expression` in the page and returns its value (promises
     /// are awaited).
     pub fn eval(&mut self, expression: &str) -> Result<Value, String> {

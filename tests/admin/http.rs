@@ -51,17 +51,20 @@ pub fn request(
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
     conn.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("read timeout");
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !has("Host") {
+        head.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     let body = body.unwrap_or("");
+    if !has("Content-Type") && (!body.is_empty() || method != "GET") {
+        head.push_str("Content-Type: application/json\r\n");
+    }
     if !body.is_empty() || method != "GET" {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
     conn.write_all(head.as_bytes()).expect("send request");

@@ -62,7 +62,17 @@ pub async fn read(client: &Client, id: i32) {
 
 /// The incidents the API lists for `query` (e.g. `?kind=mismatch`).
 pub fn incidents(proxy: &Proxy, query: &str) -> Vec<Value> {
-    let body = http::get_json(proxy.admin_port, &format!("/api/incidents{query}"));
+    incidents_with(proxy, query, None)
+}
+
+/// [`incidents`], with the admin token when one is configured.
+pub fn incidents_with(proxy: &Proxy, query: &str, token: Option<&str>) -> Vec<Value> {
+    let path = format!("/api/incidents{query}");
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let r = http::request(proxy.admin_port, "GET", &path, &headers, None);
+    assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+    let body = r.json();
     body["incidents"]
         .as_array()
         .unwrap_or_else(|| panic!("no incident list: {body}"))
@@ -71,9 +81,19 @@ pub fn incidents(proxy: &Proxy, query: &str) -> Vec<Value> {
 
 /// Waits until the API lists `n` incidents, and returns them.
 pub fn wait_for_incidents(proxy: &Proxy, n: usize) -> Vec<Value> {
+    wait_for_incidents_with(proxy, n, None)
+}
+
+/// [`wait_for_incidents`], with the admin token when one is configured.
+pub fn wait_for_incidents_with(proxy: &Proxy, n: usize, token: Option<&str>) -> Vec<Value> {
     wait_until(Duration::from_secs(30), || {
-        let list = incidents(proxy, "");
+        let list = incidents_with(proxy, "", token);
         (list.len() >= n).then_some(list)
     })
-    .unwrap_or_else(|| panic!("fewer than {n} incidents: {:#?}", incidents(proxy, "")))
+    .unwrap_or_else(|| {
+        panic!(
+            "fewer than {n} incidents: {:#?}",
+            incidents_with(proxy, "", token)
+        )
+    })
 }

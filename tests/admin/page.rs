@@ -1,20 +1,20 @@
-//! Acceptance 5: the web page in headless Chromium. Load the incident
-//! list, open the incident, find the highlighted old and new values of the
-//! injected difference, press "Acknowledge" — answer the page's prompt for
-//! the admin token — and see the status change.
+//! Acceptance 5: the web page in headless Chromium. Log in with the admin
+//! token (the page is closed without it: incidents carry production
+//! values), load the incident list, open the incident, find the
+//! highlighted old and new values of the injected difference, press
+//! "Acknowledge" and see the status change.
 //! On failure a screenshot is saved as `target/admin-page-failure.png`;
 //! the incident page and the list of a passing run are kept as
 //! `target/admin-page-incident.png` and `target/admin-page-list.png`.
 
 use crate::chromium::Chromium;
 use crate::harness::{connect, Pg, Proxy};
-use crate::http::get_json;
-use crate::{config, create_schema, read, wait_for_incidents};
+use crate::{config, create_schema, read, wait_for_incidents_with};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The admin token the page asks for.
+/// The admin token the login form asks for.
 const TOKEN: &str = "page-test-token";
 
 fn target_dir() -> PathBuf {
@@ -44,7 +44,7 @@ async fn the_page_shows_the_highlighted_difference_and_acknowledges_in_headless_
     for _ in 0..3 {
         read(&client, 7).await;
     }
-    let incidents = wait_for_incidents(&proxy, 1);
+    let incidents = wait_for_incidents_with(&proxy, 1, Some(TOKEN));
     let id = incidents[0]["id"].as_str().unwrap().to_string();
     assert_eq!(incidents[0]["columns"], json!(["title"]));
 
@@ -60,7 +60,14 @@ async fn the_page_shows_the_highlighted_difference_and_acknowledges_in_headless_
     if browser.open(&format!("{base}/")).is_ok() {
         let _ = browser.screenshot(&target_dir().join("admin-page-list.png"));
     }
-    let shown = get_json(proxy.admin_port, &format!("/api/incidents/{id}"));
+    let shown = crate::http::request(
+        proxy.admin_port,
+        "GET",
+        &format!("/api/incidents/{id}"),
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        None,
+    )
+    .json();
     assert_eq!(
         shown["status"], "acknowledged",
         "the click reached the store"
@@ -70,8 +77,20 @@ async fn the_page_shows_the_highlighted_difference_and_acknowledges_in_headless_
 /// The steps a person takes; the first that fails says what went wrong.
 fn drive(browser: &mut Chromium, base: &str, id: &str) -> Result<(), String> {
     let wait = Duration::from_secs(20);
-    // The list shows the incident, open, with its kind and statement.
+    // Without the session cookie the page is the login form.
     browser.open(&format!("{base}/"))?;
+    browser.wait_for("document.getElementById('login-form') !== null", wait)?;
+    let shown = browser.eval("document.body.innerText")?;
+    if shown.as_str().unwrap_or_default().contains("Title 7") {
+        return Err(format!("the login page shows data: {shown}"));
+    }
+    // Log in as a person would: type the token, submit.
+    browser.eval(&format!(
+        "document.getElementById('token').value = {}; \
+         document.getElementById('login-form').requestSubmit()",
+        json!(TOKEN)
+    ))?;
+    // The list shows the incident, open, with its kind and statement.
     let row = format!("document.querySelector('#incidents tr[data-id=\"{id}\"]')");
     let text = browser.wait_for(&format!("{row} && {row}.innerText"), wait)?;
     let text = text.as_str().unwrap_or_default();
@@ -131,17 +150,8 @@ fn drive(browser: &mut Chromium, base: &str, id: &str) -> Result<(), String> {
         return Err(format!("status before: {status}"));
     }
 
-    // Acknowledge. A token is configured, so the page asks for it: the
-    // click runs after this evaluation returns, as the prompt blocks the page.
-    browser.eval("setTimeout(() => document.getElementById('ack').click(), 0)")?;
-    let dialog = browser.wait_event("Page.javascriptDialogOpening")?;
-    if dialog["type"] != "prompt" || !dialog["message"].as_str().unwrap_or("").contains("token") {
-        return Err(format!("expected a prompt for the token, got {dialog}"));
-    }
-    browser.call(
-        "Page.handleJavaScriptDialog",
-        json!({ "accept": true, "promptText": TOKEN }),
-    )?;
+    // Acknowledge: the session cookie authorises the click.
+    browser.eval("document.getElementById('ack').click()")?;
     // The status changes on the page.
     browser.wait_for(
         "document.getElementById('status').textContent === 'acknowledged'",
@@ -151,9 +161,16 @@ fn drive(browser: &mut Chromium, base: &str, id: &str) -> Result<(), String> {
     if message != "Acknowledged." {
         return Err(format!("message after the click: {message}"));
     }
-    let kept = browser.eval("sessionStorage.getItem('pgshadow-admin-token')")?;
-    if kept != TOKEN {
-        return Err(format!("the token was not kept for the tab: {kept}"));
+    // The script cannot read the session (HttpOnly), let alone the token.
+    let readable = browser.eval("document.cookie")?;
+    if readable
+        .as_str()
+        .unwrap_or_default()
+        .contains("pgshadow_admin")
+    {
+        return Err(format!(
+            "the session cookie is readable by scripts: {readable}"
+        ));
     }
     // And it is what the server now renders.
     browser.open(&format!("{base}/incidents/{id}"))?;

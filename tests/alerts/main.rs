@@ -3,7 +3,9 @@
 //!
 //! - a burst of identical mismatches is one incident and one POST;
 //! - a receiver that hangs or is gone costs the application nothing: its
-//!   queries keep flowing and the failures are counted.
+//!   queries keep flowing and the failures are counted;
+//! - an `https://` receiver with a certificate from a private CA gets its
+//!   alert when `alerts.tls_root_cert` trusts that CA, and not otherwise.
 
 #[path = "../harness/mod.rs"]
 mod harness;
@@ -14,8 +16,8 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_postgres::Client;
 
@@ -67,6 +69,15 @@ struct Receiver {
 
 impl Receiver {
     async fn start(hang: bool) -> Receiver {
+        Self::start_with(hang, None).await
+    }
+
+    /// An `https://` receiver presenting `tls`'s certificate.
+    async fn start_tls(tls: pgshadow::tls::ServerTls) -> Receiver {
+        Self::start_with(false, Some(Arc::new(tls))).await
+    }
+
+    async fn start_with(hang: bool, tls: Option<Arc<pgshadow::tls::ServerTls>>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -82,18 +93,16 @@ impl Receiver {
                 };
                 count.fetch_add(1, Ordering::SeqCst);
                 let sink = sink.clone();
+                let tls = tls.clone();
                 handlers.spawn(async move {
-                    let mut stream = stream;
-                    let Some(request) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    sink.lock().unwrap().push(request);
-                    if hang {
-                        std::future::pending::<()>().await;
+                    match tls {
+                        None => serve(stream, sink, hang).await,
+                        Some(tls) => {
+                            if let Ok(stream) = tls.acceptor().accept(stream).await {
+                                serve(stream, sink, hang).await;
+                            }
+                        }
                     }
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                        .await;
                 });
             }
         });
@@ -109,6 +118,10 @@ impl Receiver {
         format!("http://127.0.0.1:{}{HOOK_PATH}", self.port)
     }
 
+    fn https_url(&self) -> String {
+        format!("https://localhost:{}{HOOK_PATH}", self.port)
+    }
+
     fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
     }
@@ -120,18 +133,41 @@ impl Receiver {
     }
 }
 
+/// Records one request and answers 200 (or never, with `hang`).
+async fn serve<S>(mut stream: S, sink: Arc<Mutex<Vec<Request>>>, hang: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(request) = read_request(&mut stream).await else {
+        return;
+    };
+    sink.lock().unwrap().push(request);
+    if hang {
+        std::future::pending::<()>().await;
+    }
+    let _ = stream
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await;
+    let _ = stream.shutdown().await;
+}
+
+/// The value of header `name` in a request head (names compare
+/// case-insensitively, as HTTP says).
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
 /// The head, then as many body bytes as Content-Length announces.
-async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Request> {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&got[..end]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))?
-                .parse()
-                .ok()?;
+            let length: usize = header(&head, "content-length")?.parse().ok()?;
             if got.len() >= end + 4 + length {
                 let body = String::from_utf8_lossy(&got[end + 4..end + 4 + length]).into_owned();
                 return Some(Request { head, body });
@@ -195,8 +231,9 @@ async fn a_burst_of_identical_mismatches_sends_exactly_one_webhook() {
         "{}",
         request.head
     );
-    assert!(
-        request.head.contains("Content-Type: application/json"),
+    assert_eq!(
+        header(&request.head, "content-type"),
+        Some("application/json"),
         "{}",
         request.head
     );
@@ -294,4 +331,71 @@ async fn the_proxy_keeps_relaying_while_the_webhook_receiver_hangs_or_is_gone() 
         failures.iter().all(|l| !l.contains("secret")),
         "the webhook URL's secret path stays out of logs: {failures:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_webhook_delivers_over_https_to_a_receiver_with_a_private_ca() {
+    let pg = Pg::start();
+    pg.sql(SCHEMA);
+    let certs = tempfile::tempdir().unwrap();
+    let ca = harness::certs::TestCa::new("receiver CA");
+    let ca_path = ca.write(certs.path(), "ca.crt");
+    let other_ca = harness::certs::TestCa::new("unrelated CA").write(certs.path(), "other.crt");
+    let (cert, key) = ca
+        .issue(&["localhost", "127.0.0.1"])
+        .write(certs.path(), "receiver");
+    let tls = || pgshadow::tls::ServerTls::load(&cert, &key, &[]).unwrap();
+
+    // Trusting the receiver's CA: delivered.
+    let receiver = Receiver::start_tls(tls()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(
+        pg.port(),
+        &config(
+            dir.path(),
+            &receiver.https_url(),
+            &format!("tls_root_cert = \"{}\"", ca_path.display()),
+        ),
+    );
+    let client = connect(proxy.port).await;
+    read(&client, 7).await;
+    wait_metric(&proxy, OK, 1.0);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    assert!(requests[0]
+        .head
+        .starts_with(&format!("POST {HOOK_PATH} HTTP/1.1")));
+    let message: Value = serde_json::from_str(&requests[0].body).unwrap();
+    assert!(message["text"]
+        .as_str()
+        .unwrap()
+        .contains("mismatch (values) on title"));
+    drop(proxy);
+
+    // Trusting another CA: refused, and the log says why without the URL.
+    let receiver = Receiver::start_tls(tls()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(
+        pg.port(),
+        &config(
+            dir.path(),
+            &receiver.https_url(),
+            &format!(
+                "tls_root_cert = \"{}\"\nmax_retries = 0",
+                other_ca.display()
+            ),
+        ),
+    );
+    let client = connect(proxy.port).await;
+    read(&client, 7).await;
+    wait_metric(&proxy, ERROR, 1.0);
+    assert!(receiver.requests().is_empty());
+    let failure = proxy.wait_for_log(Duration::from_secs(5), |l| {
+        l.contains("webhook delivery failed")
+    });
+    assert!(
+        failure.contains("UnknownIssuer") || failure.to_lowercase().contains("unknown"),
+        "{failure}"
+    );
+    assert!(!failure.contains("secret"), "{failure}");
 }

@@ -493,6 +493,11 @@ fn the_init_scripts_and_the_mounted_config_work_together() {
             .insert(key.into(), value);
     };
     set(&mut config_toml, "shadow", "sample_rate", 1.0.into());
+    // The mismatch line below is read for its values (logged only with
+    // log.values = true).
+    let mut log = toml::Table::new();
+    log.insert("values".into(), true.into());
+    config_toml.insert("log".into(), log.into());
     set(
         &mut config_toml,
         "store",

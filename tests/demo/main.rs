@@ -12,4 +12,5 @@
 mod harness;
 
 mod docker;
+mod kubernetes;
 mod run;

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod items;
 pub mod wire;
 
@@ -44,18 +45,33 @@ impl Pg {
 
     /// Starts a cluster with extra server settings.
     pub fn start_with(settings: &[(&str, &str)]) -> Pg {
+        Self::start_options(settings, "host", None)
+    }
+
+    /// Starts a cluster that, like a managed database, accepts only TLS
+    /// connections (`ssl = on`, `hostssl` lines only) with `cert`.
+    pub fn start_tls_only(cert: &certs::Issued) -> Pg {
+        Self::start_options(&[], "hostssl", Some(cert.for_server()))
+    }
+
+    fn start_options(
+        settings: &[(&str, &str)],
+        host: &str,
+        tls: Option<pgshadow::localpg::ServerCertificate>,
+    ) -> Pg {
         let binaries = Binaries::find().expect("PostgreSQL binaries");
         let options = ClusterOptions {
             hba: vec![
-                format!("host all {MD5_USER} 127.0.0.1/32 md5"),
-                format!("host all {SCRAM_USER} 127.0.0.1/32 scram-sha-256"),
-                "host all all 127.0.0.1/32 trust".into(),
+                format!("{host} all {MD5_USER} 127.0.0.1/32 md5"),
+                format!("{host} all {SCRAM_USER} 127.0.0.1/32 scram-sha-256"),
+                format!("{host} all all 127.0.0.1/32 trust"),
             ],
             settings: settings
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             template_cache: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR"))),
+            tls,
         };
         let cluster = Cluster::start(&binaries, &options).expect("start PostgreSQL");
         cluster
@@ -137,13 +153,14 @@ impl Proxy {
         });
         let toml = format!(
             "[listen]\naddress = \"127.0.0.1:0\"\n{listen_extra}\n\
-             [upstream]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n\
+             [upstream]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n{upstream_extra}\n\
              [log]\nlevel = \"debug\"\n{log_extra}\n\
              [admin]\naddress = \"127.0.0.1:0\"\n{admin_extra}\n{store}{rest}",
             listen_extra = section_part(extra_toml, "listen"),
+            upstream_extra = section_part(extra_toml, "upstream"),
             log_extra = section_part(extra_toml, "log"),
             admin_extra = section_part(extra_toml, "admin"),
-            rest = without_sections(extra_toml, &["listen", "log", "admin"]),
+            rest = without_sections(extra_toml, &["listen", "upstream", "log", "admin"]),
         );
         let mut proxy = Self::spawn(&toml, env);
         proxy._store_dir = store_dir;

@@ -52,9 +52,9 @@ async fn a_wrong_password_gets_the_servers_own_error() {
     });
 }
 
-/// PostgreSQL offers SCRAM-SHA-256-PLUS only over TLS, which the proxy does
-/// not yet speak upstream, so a minimal upstream that offers it stands in
-/// for the server here: the client must never see the PLUS mechanism.
+/// A minimal upstream that offers SCRAM-SHA-256-PLUS on a plain connection
+/// (PostgreSQL offers it only over TLS: tests/tls logs in through that):
+/// the client must never see the PLUS mechanism.
 #[test]
 fn channel_binding_is_removed_from_the_offered_sasl_mechanisms() {
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -71,7 +71,7 @@ fn channel_binding_is_removed_from_the_offered_sasl_mechanisms() {
         // Wait for the client to go away.
         let _ = conn.read(&mut [0u8; 1]);
     });
-    let proxy = Proxy::start(port, "");
+    let proxy = Proxy::start(port, "[upstream]\ntls = \"disable\"\n");
     let mut w = Wire::connect(proxy.port);
     w.send(&StartupMessage::encode(&[("user", "u"), ("database", DB)]));
     let offer = w.read_message().unwrap();

@@ -41,7 +41,7 @@ async fn a_cancel_request_through_the_proxy_stops_the_query_within_two_seconds()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_request_with_an_unknown_key_does_nothing() {
+async fn a_cancel_request_with_a_wrong_secret_is_forwarded_and_cancels_nothing() {
     let pg = Pg::start();
     let proxy = Proxy::start(pg.port(), "");
     let client = connect(proxy.port).await;
@@ -52,7 +52,9 @@ async fn a_cancel_request_with_an_unknown_key_does_nothing() {
     });
     let backend = tokio::task::block_in_place(|| wait_for_running(&pg, "pg_sleep(1.5)"));
 
-    // Right pid with a wrong secret, and a pid nobody has.
+    // Right pid with a wrong secret, and a pid nobody has: no local
+    // session owns them, so they go to the upstream, which checks the
+    // secret and does nothing.
     for key in [
         BackendKey {
             pid: backend,
@@ -72,12 +74,48 @@ async fn a_cancel_request_with_an_unknown_key_does_nothing() {
     }
     let rows = running.await.unwrap().expect("the query was not cancelled");
     assert!(format!("{rows:?}").contains("finished"));
-    let ignored = proxy
+    let forwarded = proxy
         .logs()
         .iter()
-        .filter(|l| l.contains("cancel request with an unknown key ignored"))
+        .filter(|l| l.contains("cancel request with a key no local session owns forwarded"))
         .count();
-    assert_eq!(ignored, 2);
+    assert_eq!(forwarded, 2);
+    assert_eq!(
+        proxy.metric("pgshadow_cancel_requests_total{result=\"forwarded_unknown_key\"}"),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_started_through_one_instance_is_cancelled_through_another() {
+    let pg = Pg::start();
+    let a = Proxy::start(pg.port(), "");
+    let b = Proxy::start(pg.port(), "");
+    let client = connect(a.port).await;
+    let token = client.cancel_token();
+    let running = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
+    tokio::task::block_in_place(|| wait_for_running(&pg, "pg_sleep(30)"));
+
+    // What a load balancer does: the cancel connection lands on B, which
+    // has never seen this session.
+    let sent = Instant::now();
+    let to_b = tokio::net::TcpStream::connect(("127.0.0.1", b.port))
+        .await
+        .unwrap();
+    token
+        .cancel_query_raw(to_b, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let err = running.await.unwrap().unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    b.wait_for_log(Duration::from_secs(5), |l| {
+        l.contains("cancel request with a key no local session owns forwarded")
+    });
 }
 
 #[test]

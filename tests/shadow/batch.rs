@@ -61,6 +61,7 @@ async fn shadow_login(pg: &Pg) -> ShadowConn {
         password: None,
         database: DB.into(),
         connect_timeout: Duration::from_secs(10),
+        tls: pgshadow::tls::UpstreamTls::disabled("127.0.0.1"),
     })
     .await
     .expect("shadow login")

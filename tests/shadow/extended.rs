@@ -44,7 +44,10 @@ async fn binary_parameters_of_every_kind_are_replayed_and_match() {
     fixture::create(&pg);
     // The application's dual write bumps one entry's version in both schemas.
     pg.sql(&format!("SELECT touch_entry({}, 'Touched')", sys_id(3, 5)));
-    let proxy = Proxy::start(pg.port(), &fixture::shadow_config(""));
+    let proxy = Proxy::start(
+        pg.port(),
+        &fixture::logging_values(&fixture::shadow_config("")),
+    );
     let client = connect(proxy.port).await;
     let window = client
         .prepare(
@@ -85,7 +88,10 @@ async fn psycopg_text_parameters_and_prepared_statements_are_compared_and_match(
     let python = python_with_psycopg();
     let pg = Pg::start();
     fixture::create(&pg);
-    let proxy = Proxy::start(pg.port(), &fixture::shadow_config(""));
+    let proxy = Proxy::start(
+        pg.port(),
+        &fixture::logging_values(&fixture::shadow_config("")),
+    );
     let (ok, out, err) = run_with_timeout(
         Command::new(python)
             .arg(PSYCOPG_READS)
@@ -166,7 +172,10 @@ async fn a_difference_in_the_row_a_bound_parameter_selects_is_reported() {
     pg.sql(&format!(
         "UPDATE v2.entry_map SET version = 5 WHERE sys_id = {broken}"
     ));
-    let proxy = Proxy::start(pg.port(), &fixture::shadow_config(""));
+    let proxy = Proxy::start(
+        pg.port(),
+        &fixture::logging_values(&fixture::shadow_config("")),
+    );
     let client = connect(proxy.port).await;
     let entry = client
         .prepare("SELECT sys_id, version FROM entries WHERE sys_id = $1 AND updated_at >= $2")

@@ -137,6 +137,12 @@ pub async fn dual_writer(
     })
 }
 
+/// `toml` with `log.values = true`: for tests that read parameter and row
+/// values from the mismatch log line (by default it carries none).
+pub fn logging_values(toml: &str) -> String {
+    format!("{toml}\n[log]\nvalues = true\n")
+}
+
 /// The `[shadow]`/`[tiebreak]` config every test starts from, with
 /// `extra_shadow` lines appended to `[shadow]`.
 pub fn shadow_config(extra_shadow: &str) -> String {

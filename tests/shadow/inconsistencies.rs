@@ -27,7 +27,8 @@ impl Scene {
     async fn start(extra_toml: &str) -> Scene {
         let pg = Pg::start();
         fixture::create(&pg);
-        let proxy = Proxy::start(pg.port(), extra_toml);
+        // These tests read the differing values from the log line.
+        let proxy = Proxy::start(pg.port(), &fixture::logging_values(extra_toml));
         let client = connect(proxy.port).await;
         Scene { client, proxy, pg }
     }

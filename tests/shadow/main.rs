@@ -16,6 +16,7 @@ mod inconsistencies;
 mod never_writes;
 mod noise;
 mod overload;
+mod privacy;
 mod settings;
 mod smoke;
 mod ties;

@@ -10,7 +10,10 @@ use std::time::Duration;
 async fn a_read_through_the_proxy_is_compared_and_a_changed_value_is_reported_by_id() {
     let pg = Pg::start();
     fixture::create(&pg);
-    let proxy = Proxy::start(pg.port(), &fixture::shadow_config(""));
+    let proxy = Proxy::start(
+        pg.port(),
+        &fixture::logging_values(&fixture::shadow_config("")),
+    );
     let client = connect(proxy.port).await;
     let query = "SELECT e.sys_id, e.entry_id, f.value AS title FROM entries e \
                  JOIN entry_fields f ON f.sys_id = e.sys_id AND f.name = 'title' \
@@ -63,7 +66,10 @@ async fn a_read_through_the_proxy_is_compared_and_a_changed_value_is_reported_by
 async fn a_limit_without_order_is_skipped_with_its_reason_not_compared() {
     let pg = Pg::start();
     fixture::create(&pg);
-    let proxy = Proxy::start(pg.port(), &fixture::shadow_config(""));
+    let proxy = Proxy::start(
+        pg.port(),
+        &fixture::logging_values(&fixture::shadow_config("")),
+    );
     let client = connect(proxy.port).await;
     let rows = client
         .query(

@@ -97,6 +97,10 @@ impl FrameHandler for ClientMessages<'_> {
         }
         let mut s = lock(self.state);
         s.sent_since_ready = true;
+        if header.tag == client_tag::PASSWORD && s.channel_binding_stripped {
+            // The SASLInitialResponse that answers the stripped offer.
+            return Ok(Disposition::Inspect);
+        }
         if frontend::expects_ready_for_query(header.tag) {
             s.awaiting_ready = s.awaiting_ready.saturating_add(1);
         }
@@ -122,6 +126,13 @@ impl FrameHandler for ClientMessages<'_> {
         }
         let body = frame.get(5..).unwrap_or_default();
         let mut s = lock(self.state);
+        if header.tag == client_tag::PASSWORD && s.channel_binding_stripped {
+            s.channel_binding_stripped = false;
+            if claims_channel_binding(body) {
+                return Err(ClientViolation(CHANNEL_BINDING_REFUSED.into()));
+            }
+            return Ok(Verdict::Forward);
+        }
         if let Some(tracker) = s.tracker.as_mut() {
             // The tracker sees what the application sent.
             match header.tag {
@@ -142,6 +153,26 @@ impl FrameHandler for ClientMessages<'_> {
             None => Verdict::Forward,
         })
     }
+}
+
+/// Why a client that offers SCRAM channel binding is refused when the
+/// server offered `SCRAM-SHA-256-PLUS` (so the upstream leg is TLS).
+const CHANNEL_BINDING_REFUSED: &str = "SCRAM channel binding cannot pass through pgshadow: your \
+    client supports it over its TLS connection, but the binding would be to pgshadow's TLS \
+    session, not the server's, and the server refuses such a login as a downgrade; connect with \
+    channel_binding=disable (SCRAM-SHA-256 still checks the password, and both legs stay \
+    encrypted)";
+
+/// Whether a SASLInitialResponse for SCRAM says "I support channel binding
+/// but think the server does not" (GS2 flag `y`), which a TLS server that
+/// offered `-PLUS` rejects as a downgrade. Undecodable bodies are left to
+/// the server.
+fn claims_channel_binding(body: &[u8]) -> bool {
+    let mut r = crate::protocol::reader::BodyReader::new(body);
+    let Ok(mechanism) = r.cstr("SASL mechanism") else {
+        return false;
+    };
+    mechanism.starts_with(b"SCRAM-") && r.remaining().get(4..).is_some_and(|d| d.starts_with(b"y,"))
 }
 
 /// `tiebreak.apply_to_primary`: the Query or Parse message rebuilt with the
@@ -255,6 +286,7 @@ impl FrameHandler for ServerMessages<'_> {
             server_tag::AUTHENTICATION => match backend::strip_channel_binding(frame) {
                 Ok(Some(rewritten)) => {
                     tracing::debug!("removed SCRAM-SHA-256-PLUS from the offered SASL mechanisms");
+                    lock(self.state).channel_binding_stripped = true;
                     Ok(Verdict::Replace(rewritten))
                 }
                 Ok(None) => Ok(Verdict::Forward),

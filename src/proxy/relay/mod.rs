@@ -18,6 +18,7 @@ use crate::capture::tracker::Tracker;
 use crate::protocol::framing::{FrameHandler, Framer};
 use crate::rewrite::PlanCache;
 use crate::shadow::SessionGate;
+use crate::tls::Stream;
 use bytes::{Buf, BytesMut};
 use messages::{ClientMessages, ServerMessages};
 use state::lock;
@@ -25,7 +26,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::cancel::CancelRegistry;
@@ -77,8 +77,8 @@ pub(crate) struct RelayContext<'a> {
 /// Relays between `client` and `server` until one side ends the session.
 /// Returns how it ended and the final session state.
 pub(crate) async fn run(
-    client: &mut TcpStream,
-    server: &mut TcpStream,
+    client: &mut Stream,
+    server: &mut Stream,
     ctx: RelayContext<'_>,
     traffic: &Traffic,
 ) -> (RelayEnd, SessionState) {
@@ -210,6 +210,9 @@ where
             to.write_all(&buf[..advance.forward])
                 .await
                 .map_err(PumpError::Write)?;
+            // TLS may keep encrypted records back when the socket is full;
+            // on plain TCP this returns at once.
+            to.flush().await.map_err(PumpError::Write)?;
             buf.advance(advance.forward);
             forwarded.fetch_add(advance.forward as u64, Ordering::Relaxed);
             if let Some(b) = boundary {

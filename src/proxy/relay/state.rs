@@ -35,6 +35,9 @@ pub(crate) struct SessionState {
     pub(crate) draining: bool,
     /// The backend's cancel key, registered while the session lives.
     pub(crate) registration: Option<Registration>,
+    /// The server offered SCRAM-SHA-256-PLUS and the relay took it out: the
+    /// client's SASLInitialResponse is looked at (see `messages`).
+    pub(crate) channel_binding_stripped: bool,
     /// Statement capture for the shadow, when it is enabled.
     pub(crate) tracker: Option<Tracker<SessionGate>>,
 }
@@ -48,6 +51,7 @@ impl SessionState {
             transaction: TransactionStatus::Idle,
             draining: false,
             registration: None,
+            channel_binding_stripped: false,
             tracker,
         }
     }
