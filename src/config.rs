@@ -385,6 +385,18 @@ pub struct CompareConfig {
     pub strict_types: bool,
     /// Differing rows listed per mismatch at most.
     pub max_reported: usize,
+    /// A statement's new side is `slower` when it takes at least this many
+    /// times as long as the old side, reliably (see `slower_min_samples`).
+    pub slower_factor: f64,
+    /// Paired samples (old and new time of one sample) needed before a
+    /// statement can be judged slower; a sign test over them must pass
+    /// (with 20: at least 18 clearly slower), so a few unlucky samples
+    /// cannot. At most 128.
+    pub slower_min_samples: usize,
+    /// A sample counts as slower only when the new side also takes at
+    /// least this many milliseconds longer: a 0.1 ms lookup that takes
+    /// 0.4 ms is not worth an incident.
+    pub slower_min_ms: f64,
 }
 
 impl Default for CompareConfig {
@@ -396,6 +408,9 @@ impl Default for CompareConfig {
             numeric_scale: false,
             strict_types: false,
             max_reported: 10,
+            slower_factor: 3.0,
+            slower_min_samples: 20,
+            slower_min_ms: 5.0,
         }
     }
 }
@@ -786,6 +801,7 @@ impl Config {
         check(self.compare.max_rows > 0, "compare.max_rows", || {
             "must be at least 1".into()
         })?;
+        self.validate_slower()?;
         self.validate_tiebreak()?;
         check(
             self.store.url.starts_with("sqlite://")
@@ -811,6 +827,31 @@ impl Config {
 }
 
 impl Config {
+    /// `compare.slower_*` checks.
+    fn validate_slower(&self) -> Result<(), (&'static str, String)> {
+        let c = &self.compare;
+        if !(c.slower_factor.is_finite() && c.slower_factor > 1.0) {
+            return Err((
+                "compare.slower_factor",
+                format!("must be a finite number > 1, got {}", c.slower_factor),
+            ));
+        }
+        let window = crate::shadow::latency::PAIR_WINDOW;
+        if !(1..=window).contains(&c.slower_min_samples) {
+            return Err((
+                "compare.slower_min_samples",
+                format!("must be between 1 and {window}, got {}", c.slower_min_samples),
+            ));
+        }
+        if !(c.slower_min_ms.is_finite() && c.slower_min_ms >= 0.0) {
+            return Err((
+                "compare.slower_min_ms",
+                format!("must be a finite number >= 0, got {}", c.slower_min_ms),
+            ));
+        }
+        Ok(())
+    }
+
     /// `[admin]` checks: a token that is set must be usable, so a typo
     /// never leaves the admin API open by accident.
     fn validate_admin(&self) -> Result<(), (&'static str, String)> {

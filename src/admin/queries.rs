@@ -99,6 +99,6 @@ pub async fn unmute(
             let reason = current.mute_reason.as_deref().unwrap_or("unmuted");
             store.mute(id, Some(now_ms()), reason, by).await
         }
-        IncidentStatus::Acknowledged => store.unmute(id, by).await,
+        IncidentStatus::Acknowledged | IncidentStatus::Resolved => store.unmute(id, by).await,
     }
 }

@@ -297,7 +297,7 @@ async fn run(args: &MismatchesArgs, config: Option<&Path>) -> Result<String, Fai
                     .await
                     .map_err(failed)?
                     .ok_or_else(|| not_found(id))?,
-                IncidentStatus::Acknowledged => store
+                IncidentStatus::Acknowledged | IncidentStatus::Resolved => store
                     .unmute(id, by.as_deref())
                     .await
                     .map_err(failed)?

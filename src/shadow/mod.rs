@@ -15,6 +15,7 @@
 pub mod conn;
 pub mod executor;
 pub mod keys;
+pub mod latency;
 pub mod outcome;
 mod pipeline;
 pub mod pool;

@@ -6,6 +6,7 @@ use crate::diff::Diff;
 use crate::privacy;
 use crate::protocol::error_response::ErrorFields;
 use crate::rewrite::OrderBasis;
+use super::latency::{LatencySummary, Verdict};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,10 +35,17 @@ pub enum OutcomeKind {
     RewriteError,
     /// The shadow could not run the sample at all (connection, login).
     ShadowError,
+    /// Not a comparison but a latency verdict on a fingerprint: its new
+    /// side became reliably slower than its old side, or recovered (see
+    /// [`Outcome::slower`] and [`super::latency`]). Never counted in
+    /// `pgshadow_comparisons_total`; it opens (or resolves) the
+    /// fingerprint's `slower` incident.
+    Slower,
 }
 
 impl OutcomeKind {
-    /// Every kind, for pre-registering metric series.
+    /// Every comparison result, for pre-registering metric series
+    /// ([`OutcomeKind::Slower`] is a verdict, not a comparison).
     pub const ALL: [OutcomeKind; 9] = [
         OutcomeKind::Match,
         OutcomeKind::Mismatch,
@@ -62,6 +70,7 @@ impl OutcomeKind {
             OutcomeKind::Timeout => "timeout",
             OutcomeKind::RewriteError => "rewrite_error",
             OutcomeKind::ShadowError => "shadow_error",
+            OutcomeKind::Slower => "slower",
         }
     }
 }
@@ -112,6 +121,24 @@ pub struct Outcome {
     pub keys: Arc<str>,
     /// For noisy outcomes: how the two runs of the old query differed.
     pub noise: Option<String>,
+    /// The fingerprint's old and new time distributions, now and then
+    /// (at most once per [`super::latency::SUMMARY_INTERVAL`]), for the
+    /// coverage.
+    pub latency: Option<LatencySummary>,
+    /// For [`OutcomeKind::Slower`]: the verdict and both plans.
+    pub slower: Option<Box<SlowerFinding>>,
+}
+
+/// A `slower` verdict with what an on-call engineer needs to act on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlowerFinding {
+    /// The verdict (slower, or recovered) and its statistics.
+    pub verdict: Verdict,
+    /// `EXPLAIN (FORMAT JSON)` of the old query with the sample's
+    /// parameters (becoming slower only).
+    pub old_plan: Option<String>,
+    /// Same for the new query.
+    pub new_plan: Option<String>,
 }
 
 impl Outcome {
@@ -191,6 +218,37 @@ impl Outcome {
                 old_vs_new = self.diff.as_ref().map(|d| d.summary.as_str()).unwrap_or(""),
                 "shadow comparison noisy: the old query differs from itself within one snapshot"
             ),
+            OutcomeKind::Slower => {
+                let (slower, ratio, pairs) = self
+                    .slower
+                    .as_ref()
+                    .map(|f| (f.verdict.slower, f.verdict.median_ratio, f.verdict.pairs))
+                    .unwrap_or_default();
+                let old_ms = self.old_time.as_secs_f64() * 1e3;
+                let new_ms = self.new_time.as_secs_f64() * 1e3;
+                if slower {
+                    tracing::warn!(
+                        fingerprint = %self.fingerprint,
+                        incident = %incident(),
+                        ratio,
+                        samples = pairs,
+                        old_ms,
+                        new_ms,
+                        client_sql = %sql(&self.client_sql),
+                        "new schema slower"
+                    )
+                } else {
+                    tracing::info!(
+                        fingerprint = %self.fingerprint,
+                        incident = %incident(),
+                        ratio,
+                        samples = pairs,
+                        old_ms,
+                        new_ms,
+                        "new schema no longer slower; incident resolved"
+                    )
+                }
+            }
             _ => tracing::info!(
                 fingerprint = %self.fingerprint,
                 incident = %incident(),

@@ -301,6 +301,8 @@ impl Executor {
             basis: plan.basis,
             keys: plan.keys.clone(),
             noise: None,
+            latency: None,
+            slower: None,
         }
     }
 }

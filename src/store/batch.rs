@@ -11,6 +11,7 @@ use super::ids::IdsDelta;
 use super::model::Signature;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
+use crate::shadow::latency::LatencySummary;
 use crate::shadow::outcome::{Outcome, OutcomeKind};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,9 @@ pub(crate) struct Batch {
     pub(crate) coverage: HashMap<Fingerprint, CoverageDelta>,
     /// Per fingerprint and skip reason.
     pub(crate) skips: HashMap<(Fingerprint, SkipReason), SkipDelta>,
+    /// `slower` incidents whose statement recovered, to mark resolved
+    /// (after the batch's incidents are written).
+    pub(crate) resolved: Vec<String>,
     /// Outcomes folded in.
     pub(crate) outcomes: u64,
 }
@@ -68,6 +72,8 @@ pub(crate) struct CoverageDelta {
     pub(crate) errored: u64,
     /// Differences of a nondeterministic statement.
     pub(crate) noisy: u64,
+    /// The latest old/new time distributions.
+    pub(crate) latency: Option<LatencySummary>,
     /// First seen in this batch.
     pub(crate) first_seen_ms: i64,
     /// Last seen in this batch.
@@ -95,6 +101,10 @@ impl Batch {
         max_ids: usize,
     ) {
         self.outcomes += 1;
+        if outcome.kind == OutcomeKind::Slower {
+            self.add_latency_verdict(outcome, now_ms, max_examples);
+            return;
+        }
         let cov = self
             .coverage
             .entry(outcome.fingerprint)
@@ -105,10 +115,14 @@ impl Batch {
                 mismatched: 0,
                 errored: 0,
                 noisy: 0,
+                latency: None,
                 first_seen_ms: now_ms,
                 last_seen_ms: now_ms,
             });
         cov.compared += 1;
+        if outcome.latency.is_some() {
+            cov.latency = outcome.latency;
+        }
         cov.last_seen_ms = cov.last_seen_ms.max(now_ms);
         match outcome.kind {
             OutcomeKind::Match => cov.matched += 1,
@@ -119,7 +133,44 @@ impl Batch {
         let Some(signature) = Signature::of(&outcome) else {
             return;
         };
-        let delta = self.incidents.entry(signature).or_insert_with_key(|s| {
+        let delta = self.delta(signature, &outcome, now_ms);
+        delta.count += 1;
+        if outcome.confirmed == Some(true) {
+            delta.confirmed += 1;
+        }
+        delta.last_seen_ms = delta.last_seen_ms.max(now_ms);
+        if let Some(diff) = &outcome.diff {
+            delta.ids.add(&diff.ids, now_ms, max_ids);
+        }
+        if delta.examples.len() < max_examples {
+            delta.examples.push((now_ms, outcome));
+        }
+    }
+
+    /// A `slower` verdict: the fingerprint's `slower` incident counts one
+    /// more (and opens again if it was resolved), or is to be resolved.
+    fn add_latency_verdict(&mut self, outcome: Arc<Outcome>, now_ms: i64, max_examples: usize) {
+        let Some(signature) = Signature::of(&outcome) else {
+            return;
+        };
+        let slower = outcome.slower.as_ref().is_some_and(|f| f.verdict.slower);
+        let id = signature.incident_id();
+        self.resolved.retain(|r| *r != id);
+        if !slower {
+            self.resolved.push(id);
+            return;
+        }
+        let delta = self.delta(signature, &outcome, now_ms);
+        delta.count += 1;
+        delta.last_seen_ms = delta.last_seen_ms.max(now_ms);
+        if delta.examples.len() < max_examples {
+            delta.examples.push((now_ms, outcome));
+        }
+    }
+
+    /// The delta of `signature`, new if the batch has none yet.
+    fn delta(&mut self, signature: Signature, outcome: &Outcome, now_ms: i64) -> &mut IncidentDelta {
+        self.incidents.entry(signature).or_insert_with_key(|s| {
             let signature_text = s.text();
             IncidentDelta {
                 id: super::model::incident_id(&signature_text),
@@ -133,18 +184,7 @@ impl Batch {
                 examples: Vec::new(),
                 ids: IdsDelta::default(),
             }
-        });
-        delta.count += 1;
-        if outcome.confirmed == Some(true) {
-            delta.confirmed += 1;
-        }
-        delta.last_seen_ms = delta.last_seen_ms.max(now_ms);
-        if let Some(diff) = &outcome.diff {
-            delta.ids.add(&diff.ids, now_ms, max_ids);
-        }
-        if delta.examples.len() < max_examples {
-            delta.examples.push((now_ms, outcome));
-        }
+        })
     }
 
     /// Adds `n` skips of `fingerprint` for `reason`.
@@ -168,11 +208,14 @@ impl Batch {
 
     /// Nothing to write.
     pub(crate) fn is_empty(&self) -> bool {
-        self.incidents.is_empty() && self.coverage.is_empty() && self.skips.is_empty()
+        self.incidents.is_empty()
+            && self.coverage.is_empty()
+            && self.skips.is_empty()
+            && self.resolved.is_empty()
     }
 
     /// Distinct rows the batch will touch: what its memory grows with.
     pub(crate) fn distinct(&self) -> usize {
-        self.incidents.len() + self.coverage.len() + self.skips.len()
+        self.incidents.len() + self.coverage.len() + self.skips.len() + self.resolved.len()
     }
 }

@@ -55,6 +55,12 @@ impl<'a> From<Option<&'a str>> for Param<'a> {
     }
 }
 
+impl From<Option<f64>> for Param<'_> {
+    fn from(v: Option<f64>) -> Self {
+        Param::Real(v)
+    }
+}
+
 impl From<f64> for Param<'_> {
     fn from(v: f64) -> Self {
         Param::Real(Some(v))
@@ -118,6 +124,14 @@ impl DbRow {
             Value::Text(t) => t
                 .parse()
                 .map_err(|_| StoreError::Corrupt(format!("column {i}: {t:?} is not a number"))),
+        }
+    }
+
+    /// Float column `i`, NULL as `None`.
+    pub(crate) fn opt_real(&self, i: usize) -> Result<Option<f64>, StoreError> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            _ => self.real(i).map(Some),
         }
     }
 

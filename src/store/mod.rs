@@ -40,7 +40,7 @@ pub mod writer;
 
 pub use ids::{IdChange, IncidentIds, IncidentRowId};
 pub use model::{
-    format_utc, incident_id, mismatch_rate_upper_bound, now_ms, Coverage, Example, Incident,
+    format_utc, incident_id, mismatch_rate_upper_bound, now_ms, Coverage, CoverageLatency, Example, Incident,
     IncidentDetail, IncidentEvent, IncidentFilter, IncidentKind, IncidentNotice, IncidentStatus,
     Signature, StoredDiff, StoredError,
 };

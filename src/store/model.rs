@@ -35,11 +35,14 @@ pub enum IncidentKind {
     RewriteError,
     /// The shadow could not run the sample.
     ShadowError,
+    /// The new side is reliably slower than the old one (latency, not
+    /// values); resolved by itself when it recovers.
+    Slower,
 }
 
 impl IncidentKind {
     /// Every kind, for filters and help text.
-    pub const ALL: [IncidentKind; 7] = [
+    pub const ALL: [IncidentKind; 8] = [
         IncidentKind::Mismatch,
         IncidentKind::OldError,
         IncidentKind::NewError,
@@ -47,6 +50,7 @@ impl IncidentKind {
         IncidentKind::Timeout,
         IncidentKind::RewriteError,
         IncidentKind::ShadowError,
+        IncidentKind::Slower,
     ];
 
     /// The incident kind of an outcome; `None` for a match.
@@ -61,6 +65,7 @@ impl IncidentKind {
             OutcomeKind::Timeout => IncidentKind::Timeout,
             OutcomeKind::RewriteError => IncidentKind::RewriteError,
             OutcomeKind::ShadowError => IncidentKind::ShadowError,
+            OutcomeKind::Slower => IncidentKind::Slower,
         })
     }
 
@@ -74,6 +79,7 @@ impl IncidentKind {
             IncidentKind::Timeout => OutcomeKind::Timeout,
             IncidentKind::RewriteError => OutcomeKind::RewriteError,
             IncidentKind::ShadowError => OutcomeKind::ShadowError,
+            IncidentKind::Slower => OutcomeKind::Slower,
         }
     }
 
@@ -113,6 +119,9 @@ pub enum IncidentStatus {
     /// Silenced until `muted_until_ms` (or until unmuted): keeps counting,
     /// alerts no more. An expired mute reads as `Open`.
     Muted,
+    /// Over by itself: a `slower` statement whose new side is no longer
+    /// slower (an index was added). Opens again if it turns slower again.
+    Resolved,
 }
 
 impl IncidentStatus {
@@ -122,6 +131,7 @@ impl IncidentStatus {
             IncidentStatus::Open => "open",
             IncidentStatus::Acknowledged => "acknowledged",
             IncidentStatus::Muted => "muted",
+            IncidentStatus::Resolved => "resolved",
         }
     }
 
@@ -131,6 +141,7 @@ impl IncidentStatus {
             IncidentStatus::Open,
             IncidentStatus::Acknowledged,
             IncidentStatus::Muted,
+            IncidentStatus::Resolved,
         ]
         .into_iter()
         .find(|s| s.label() == label)
@@ -169,7 +180,7 @@ impl Signature {
         let code = |e: &Option<crate::protocol::error_response::ErrorFields>| {
             e.as_ref().map(|e| e.code.clone()).filter(|c| !c.is_empty())
         };
-        let errors = kind != IncidentKind::Mismatch;
+        let errors = !matches!(kind, IncidentKind::Mismatch | IncidentKind::Slower);
         Some(Signature {
             fingerprint: outcome.fingerprint,
             kind,
@@ -191,6 +202,7 @@ impl Signature {
                 self.diff_kind.map_or("unknown", DiffKind::label),
                 serde_json::to_string(&self.columns).unwrap_or_default()
             ),
+            IncidentKind::Slower => format!("{} slower", self.fingerprint),
             kind => format!(
                 "{} {} old={} new={}",
                 self.fingerprint,
@@ -323,8 +335,17 @@ pub struct Example {
     pub old_error: Option<StoredError>,
     /// The new side's error.
     pub new_error: Option<StoredError>,
-    /// Why the shadow could not run it (shadow errors).
+    /// Why the shadow could not run it (shadow errors); for `slower`
+    /// incidents, the verdict in words.
     pub detail: Option<String>,
+    /// For `slower` incidents: the median of new/old time over the paired
+    /// samples the verdict rests on (`old_ms`/`new_ms` are their medians).
+    pub ratio: Option<f64>,
+    /// For `slower` incidents: `EXPLAIN (FORMAT JSON)` of the old query
+    /// with the sample's parameters.
+    pub old_plan: Option<serde_json::Value>,
+    /// Same for the new query.
+    pub new_plan: Option<serde_json::Value>,
 }
 
 /// A [`crate::diff::Diff`] as stored (JSON) and read back: the one-line
@@ -401,6 +422,48 @@ pub struct Coverage {
     /// comparisons that produced two results (see
     /// [`mismatch_rate_upper_bound`]); `None` before any.
     pub mismatch_rate_upper_95: Option<f64>,
+    /// Old and new execution times, as the shadow timed them (`None`
+    /// before the first summary).
+    pub latency: Option<CoverageLatency>,
+}
+
+/// A fingerprint's old and new execution times (server-timed, same
+/// snapshot and parameters, order alternated), from the proxy's
+/// histograms; with several instances sharing a store, the last one to
+/// write.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CoverageLatency {
+    /// Samples the histograms hold.
+    pub samples: u64,
+    /// Old side, median (ms).
+    pub old_p50_ms: f64,
+    /// Old side, 95th percentile (ms).
+    pub old_p95_ms: f64,
+    /// New side, median (ms).
+    pub new_p50_ms: f64,
+    /// New side, 95th percentile (ms).
+    pub new_p95_ms: f64,
+    /// new p50 / old p50.
+    pub p50_ratio: f64,
+    /// new p95 / old p95.
+    pub p95_ratio: f64,
+}
+
+impl CoverageLatency {
+    /// The coverage's view of a summary, with its ratios.
+    pub fn new(samples: u64, old_p50_ms: f64, old_p95_ms: f64, new_p50_ms: f64, new_p95_ms: f64) -> Self {
+        // A side faster than the histograms' 1 µs resolution counts as 1 µs.
+        let ratio = |new: f64, old: f64| new / old.max(0.001);
+        Self {
+            samples,
+            old_p50_ms,
+            old_p95_ms,
+            new_p50_ms,
+            new_p95_ms,
+            p50_ratio: ratio(new_p50_ms, old_p50_ms),
+            p95_ratio: ratio(new_p95_ms, old_p95_ms),
+        }
+    }
 }
 
 /// Upper bound of a fingerprint's true mismatch rate at 95% confidence,

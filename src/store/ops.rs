@@ -13,6 +13,7 @@ use super::model::{IncidentStatus, StoredError};
 use super::StoreError;
 use crate::capture::fingerprint::Fingerprint;
 use crate::protocol::error_response::ErrorFields;
+use crate::shadow::latency::LatencySummary;
 use crate::shadow::outcome::Outcome;
 use std::collections::BTreeMap;
 
@@ -82,6 +83,8 @@ async fn write_batch_in_tx(
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                  ON CONFLICT (signature) DO UPDATE SET
                      count = incidents.count + excluded.count,
+                     status = CASE WHEN incidents.status = 'resolved' THEN 'open'
+                              ELSE incidents.status END,
                      confirmed_count = incidents.confirmed_count + excluded.confirmed_count,
                      first_seen = CASE WHEN excluded.first_seen < incidents.first_seen
                                   THEN excluded.first_seen ELSE incidents.first_seen END,
@@ -123,6 +126,15 @@ async fn write_batch_in_tx(
         }
     }
     write_coverage(db, batch).await?;
+    for id in &batch.resolved {
+        db.execute(
+            "UPDATE incidents SET status = 'resolved', status_by = 'pgshadow', status_at = $2,
+                 muted_until = NULL, mute_reason = NULL
+             WHERE id = $1 AND status <> 'muted'",
+            &[id.as_str().into(), super::model::now_ms().into()],
+        )
+        .await?;
+    }
     if !opened.is_empty() {
         let evicted = evict_beyond(db, limits.max_incidents).await?;
         opened.retain(|id| !evicted.contains(id));
@@ -134,6 +146,7 @@ async fn write_batch_in_tx(
 struct CoverageRow<'a> {
     client_sql: Option<&'a str>,
     counts: [u64; 5],
+    latency: Option<LatencySummary>,
     first_seen_ms: i64,
     last_seen_ms: i64,
 }
@@ -148,6 +161,7 @@ async fn write_coverage(db: &mut impl Db, batch: &Batch) -> Result<(), StoreErro
             let row = CoverageRow {
                 client_sql: Some(&c.client_sql),
                 counts: [c.compared, c.matched, c.mismatched, c.errored, c.noisy],
+                latency: c.latency,
                 first_seen_ms: c.first_seen_ms,
                 last_seen_ms: c.last_seen_ms,
             };
@@ -158,6 +172,7 @@ async fn write_coverage(db: &mut impl Db, batch: &Batch) -> Result<(), StoreErro
         let row = rows.entry(*fingerprint).or_insert(CoverageRow {
             client_sql: None,
             counts: [0; 5],
+            latency: None,
             first_seen_ms: s.last_seen_ms,
             last_seen_ms: s.last_seen_ms,
         });
@@ -168,9 +183,15 @@ async fn write_coverage(db: &mut impl Db, batch: &Batch) -> Result<(), StoreErro
         let [compared, matched, mismatched, errored, noisy] = row.counts.map(|n| n as i64);
         db.execute(
             "INSERT INTO coverage (fingerprint, client_sql, compared, matched, mismatched,
-                 errored, first_seen, last_seen, noisy)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 errored, first_seen, last_seen, noisy, latency_samples, old_p50_ms,
+                 old_p95_ms, new_p50_ms, new_p95_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (fingerprint) DO UPDATE SET
+                 latency_samples = COALESCE(excluded.latency_samples, coverage.latency_samples),
+                 old_p50_ms = COALESCE(excluded.old_p50_ms, coverage.old_p50_ms),
+                 old_p95_ms = COALESCE(excluded.old_p95_ms, coverage.old_p95_ms),
+                 new_p50_ms = COALESCE(excluded.new_p50_ms, coverage.new_p50_ms),
+                 new_p95_ms = COALESCE(excluded.new_p95_ms, coverage.new_p95_ms),
                  client_sql = COALESCE(coverage.client_sql, excluded.client_sql),
                  compared = coverage.compared + excluded.compared,
                  matched = coverage.matched + excluded.matched,
@@ -189,6 +210,13 @@ async fn write_coverage(db: &mut impl Db, batch: &Batch) -> Result<(), StoreErro
                 row.first_seen_ms.into(),
                 row.last_seen_ms.into(),
                 noisy.into(),
+                row.latency
+                    .map(|l| i64::try_from(l.samples).unwrap_or(i64::MAX))
+                    .into(),
+                row.latency.map(|l| l.old_p50_ms).into(),
+                row.latency.map(|l| l.old_p95_ms).into(),
+                row.latency.map(|l| l.new_p50_ms).into(),
+                row.latency.map(|l| l.new_p95_ms).into(),
             ],
         )
         .await?;
@@ -227,9 +255,10 @@ async fn insert_examples(
         db.execute(
             "INSERT INTO examples (incident_id, seen_at, database, old_sql, new_sql, params,
                  settings, snapshot_xmin, confirmed, ordering, tiebreak, old_ms, new_ms,
-                 diff_summary, diff, old_error, new_error, detail, keys)
+                 diff_summary, diff, old_error, new_error, detail, keys, ratio, old_plan,
+                 new_plan)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                 $17, $18, $19)",
+                 $17, $18, $19, $20, $21, $22)",
             &[
                 incident_id.into(),
                 (*seen_at).into(),
@@ -253,6 +282,13 @@ async fn insert_examples(
                 e.new_error.as_deref().into(),
                 outcome.detail.as_deref().into(),
                 (&*outcome.keys).into(),
+                outcome
+                    .slower
+                    .as_ref()
+                    .map(|f| f.verdict.median_ratio)
+                    .into(),
+                e.old_plan.as_deref().into(),
+                e.new_plan.as_deref().into(),
             ],
         )
         .await?;
@@ -270,6 +306,8 @@ struct ExampleColumns {
     diff: Option<String>,
     old_error: Option<String>,
     new_error: Option<String>,
+    old_plan: Option<String>,
+    new_plan: Option<String>,
 }
 
 impl ExampleColumns {
@@ -294,8 +332,21 @@ impl ExampleColumns {
             diff: o.diff.as_ref().and_then(|d| serde_json::to_string(d).ok()),
             old_error: error(&o.old_error),
             new_error: error(&o.new_error),
+            old_plan: o.slower.as_ref().and_then(|f| f.old_plan.as_deref().map(plan)),
+            new_plan: o.slower.as_ref().and_then(|f| f.new_plan.as_deref().map(plan)),
         }
     }
+}
+
+/// A plan as stored: the JSON EXPLAIN printed, or, when it is larger than
+/// [`MAX_TEXT_BYTES`] (cutting it would break the JSON), a JSON string
+/// that says so.
+fn plan(json: &str) -> String {
+    if json.len() <= MAX_TEXT_BYTES {
+        return json.to_owned();
+    }
+    serde_json::to_string(&format!("plan of {} bytes not kept", json.len()))
+        .unwrap_or_default()
 }
 
 /// `text`, cut at [`MAX_TEXT_BYTES`] on a character boundary.
@@ -321,7 +372,8 @@ async fn evict_beyond(db: &mut impl Db, max: u64) -> Result<Vec<String>, StoreEr
     let victims = db
         .query(
             "SELECT id FROM incidents
-             ORDER BY CASE status WHEN 'acknowledged' THEN 0 WHEN 'open' THEN 1 ELSE 2 END,
+             ORDER BY CASE status WHEN 'acknowledged' THEN 0 WHEN 'resolved' THEN 0
+                                  WHEN 'open' THEN 1 ELSE 2 END,
                       last_seen, id
              LIMIT $1",
             &[((total - max) as i64).into()],

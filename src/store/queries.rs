@@ -3,7 +3,8 @@
 
 use super::db::{Db, DbRow, Param};
 use super::model::{
-    mismatch_rate_upper_bound, parse_diff_kind, Coverage, Example, Incident, IncidentDetail,
+    mismatch_rate_upper_bound, parse_diff_kind, Coverage, CoverageLatency, Example, Incident,
+    IncidentDetail,
     IncidentFilter, IncidentKind, IncidentStatus, StoredDiff,
 };
 use super::ops::one;
@@ -123,7 +124,7 @@ pub(crate) async fn incident_detail(
         .query(
             "SELECT id, seen_at, database, old_sql, new_sql, params, settings, snapshot_xmin,
                     confirmed, ordering, tiebreak, old_ms, new_ms, diff, old_error, new_error,
-                    detail, keys
+                    detail, keys, ratio, old_plan, new_plan
              FROM examples WHERE incident_id = $1 ORDER BY id",
             &[id.into()],
         )
@@ -154,6 +155,9 @@ fn example_from(row: &DbRow) -> Result<Example, StoreError> {
         new_error: json(15)?.and_then(|e| serde_json::from_str(&e).ok()),
         detail: row.opt_text(16)?,
         keys: row.text(17)?,
+        ratio: row.opt_real(18)?,
+        old_plan: json(19)?.and_then(|p| serde_json::from_str(&p).ok()),
+        new_plan: json(20)?.and_then(|p| serde_json::from_str(&p).ok()),
     })
 }
 
@@ -172,7 +176,8 @@ pub(crate) async fn coverage(
 ) -> Result<Vec<Coverage>, StoreError> {
     let limit = limit.min(i64::MAX as u64) as i64;
     let chosen = "SELECT fingerprint, client_sql, compared, matched, mismatched, errored,
-                         first_seen, last_seen, noisy
+                         first_seen, last_seen, noisy, latency_samples, old_p50_ms,
+                         old_p95_ms, new_p50_ms, new_p95_ms
                   FROM coverage WHERE ($2 = '' OR fingerprint = $2)
                   ORDER BY compared DESC, fingerprint LIMIT $1";
     let params = [limit.into(), fingerprint.unwrap_or("").into()];
@@ -209,6 +214,16 @@ pub(crate) async fn coverage(
                 first_seen_ms: r.int(6)?,
                 last_seen_ms: r.int(7)?,
                 mismatch_rate_upper_95: mismatch_rate_upper_bound(mismatched, matched + mismatched),
+                latency: match r.opt_int(9)? {
+                    Some(samples) if samples > 0 => Some(CoverageLatency::new(
+                        samples as u64,
+                        r.real(10)?,
+                        r.real(11)?,
+                        r.real(12)?,
+                        r.real(13)?,
+                    )),
+                    _ => None,
+                },
             })
         })
         .collect()

@@ -10,7 +10,7 @@ use super::db::{Db, Dialect};
 use super::StoreError;
 
 /// The migration this build ends at.
-pub(crate) const CURRENT_VERSION: i64 = 2;
+pub(crate) const CURRENT_VERSION: i64 = 3;
 
 /// Key of the PostgreSQL advisory lock held while migrating ("pgshadow"
 /// in ASCII).
@@ -110,6 +110,20 @@ ALTER TABLE coverage ADD COLUMN noisy BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE examples ADD COLUMN keys TEXT;
 ";
 
+/// Migration 3: latency. `slower` incidents' examples keep the median
+/// paired ratio and both plans; coverage keeps old/new p50/p95 and the
+/// samples they rest on.
+const MIGRATION_3: &str = "
+ALTER TABLE examples ADD COLUMN ratio DOUBLE PRECISION;
+ALTER TABLE examples ADD COLUMN old_plan TEXT;
+ALTER TABLE examples ADD COLUMN new_plan TEXT;
+ALTER TABLE coverage ADD COLUMN latency_samples BIGINT;
+ALTER TABLE coverage ADD COLUMN old_p50_ms DOUBLE PRECISION;
+ALTER TABLE coverage ADD COLUMN old_p95_ms DOUBLE PRECISION;
+ALTER TABLE coverage ADD COLUMN new_p50_ms DOUBLE PRECISION;
+ALTER TABLE coverage ADD COLUMN new_p95_ms DOUBLE PRECISION;
+";
+
 /// Brings the store's tables up to [`CURRENT_VERSION`].
 pub(crate) async fn migrate(db: &mut impl Db) -> Result<(), StoreError> {
     db.begin().await?;
@@ -152,6 +166,9 @@ async fn migrate_locked(db: &mut impl Db) -> Result<(), StoreError> {
     }
     if version < 2 {
         db.batch(MIGRATION_2).await?;
+    }
+    if version < 3 {
+        db.batch(MIGRATION_3).await?;
     }
     if version < CURRENT_VERSION {
         db.execute("DELETE FROM schema_version", &[]).await?;

@@ -40,6 +40,8 @@ pub fn outcome(
         basis: OrderBasis::CatalogKey,
         keys: "entries (id) primary_key".into(),
         noise: None,
+        latency: None,
+        slower: None,
     }
 }
 
