@@ -173,7 +173,33 @@ pub fn hashed_outcome(outcome: &Outcome) -> Outcome {
     if let Some(detail) = o.detail.as_mut() {
         *detail = scrub(detail, &params);
     }
+    if let Some(finding) = o.slower.as_mut() {
+        for plan in [&mut finding.old_plan, &mut finding.new_plan] {
+            *plan = plan.as_deref().map(masked_plan);
+        }
+    }
     o
+}
+
+/// An EXPLAIN (FORMAT JSON) plan with the literals masked in every text
+/// (conditions such as `(customer_id = 42)` carry the sample's values);
+/// costs and row estimates stay. A plan that is not JSON is dropped.
+fn masked_plan(json: &str) -> String {
+    fn mask(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => *text = mask_literals(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(mask),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(mask),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(mut plan) => {
+            mask(&mut plan);
+            plan.to_string()
+        }
+        Err(_) => "null".into(),
+    }
 }
 
 fn hash_diff(diff: &mut Diff) {

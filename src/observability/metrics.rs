@@ -48,6 +48,9 @@ pub const STORE_WRITE_ERRORS_TOTAL: &str = "pgshadow_store_write_errors_total";
 /// several instances sharing a PostgreSQL store every instance reports the
 /// same store-wide number: aggregate with `max`, not `sum`.
 pub const INCIDENTS_OPEN: &str = "pgshadow_incidents_open";
+/// Statements whose new side this instance currently judges reliably
+/// slower than their old side (`slower` incidents not yet recovered).
+pub const SLOWER_STATEMENTS: &str = "pgshadow_slower_statements";
 /// Incidents this instance created (signatures stored for the first time).
 pub const INCIDENTS_OPENED_TOTAL: &str = "pgshadow_incidents_opened_total";
 
@@ -156,6 +159,11 @@ pub fn describe() {
         INCIDENTS_OPEN,
         Unit::Count,
         "Incidents open in the mismatch store (store-wide; aggregate instances with max)."
+    );
+    describe_gauge!(
+        SLOWER_STATEMENTS,
+        Unit::Count,
+        "Statements whose new side is currently judged reliably slower than their old side."
     );
     describe_counter!(
         INCIDENTS_OPENED_TOTAL,

@@ -13,6 +13,7 @@
 
 use super::conn::ConnError;
 use super::keys::KeyCatalog;
+use super::latency::{LatencyBook, SlowerRule};
 use super::outcome::OutcomeKind;
 use super::pool::Pool;
 use super::run::{run_batch, RunResult, RunSpec, Snapshot};
@@ -47,6 +48,8 @@ pub struct Executor {
     pub(super) default_id: String,
     /// Share of first runs that also run the A/A baseline.
     pub(super) baseline_rate: f64,
+    /// Old and new times per fingerprint, and the `slower` verdicts.
+    pub(super) latency: LatencyBook,
 }
 
 /// What handling a sample led to.
@@ -103,6 +106,7 @@ impl Executor {
             } else {
                 0.0
             },
+            latency: latency_book(config, statement_timeout),
         }
     }
 
@@ -305,7 +309,15 @@ impl Executor {
     ) -> Vec<Result<RunResult, ConnError>> {
         let specs: Vec<(&Sample, RunSpec<'_>)> = items
             .iter()
-            .map(|&(sample, plan, options, baseline)| (sample, self.spec(plan, options, baseline)))
+            .map(|&(sample, plan, options, baseline)| {
+                let spec = RunSpec {
+                    // Which side runs first alternates per sample, so that
+                    // caching and order effects cancel in the timings.
+                    new_first: self.latency.new_first(sample.fingerprint),
+                    ..self.spec(plan, options, baseline)
+                };
+                (sample, spec)
+            })
             .collect();
         let mut results: Vec<Option<Result<RunResult, ConnError>>> =
             specs.iter().map(|_| None).collect();
@@ -402,6 +414,7 @@ impl Executor {
             compare: options,
             snapshot: self.snapshot,
             baseline: baseline && self.snapshot == Snapshot::Shared,
+            new_first: false,
         }
     }
 
@@ -435,6 +448,38 @@ impl Executor {
             ..self.spec(plan, options, false)
         };
         let r = self.execute(sample, spec).await.ok()?;
+        Some(r.old)
+    }
+}
+
+/// The latency book of `[compare]`'s `slower_*` keys.
+fn latency_book(config: &Config, statement_timeout: Duration) -> LatencyBook {
+    let c = &config.compare;
+    metrics::gauge!(crate::observability::metrics::SLOWER_STATEMENTS).set(0.0);
+    LatencyBook::new(
+        SlowerRule {
+            factor: c.slower_factor,
+            min_samples: c.slower_min_samples,
+            min_difference: Duration::try_from_secs_f64(c.slower_min_ms / 1e3).unwrap_or_default(),
+        },
+        statement_timeout,
+    )
+}
+
+impl Executor {
+    /// Only the old query, in a fresh transaction, with the sample's own
+    /// parameters: for when the new query ran first, failed, and took the
+    /// shared transaction down before the old one ran.
+    pub(super) async fn run_old_alone(
+        &self,
+        sample: &Sample,
+        plan: &Plan,
+        options: &CompareOptions,
+    ) -> Option<super::run::SideResult> {
+        let r = self
+            .execute(sample, self.spec(plan, options, false))
+            .await
+            .ok()?;
         Some(r.old)
     }
 }

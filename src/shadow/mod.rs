@@ -18,10 +18,12 @@ pub mod keys;
 pub mod latency;
 pub mod outcome;
 mod pipeline;
+pub mod plans;
 pub mod pool;
 mod replies;
 pub mod run;
 pub mod sampler;
+mod slower;
 pub mod statements;
 mod verdict;
 
@@ -317,10 +319,14 @@ async fn dispatch(
         let shadow = shadow.clone();
         let outcomes = outcomes.clone();
         tokio::spawn(async move {
-            let handled = executor.handle_batch(&batch).await;
+            let mut handled = executor.handle_batch(&batch).await;
+            let verdicts = executor.time_batch(&batch, &mut handled).await;
             drop(permit);
             for (sample, handled) in batch.iter().zip(handled) {
                 shadow.deliver(sample, handled, outcomes.as_ref());
+            }
+            for verdict in verdicts {
+                shadow.deliver_verdict(verdict, outcomes.as_ref());
             }
         });
     }
@@ -362,6 +368,19 @@ impl Shadow {
                         metrics::counter!(STORE_DROPPED_TOTAL).increment(1);
                     }
                 }
+            }
+        }
+    }
+}
+
+impl Shadow {
+    /// Logs and forwards a `slower` verdict (not a comparison: not
+    /// counted in `pgshadow_comparisons_total`).
+    fn deliver_verdict(&self, verdict: Outcome, outcomes: Option<&mpsc::Sender<Arc<Outcome>>>) {
+        verdict.log();
+        if let Some(tx) = outcomes {
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Arc::new(verdict)) {
+                metrics::counter!(STORE_DROPPED_TOTAL).increment(1);
             }
         }
     }

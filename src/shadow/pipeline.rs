@@ -42,15 +42,20 @@ pub(super) fn both_sides<'a>(spec: &RunSpec<'a>) -> [Side<'a>; 2] {
     ]
 }
 
-/// The sides of `spec`, in the order they run: old, new and, for an A/A
-/// baseline, the old query once more (in the same snapshot).
+/// The sides of `spec`, in the order they run: old, new (or new, old with
+/// [`RunSpec::new_first`]) and, for an A/A baseline, the old query once
+/// more (in the same snapshot).
 pub(super) fn sides_of<'a>(spec: &RunSpec<'a>) -> Vec<Side<'a>> {
     let [old, new] = both_sides(spec);
-    if spec.baseline {
-        vec![old, new, old]
+    let mut sides = if spec.new_first {
+        vec![new, old]
     } else {
         vec![old, new]
+    };
+    if spec.baseline {
+        sides.push(old);
     }
+    sides
 }
 
 /// Settings every shadow transaction makes, because the old and new query
@@ -416,6 +421,7 @@ mod tests {
             compare,
             snapshot: Snapshot::Shared,
             baseline: false,
+            new_first: false,
         }
     }
 

@@ -123,6 +123,8 @@ pub struct RunResult {
     pub old_time: Duration,
     /// Same for the new query.
     pub new_time: Duration,
+    /// The new query ran first ([`RunSpec::new_first`]).
+    pub new_first: bool,
 }
 
 /// Settings of one run.
@@ -148,6 +150,10 @@ pub struct RunSpec<'a> {
     /// Also run the old query a second time, after the new one, in the
     /// same snapshot (only with [`Snapshot::Shared`]): the A/A baseline.
     pub baseline: bool,
+    /// Run the new query before the old one (only with
+    /// [`Snapshot::Shared`]). The shadow alternates the order per sample,
+    /// so that caching and order effects cancel in the timings.
+    pub new_first: bool,
 }
 
 /// Runs `sample` on `conn`.
@@ -172,17 +178,26 @@ impl RunResult {
         stale(&self.old) || stale(&self.new) || self.baseline.as_ref().is_some_and(stale)
     }
 
-    /// The result of a run of both sides.
-    fn of_shared(r: Answered) -> RunResult {
+    /// The result of a run of both sides, in the order `spec` ran them.
+    fn of_shared(r: Answered, spec: &RunSpec<'_>) -> RunResult {
         let mut sides = r.sides.into_iter();
+        let first = sides.next().unwrap_or_else(|| not_run(&r.failure));
+        let second = sides.next().unwrap_or_else(|| not_run(&r.failure));
+        let time = |i: usize| r.times.get(i).copied().unwrap_or_default();
+        let ((old, old_time), (new, new_time)) = if spec.new_first {
+            ((second, time(1)), (first, time(0)))
+        } else {
+            ((first, time(0)), (second, time(1)))
+        };
         RunResult {
-            old: sides.next().unwrap_or_else(|| not_run(&r.failure)),
-            new: sides.next().unwrap_or_else(|| not_run(&r.failure)),
+            old,
+            new,
             baseline: sides.next(),
             relation_changed: false,
             snapshot_xmin: r.snapshot_xmin,
-            old_time: r.times.first().copied().unwrap_or_default(),
-            new_time: r.times.get(1).copied().unwrap_or_default(),
+            old_time,
+            new_time,
+            new_first: spec.new_first,
         }
     }
 }
@@ -224,8 +239,8 @@ pub async fn run_batch(
                 sides,
             })
             .collect();
-        for r in run_transaction(conn, &runs).await {
-            results.push(r.map(RunResult::of_shared));
+        for (r, (_, spec)) in run_transaction(conn, &runs).await.into_iter().zip(rest) {
+            results.push(r.map(|r| RunResult::of_shared(r, spec)));
         }
     }
     for (result, (sample, spec)) in results.iter_mut().zip(items) {
@@ -259,6 +274,7 @@ async fn run_once(
     match spec.snapshot {
         Snapshot::Shared => Ok(RunResult::of_shared(
             run_alone(conn, sample, spec, &sides_of(spec)).await?,
+            spec,
         )),
         Snapshot::Separate => {
             let mut first = run_alone(conn, sample, spec, &[old]).await?;
@@ -274,6 +290,7 @@ async fn run_once(
                 snapshot_xmin: first.snapshot_xmin,
                 old_time: first.times.first().copied().unwrap_or_default(),
                 new_time: second.times.first().copied().unwrap_or_default(),
+                new_first: false,
             })
         }
     }

@@ -135,19 +135,24 @@ impl Executor {
             snapshot_xmin,
             old_time,
             new_time,
+            new_first,
             ..
         } = r;
         out.snapshot_xmin = snapshot_xmin;
         out.old_time = old_time;
         out.new_time = new_time;
-        let new = match (&old, self.snapshot) {
-            // In one transaction, the new query never ran after the old one
-            // failed: run it alone to see whether it fails too.
-            (SideResult::Error(_), Snapshot::Shared) => self
-                .run_new_alone(sample, plan, options)
-                .await
-                .unwrap_or(new),
-            _ => new,
+        let shared = self.snapshot == Snapshot::Shared;
+        let failed = |side: &SideResult| matches!(side, SideResult::Error(_));
+        // In one transaction, the side that runs second never ran after the
+        // first one failed: run it alone to see whether it fails too.
+        let (old, new) = if shared && new_first && failed(&new) {
+            let alone = self.run_old_alone(sample, plan, options).await;
+            (alone.unwrap_or(old), new)
+        } else if shared && !new_first && failed(&old) {
+            let alone = self.run_new_alone(sample, plan, options).await;
+            (old, alone.unwrap_or(new))
+        } else {
+            (old, new)
         };
         match (old, new) {
             (SideResult::Rows(old), SideResult::Rows(new)) => {
