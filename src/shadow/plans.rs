@@ -5,6 +5,7 @@
 //! ```text
 //! BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
 //! SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true),
+//!        …,   -- the timed runs' settings (no parallel plans)
 //!        set_config('search_path', <old>, true)
 //! EXPLAIN (FORMAT JSON) <old query>        (the client's parameters, byte for byte)
 //! SELECT set_config('search_path', <new>, true)
@@ -20,7 +21,7 @@
 //! statement cache is not touched.
 
 use super::conn::{ConnError, ShadowConn};
-use super::pipeline::{bind_text, protocol_error};
+use super::pipeline::{bind_text, protocol_error, DETERMINISM};
 use super::replies::{read_control, read_until_ready};
 use crate::capture::tracker::Sample;
 use crate::protocol::error_response::ErrorFields;
@@ -63,11 +64,14 @@ pub async fn explain_both(
     control(&mut out, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[])?;
     let timeout = spec.statement_timeout.as_millis().max(1).to_string();
     let lock_timeout = EXPLAIN_LOCK_TIMEOUT.as_millis().to_string();
+    // The settings the timed runs had (no parallel plans), so the plans
+    // are those that were timed.
+    let [(a, a_value), (b, b_value)] = DETERMINISM;
     control(
         &mut out,
         "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), \
-         set_config('search_path', $3, true)",
-        &[&timeout, &lock_timeout, spec.old_search_path],
+         set_config($3, $4, true), set_config($5, $6, true), set_config('search_path', $7, true)",
+        &[&timeout, &lock_timeout, a, a_value, b, b_value, spec.old_search_path],
     )?;
     explain(&mut out, sample, spec.old_sql)?;
     control(

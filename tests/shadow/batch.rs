@@ -49,6 +49,7 @@ fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> RunSpec<'a> {
         compare,
         snapshot: Snapshot::Shared,
         baseline: false,
+        new_first: false,
     }
 }
 
