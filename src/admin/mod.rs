@@ -24,6 +24,7 @@ mod html;
 pub mod input;
 mod login;
 pub mod page;
+mod plans;
 mod queries;
 mod tls;
 

@@ -491,6 +491,7 @@ fn render_example(h: &mut Html, n: usize, e: &Example) {
         .raw(" ms, new ")
         .text(&format!("{:.1}", e.new_ms))
         .raw(" ms</p>");
+    super::plans::render_latency(h, e);
     if let Some(diff) = &e.diff {
         h.raw("<p class=\"summary\">")
             .text(&diff.summary)
@@ -697,7 +698,8 @@ pub fn render_coverage(rows: &[Coverage]) -> String {
     h.raw("<table id=\"coverage\"><thead><tr><th>Fingerprint</th><th>Statement</th>")
         .raw("<th>Compared</th><th>Matched</th><th>Mismatched</th><th>Noisy</th><th>Errors</th>")
         .raw(
-            "<th>Skipped</th><th>Mismatch rate ≤ (95%)</th><th>Last seen</th></tr></thead><tbody>",
+            "<th>Skipped</th><th>Mismatch rate ≤ (95%)</th><th>Old ms p50 / p95</th>\
+             <th>New ms p50 / p95</th><th>New/old</th><th>Last seen</th></tr></thead><tbody>",
         );
     for c in rows {
         let skipped: u64 = c.skipped.values().sum();
@@ -725,8 +727,9 @@ pub fn render_coverage(rows: &[Coverage]) -> String {
                 "td",
                 "num",
                 &c.mismatch_rate_upper_95.map_or("–".into(), percent),
-            )
-            .element("td", "num", &format_utc(c.last_seen_ms))
+            );
+        super::plans::latency_cells(&mut h, c.latency.as_ref());
+        h.element("td", "num", &format_utc(c.last_seen_ms))
             .raw("</tr>");
     }
     h.raw("</tbody></table>");
@@ -820,6 +823,9 @@ mod tests {
                 old_error: None,
                 new_error: None,
                 detail: None,
+                ratio: None,
+                old_plan: None,
+                new_plan: None,
             }],
         }
     }
@@ -842,6 +848,32 @@ mod tests {
     }
 
     #[test]
+    fn a_slower_example_shows_both_times_and_both_plans_side_by_side() {
+        let mut d = detail("unused");
+        d.incident.kind = IncidentKind::Slower;
+        d.incident.diff_kind = None;
+        let e = &mut d.examples[0];
+        e.diff = None;
+        e.ratio = Some(42.5);
+        e.old_ms = 0.2;
+        e.new_ms = 8.5;
+        let plan = |node: &str| {
+            serde_json::json!([{"Plan": {"Node Type": node, "Relation Name": EVIL}}])
+        };
+        e.old_plan = Some(plan("Index Scan"));
+        e.new_plan = Some(plan("Seq Scan"));
+        let page = render_incident(&d);
+        assert!(page.contains("42.5"), "{page}");
+        assert!(page.contains("0.200") && page.contains("8.500"), "{page}");
+        let old = page.find("old-plan outline").expect("old plan");
+        let new = page.find("new-plan outline").expect("new plan");
+        assert!(old < new);
+        assert!(page[old..new].contains("Index Scan"));
+        assert!(page[new..].contains("Seq Scan"));
+        assert!(!page.contains("<script"), "{page}");
+    }
+
+    #[test]
     fn script_in_sql_and_values_is_escaped_everywhere() {
         let page = render_incident(&detail(EVIL));
         assert!(!page.contains("<script"), "{page}");
@@ -860,6 +892,7 @@ mod tests {
             first_seen_ms: 0,
             last_seen_ms: 0,
             mismatch_rate_upper_95: Some(1.0),
+            latency: None,
         }]);
         assert!(!coverage.contains("<script"), "{coverage}");
         let filters = render_incident_list(

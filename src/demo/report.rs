@@ -412,6 +412,9 @@ mod tests {
                 old_error: None,
                 new_error: None,
                 detail: None,
+                ratio: None,
+                old_plan: None,
+                new_plan: None,
             }],
         }
     }

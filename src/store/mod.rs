@@ -42,6 +42,7 @@ pub use ids::{IdChange, IncidentIds, IncidentRowId};
 pub use model::{
     format_utc, incident_id, mismatch_rate_upper_bound, now_ms, Coverage, CoverageLatency, Example, Incident,
     IncidentDetail, IncidentEvent, IncidentFilter, IncidentKind, IncidentNotice, IncidentStatus,
+    plan_outline,
     Signature, StoredDiff, StoredError,
 };
 pub use ops::Expired;

@@ -466,6 +466,43 @@ impl CoverageLatency {
     }
 }
 
+/// The outline of an `EXPLAIN (FORMAT JSON)` plan, one node per line,
+/// indented by depth: `Sort`, `  Bitmap Heap Scan on orders`, `    Bitmap
+/// Index Scan using orders_customer`. What differs between two plans (a Seq
+/// Scan where the other has an Index Scan) stands out in it. A plan that is
+/// not EXPLAIN's JSON (an error kept as a string) is shown as it is.
+pub fn plan_outline(plan: &serde_json::Value) -> String {
+    fn node(out: &mut Vec<String>, n: &serde_json::Value, depth: usize) {
+        let text = |key: &str| n.get(key).and_then(|v| v.as_str());
+        let mut line = format!("{}{}", "  ".repeat(depth), text("Node Type").unwrap_or("?"));
+        if let Some(index) = text("Index Name") {
+            line.push_str(&format!(" using {index}"));
+        }
+        if let Some(relation) = text("Relation Name") {
+            line.push_str(&format!(" on {relation}"));
+        }
+        if let Some(rows) = n.get("Plan Rows").and_then(|v| v.as_f64()) {
+            line.push_str(&format!(" (rows={rows})"));
+        }
+        out.push(line);
+        for child in n.get("Plans").and_then(|p| p.as_array()).into_iter().flatten() {
+            node(out, child, depth + 1);
+        }
+    }
+    let root = plan.get(0).and_then(|p| p.get("Plan"));
+    match root {
+        Some(root) => {
+            let mut lines = Vec::new();
+            node(&mut lines, root, 0);
+            lines.join("\n")
+        }
+        None => match plan {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+    }
+}
+
 /// Upper bound of a fingerprint's true mismatch rate at 95% confidence,
 /// given `mismatched` mismatches in `compared` comparisons that produced
 /// two results (matches + mismatches).
@@ -605,6 +642,20 @@ mod tests {
         let bound = mismatch_rate_upper_bound(10, 1000).unwrap_or_default();
         assert!(bound > 0.01 && bound < 0.02, "{bound}");
         assert_eq!(mismatch_rate_upper_bound(5, 5), Some(1.0));
+    }
+
+    #[test]
+    fn a_plan_outline_names_each_node_by_depth() {
+        let plan = serde_json::json!([{"Plan": {
+            "Node Type": "Sort", "Plan Rows": 10,
+            "Plans": [{"Node Type": "Index Scan", "Index Name": "orders_customer",
+                       "Relation Name": "orders", "Plan Rows": 10}]
+        }}]);
+        assert_eq!(
+            plan_outline(&plan),
+            "Sort (rows=10)\n  Index Scan using orders_customer on orders (rows=10)"
+        );
+        assert_eq!(plan_outline(&serde_json::json!("cannot explain")), "cannot explain");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::duration::format_duration;
 use crate::alerts::message::{describe_difference, shorten_sql};
 use crate::store::{
-    format_utc, now_ms, Coverage, Example, Incident, IncidentDetail, IncidentIds, IncidentKind,
+    format_utc, now_ms, plan_outline, Coverage, Example, Incident, IncidentDetail, IncidentIds, IncidentKind,
     IncidentStatus, StoredError,
 };
 use std::fmt::Write as _;
@@ -132,6 +132,15 @@ pub fn coverage_table(coverage: &[Coverage]) -> String {
                 c.errored.to_string(),
                 c.skipped.values().sum::<u64>().to_string(),
                 c.mismatch_rate_upper_95.map_or("-".into(), percent),
+                c.latency
+                    .as_ref()
+                    .map_or("-".into(), |l| format!("{:.2}/{:.2}", l.old_p50_ms, l.old_p95_ms)),
+                c.latency
+                    .as_ref()
+                    .map_or("-".into(), |l| format!("{:.2}/{:.2}", l.new_p50_ms, l.new_p95_ms)),
+                c.latency
+                    .as_ref()
+                    .map_or("-".into(), |l| format!("{:.1}/{:.1}", l.p50_ratio, l.p95_ratio)),
                 shorten_sql(c.client_sql.as_deref().unwrap_or("-"), TABLE_SQL_CHARS),
             ]
         })
@@ -146,6 +155,9 @@ pub fn coverage_table(coverage: &[Coverage]) -> String {
             "ERRORED",
             "SKIPPED",
             "MAX RATE (95%)",
+            "OLD MS P50/P95",
+            "NEW MS P50/P95",
+            "NEW/OLD P50/P95",
             "SQL",
         ],
         &rows,
@@ -277,8 +289,17 @@ fn example_block(e: &Example, n: usize, total: usize) -> String {
         "time",
         format!("old {:.1} ms, new {:.1} ms", e.old_ms, e.new_ms),
     );
+    if let Some(ratio) = e.ratio {
+        field("ratio", format!("new/old {ratio:.1}× (median of paired samples)"));
+    }
     field("old sql", e.old_sql.clone());
     field("new sql", e.new_sql.clone());
+    for (label, plan) in [("old plan", &e.old_plan), ("new plan", &e.new_plan)] {
+        if let Some(plan) = plan {
+            let outline = plan_outline(plan).replace('\n', &format!("\n  {:<14}", ""));
+            field(label, outline);
+        }
+    }
     if let Some(error) = &e.old_error {
         field("old error", error_text(error));
     }
