@@ -111,7 +111,7 @@ pub enum MismatchesCommand {
 /// Filters of `mismatches list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only incidents with this status: open, acknowledged, muted.
+    /// Only incidents with this status: open, acknowledged, muted, resolved.
     #[arg(long, value_parser = parse_status)]
     pub status: Option<IncidentStatus>,
     /// Only this kind: mismatch, old_error, new_error, both_error,
@@ -131,7 +131,7 @@ pub struct ListArgs {
 
 fn parse_status(text: &str) -> Result<IncidentStatus, String> {
     IncidentStatus::parse(text)
-        .ok_or_else(|| format!("{text:?} is not a status: open, acknowledged or muted"))
+        .ok_or_else(|| format!("{text:?} is not a status: open, acknowledged, muted or resolved"))
 }
 
 fn parse_kind(text: &str) -> Result<IncidentKind, String> {

@@ -321,6 +321,7 @@ fn the_alert_rules_are_complete_and_tell_on_call_what_to_do() {
     assert!(expr_of("PgshadowMismatchRateHigh").contains("result=\"mismatch\""));
     assert!(expr_of("PgshadowSamplesDropped").contains("reason=\"queue_full\""));
     assert!(expr_of("PgshadowStoreDroppingOutcomes").contains("pgshadow_store_dropped_total"));
+    assert!(expr_of("PgshadowNewSchemaSlower").contains("pgshadow_slower_statements"));
     let errors = label_values(expr_of("PgshadowShadowErrorRateHigh"), "result");
     let expected: BTreeSet<&str> = OutcomeKind::ALL
         .iter()
