@@ -141,7 +141,7 @@ impl ListQuery {
         if let Some(s) = given(&self.status) {
             filter.status =
                 Some(IncidentStatus::parse(s).ok_or_else(|| {
-                    format!("status={s:?}: use one of open, acknowledged, muted")
+                    format!("status={s:?}: use one of open, acknowledged, muted, resolved")
                 })?);
         }
         if let Some(k) = given(&self.kind) {

@@ -7,9 +7,9 @@
 //! what an on-call engineer would find, not what the demo expects.
 
 use super::progress::{thousands, Counts};
-use super::schema::{BUGGY_COLUMN, BUGGY_ENTRIES};
+use super::schema::{BUGGY_COLUMN, BUGGY_ENTRIES, SLOW_STATEMENT};
 use super::traffic::TrafficStats;
-use crate::store::{IncidentDetail, IncidentFilter, IncidentKind, Store, StoreError};
+use crate::store::{plan_outline, IncidentDetail, IncidentFilter, IncidentKind, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -76,9 +76,17 @@ impl Findings {
         self.incidents.iter().filter(|d| is_seeded_bug(d))
     }
 
+    /// The `slower` incidents about the statement the forgotten index
+    /// makes slow.
+    pub fn seeded_slower(&self) -> impl Iterator<Item = &IncidentDetail> {
+        self.incidents.iter().filter(|d| is_seeded_slowness(d))
+    }
+
     /// Every other incident: with a correct pgshadow, none.
     pub fn others(&self) -> impl Iterator<Item = &IncidentDetail> {
-        self.incidents.iter().filter(|d| !is_seeded_bug(d))
+        self.incidents
+            .iter()
+            .filter(|d| !is_seeded_bug(d) && !is_seeded_slowness(d))
     }
 
     /// The seeded rows some incident reported.
@@ -139,6 +147,11 @@ fn is_seeded_bug(detail: &IncidentDetail) -> bool {
         && values.iter().all(|v| {
             v.column == BUGGY_COLUMN && v.sys_id().is_some_and(|id| BUGGY_ENTRIES.contains(&id))
         })
+}
+
+/// A `slower` incident about [`SLOW_STATEMENT`].
+fn is_seeded_slowness(detail: &IncidentDetail) -> bool {
+    detail.incident.kind == IncidentKind::Slower && detail.incident.client_sql == SLOW_STATEMENT
 }
 
 /// The summary printed at the end of a run.
@@ -230,6 +243,27 @@ pub fn summary(
             }
         );
     }
+    match findings.seeded_slower().next() {
+        Some(slower) => {
+            let ratio = slower
+                .examples
+                .iter()
+                .rev()
+                .find_map(|e| e.ratio)
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "Slower statement found: {ratio:.0}x slower on the new schema (the forgotten index): {}",
+                SLOW_STATEMENT
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "The slower statement was NOT found yet: {SLOW_STATEMENT} (run longer with --duration)"
+            );
+        }
+    }
     let others = findings.others().count();
     let _ = writeln!(out, "Other incidents: {others}");
     if others > 0 {
@@ -254,6 +288,7 @@ fn write_incident(out: &mut String, detail: &IncidentDetail) {
                 i.columns.join(", ")
             }
         ),
+        IncidentKind::Slower => "slower: the new schema takes longer".to_string(),
         kind => format!(
             "{} (SQLSTATE old {}, new {})",
             kind.label(),
@@ -270,6 +305,28 @@ fn write_incident(out: &mut String, detail: &IncidentDetail) {
         thousands(i.fingerprint_comparisons),
     );
     let _ = writeln!(out, "      {}", shorten(&i.client_sql, SQL_SHOWN));
+    if let Some(e) = detail.examples.iter().rev().find(|e| e.ratio.is_some()) {
+        let _ = writeln!(
+            out,
+            "      new/old {:.0}x: old {:.2} ms, new {:.2} ms (medians of paired samples)",
+            e.ratio.unwrap_or_default(),
+            e.old_ms,
+            e.new_ms
+        );
+        for (side, plan) in [("old", &e.old_plan), ("new", &e.new_plan)] {
+            if let Some(plan) = plan {
+                let outline: Vec<String> = plan_outline(plan)
+                    .lines()
+                    .map(|l| l.trim().to_string())
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "      {side} plan: {}",
+                    shorten(&outline.join(" > "), SQL_SHOWN)
+                );
+            }
+        }
+    }
     let values = bad_values(detail);
     for v in values.iter().take(ROWS_SHOWN) {
         let _ = writeln!(

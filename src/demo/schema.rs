@@ -19,6 +19,12 @@
 //! demo must find all of them. Everything else matches, although `v2`
 //! returns rows that tie on a sort key in a different physical order (its
 //! rows were inserted in reverse), which is what the tiebreaker is for.
+//!
+//! And the new schema is slower in one place: `v2.assets` was copied
+//! without the index on `sys_id` the old table has, so an entry's assets
+//! ([`SLOW_STATEMENT`]) take a sequential scan over every asset instead of
+//! an index lookup. The rows are the same; only the `slower` incident
+//! tells.
 
 /// The database the demo application uses.
 pub const DATABASE: &str = "demo";
@@ -54,6 +60,14 @@ pub const ACCENTED_TITLES: [(i64, &str); 5] = [
 
 /// The column the bug is in.
 pub const BUGGY_COLUMN: &str = "title";
+
+/// Assets (images, attachments) per entry copy: enough in all that a
+/// sequential scan takes milliseconds where the index takes microseconds.
+pub const ASSETS_PER_ENTRY: i64 = 50;
+
+/// The statement the forgotten index makes slow: an entry's assets.
+pub const SLOW_STATEMENT: &str =
+    "SELECT id, file_name, bytes FROM assets WHERE sys_id = $1 ORDER BY id";
 
 /// The sys_id of an entry's copy in an environment.
 pub fn sys_id(environment: i64, entry_id: i64) -> i64 {
@@ -139,10 +153,23 @@ pub fn old_schema() -> String {
             SELECT sys_id, 'body',
                    CASE WHEN entry_id % 7 = 0 THEN NULL ELSE 'Body of entry ' || entry_id END
               FROM entries;
-        ANALYZE environments, entries, entry_fields;
+        -- Each entry's assets; looked up by entry.
+        CREATE TABLE assets (
+            id bigint PRIMARY KEY,
+            sys_id bigint NOT NULL,
+            file_name text NOT NULL,
+            bytes int NOT NULL
+        );
+        INSERT INTO assets
+            SELECT row_number() OVER (), e.sys_id, 'asset-' || e.sys_id || '-' || n || '.jpg',
+                   1000 + (e.sys_id * 7 + n * 13) % 90000
+              FROM entries e, generate_series(1, {assets}) n;
+        CREATE INDEX assets_by_entry ON assets (sys_id);
+        ANALYZE environments, entries, entry_fields, assets;
         "#,
         timestamps = TIMESTAMPS,
         entries = ENTRIES_PER_ENVIRONMENT,
+        assets = ASSETS_PER_ENTRY,
     )
 }
 
@@ -208,7 +235,16 @@ pub fn new_schema() -> String {
             UNION ALL
             SELECT m.sys_id, 'body'::text, v.value
               FROM {new}.entry_map m LEFT JOIN {new}.field_values v ON v.value_id = m.body_id;
-        ANALYZE {new}.environments, {new}.field_values, {new}.entry_map;
+        -- Copied as they are, but without assets_by_entry: the forgotten
+        -- index that makes the new schema slower.
+        CREATE TABLE {new}.assets (
+            id bigint PRIMARY KEY,
+            sys_id bigint NOT NULL,
+            file_name text NOT NULL,
+            bytes int NOT NULL
+        );
+        INSERT INTO {new}.assets SELECT * FROM assets;
+        ANALYZE {new}.environments, {new}.field_values, {new}.entry_map, {new}.assets;
         "#,
         new = NEW_SCHEMA,
         buggy_env = BUGGY_ENVIRONMENT,

@@ -49,6 +49,10 @@ const LOOKUP: &str =
      LEFT JOIN entry_fields b ON b.sys_id = e.sys_id AND b.name = 'body' \
      WHERE e.sys_id = $1";
 
+/// An entry's assets: the statement the new schema's forgotten index
+/// makes slower.
+const ASSETS: &str = super::schema::SLOW_STATEMENT;
+
 /// Entries per environment, sent as a simple Query (as a dashboard or
 /// an admin tool would).
 const DASHBOARD: &str = "SELECT v.name AS environment, count(*) AS entries, \
@@ -195,6 +199,7 @@ enum Read {
     Lookup,
     Featured,
     Dashboard,
+    Assets,
 }
 
 impl Read {
@@ -202,6 +207,7 @@ impl Read {
         match n % 20 {
             3 => Read::Featured,
             13 => Read::Dashboard,
+            7 | 17 => Read::Assets,
             1 | 5 | 9 | 15 | 19 => Read::Lookup,
             _ => Read::Listing,
         }
@@ -248,6 +254,12 @@ async fn read_loop(
                 client.query(LOOKUP, &[&sys_id]).await.map(|_| ())
             }
             Read::Featured => client.query(FEATURED, &[&featured]).await.map(|_| ()),
+            Read::Assets => {
+                let (env_id, _) = ENVIRONMENTS[rand::random_range(0..ENVIRONMENTS.len())];
+                let entry = rand::random_range(1..=ENTRIES_PER_ENVIRONMENT);
+                let sys_id = super::schema::sys_id(env_id, entry);
+                client.query(ASSETS, &[&sys_id]).await.map(|_| ())
+            }
             Read::Dashboard => client.simple_query(DASHBOARD).await.map(|_| ()),
         };
         match result {
@@ -349,7 +361,7 @@ mod tests {
     #[test]
     fn the_rotation_reads_every_kind() {
         let kinds: Vec<Read> = (0..20).map(Read::nth).collect();
-        for kind in [Read::Listing, Read::Lookup, Read::Featured, Read::Dashboard] {
+        for kind in [Read::Listing, Read::Lookup, Read::Featured, Read::Dashboard, Read::Assets] {
             assert!(kinds.contains(&kind), "{kind:?} never read");
         }
         assert!(kinds.iter().filter(|k| **k == Read::Listing).count() >= 10);
