@@ -296,14 +296,23 @@ fn write_incident(out: &mut String, detail: &IncidentDetail) {
             i.new_sqlstate.as_deref().unwrap_or("-")
         ),
     };
-    let _ = writeln!(
-        out,
-        "  {}  {what}: seen {}, {} confirmed by a recheck, in {} comparisons of this statement",
-        i.id,
-        times(i.count),
-        thousands(i.confirmed_count),
-        thousands(i.fingerprint_comparisons),
-    );
+    if i.kind == IncidentKind::Slower {
+        let _ = writeln!(
+            out,
+            "  {}  {what}: judged over the paired samples of {} comparisons of this statement",
+            i.id,
+            thousands(i.fingerprint_comparisons),
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  {}  {what}: seen {}, {} confirmed by a recheck, in {} comparisons of this statement",
+            i.id,
+            times(i.count),
+            thousands(i.confirmed_count),
+            thousands(i.fingerprint_comparisons),
+        );
+    }
     let _ = writeln!(out, "      {}", shorten(&i.client_sql, SQL_SHOWN));
     if let Some(e) = detail.examples.iter().rev().find(|e| e.ratio.is_some()) {
         let _ = writeln!(

@@ -58,4 +58,5 @@ store_suite!(
     differing_row_ids_are_kept_once_per_incident_and_bounded,
     noisy_outcomes_are_counted_in_the_coverage_and_open_no_incident,
     a_version_1_store_is_migrated_keeping_its_incidents,
+    a_slower_verdict_opens_one_incident_with_both_plans_and_recovery_resolves_it,
 );

@@ -687,6 +687,14 @@ pub async fn a_version_1_store_is_migrated_keeping_its_incidents(backend: &Backe
              ALTER TABLE incidents DROP COLUMN ids_omitted;
              ALTER TABLE coverage DROP COLUMN noisy;
              ALTER TABLE examples DROP COLUMN keys;
+             ALTER TABLE examples DROP COLUMN ratio;
+             ALTER TABLE examples DROP COLUMN old_plan;
+             ALTER TABLE examples DROP COLUMN new_plan;
+             ALTER TABLE coverage DROP COLUMN latency_samples;
+             ALTER TABLE coverage DROP COLUMN old_p50_ms;
+             ALTER TABLE coverage DROP COLUMN old_p95_ms;
+             ALTER TABLE coverage DROP COLUMN new_p50_ms;
+             ALTER TABLE coverage DROP COLUMN new_p95_ms;
              UPDATE schema_version SET version = 1;",
         )
         .await;
@@ -705,4 +713,96 @@ pub async fn a_version_1_store_is_migrated_keeping_its_incidents(backend: &Backe
     assert_eq!(detail.examples.len(), 2);
     assert_eq!(detail.examples[0].keys, "", "written before keys were kept");
     assert_eq!(detail.examples[1].keys, "entries (id) primary_key");
+}
+
+/// A `slower` verdict on `fingerprint` (recovered when `slower` is false).
+fn slower_verdict(fingerprint: Fingerprint, slower: bool) -> Outcome {
+    use pgshadow::shadow::latency::{LatencySummary, Verdict};
+    use pgshadow::shadow::outcome::SlowerFinding;
+    let summary = LatencySummary {
+        samples: 20,
+        old_p50_ms: 0.2,
+        old_p95_ms: 0.3,
+        new_p50_ms: 9.0,
+        new_p95_ms: 11.0,
+    };
+    let plan = |node: &str| format!(r#"[{{"Plan": {{"Node Type": "{node}"}}}}]"#);
+    Outcome {
+        kind: OutcomeKind::Slower,
+        old_time: Duration::from_micros(200),
+        new_time: Duration::from_millis(9),
+        detail: Some("new side slower".into()),
+        latency: Some(summary),
+        slower: Some(Box::new(SlowerFinding {
+            verdict: Verdict {
+                slower,
+                median_ratio: 45.0,
+                pairs: 20,
+                clearly_slower: 20,
+                old_median_ms: 0.2,
+                new_median_ms: 9.0,
+                summary,
+            },
+            old_plan: slower.then(|| plan("Index Scan")),
+            new_plan: slower.then(|| plan("Seq Scan")),
+        })),
+        ..matched(fingerprint)
+    }
+}
+
+pub async fn a_slower_verdict_opens_one_incident_with_both_plans_and_recovery_resolves_it(
+    backend: &Backend,
+) {
+    let store = backend.open().await;
+    let mut timed = matched(ENTRIES);
+    timed.latency = slower_verdict(ENTRIES, true).latency;
+    let events = feed(
+        &store,
+        [timed, slower_verdict(ENTRIES, true), matched(ENTRIES)],
+    )
+    .await;
+    let incidents = all(&store).await;
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let incident = &incidents[0];
+    assert_eq!(opened(&events), [incident.id.clone()]);
+    assert_eq!(
+        (incident.kind, incident.status, incident.count),
+        (IncidentKind::Slower, IncidentStatus::Open, 1)
+    );
+    let detail = store.incident(&incident.id).await.unwrap().unwrap();
+    let example = &detail.examples[0];
+    assert_eq!(example.ratio, Some(45.0));
+    assert_eq!((example.old_ms, example.new_ms), (0.2, 9.0));
+    assert_eq!(
+        example.old_plan.as_ref().unwrap()[0]["Plan"]["Node Type"],
+        "Index Scan"
+    );
+    assert_eq!(
+        example.new_plan.as_ref().unwrap()[0]["Plan"]["Node Type"],
+        "Seq Scan"
+    );
+    // The verdict is not a comparison; the timed match carried the
+    // distributions into the coverage.
+    let coverage = store.list_coverage(None, 10).await.unwrap();
+    assert_eq!(coverage[0].compared, 2);
+    let latency = coverage[0].latency.clone().expect("latency");
+    assert_eq!((latency.old_p50_ms, latency.new_p95_ms), (0.2, 11.0));
+    assert!((latency.p50_ratio - 45.0).abs() < 1e-9, "{latency:?}");
+    assert_eq!(store.open_incident_count().await.unwrap(), 1);
+
+    feed(&store, [slower_verdict(ENTRIES, false)]).await;
+    let resolved = &all(&store).await[0];
+    assert_eq!(resolved.status, IncidentStatus::Resolved);
+    assert_eq!(resolved.count, 1, "a recovery is not counted");
+    assert_eq!(store.open_incident_count().await.unwrap(), 0);
+    let only_resolved = IncidentFilter {
+        status: Some(IncidentStatus::Resolved),
+        ..IncidentFilter::default()
+    };
+    assert_eq!(listed(&store, only_resolved).await, [resolved.id.clone()]);
+
+    // Slower again: the same incident opens again.
+    feed(&store, [slower_verdict(ENTRIES, true)]).await;
+    let again = &all(&store).await[0];
+    assert_eq!((again.status, again.count), (IncidentStatus::Open, 2));
 }
