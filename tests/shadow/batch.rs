@@ -317,3 +317,47 @@ async fn a_full_batch_goes_to_a_worker_without_waiting_for_the_window() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_new_side_first_each_result_still_belongs_to_its_side() {
+    let pg = Pg::start();
+    fixture::create(&pg);
+    pg.sql(&format!(
+        "CREATE TABLE side (name text);
+         INSERT INTO side VALUES ('old');
+         CREATE TABLE v2.side (name text);
+         INSERT INTO v2.side VALUES ('new');
+         CREATE TABLE only_old (id int);
+         GRANT SELECT ON side, v2.side, only_old TO {SHADOW_ROLE};"
+    ));
+    let mut conn = shadow_login(&pg).await;
+    let compare = CompareOptions::default();
+    let which = sample("SELECT name FROM side", &[]);
+    let missing = sample("SELECT id FROM only_old", &[]);
+    let items: Vec<(&Sample, RunSpec<'_>)> = [(&which, false), (&which, true), (&missing, true)]
+        .into_iter()
+        .map(|(s, baseline)| {
+            let spec = RunSpec {
+                new_first: true,
+                baseline,
+                ..spec(s, &compare)
+            };
+            (s, spec)
+        })
+        .collect();
+    let results: Vec<RunResult> = run_batch(&mut conn, &items)
+        .await
+        .into_iter()
+        .map(|r| r.expect("runs"))
+        .collect();
+    for run in &results[..2] {
+        assert!(run.new_first);
+        assert_eq!(first_column(&run.old), ["old"]);
+        assert_eq!(first_column(&run.new), ["new"]);
+    }
+    let baseline = results[1].baseline.as_ref().expect("A/A run");
+    assert_eq!(first_column(baseline), ["old"], "the baseline is the old query again");
+    // The new side ran first and failed: the old one never ran.
+    assert_eq!(error_code(&results[2].new), "42P01");
+    assert_eq!(error_code(&results[2].old), "25P02");
+}

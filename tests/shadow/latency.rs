@@ -225,3 +225,30 @@ async fn identical_schemas_under_concurrent_load_raise_no_slower_incident() {
         assert!(ratio > 0.0 && ratio < 3.0, "{row}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relation_missing_in_the_new_schema_is_a_new_error_whichever_side_runs_first() {
+    let pg = Pg::start();
+    pg.sql(
+        "CREATE TABLE only_old (id int PRIMARY KEY);
+         INSERT INTO only_old VALUES (1), (2);
+         CREATE SCHEMA v2;
+         CREATE ROLE pgshadow LOGIN;
+         GRANT USAGE ON SCHEMA public, v2 TO pgshadow;
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO pgshadow;",
+    );
+    let proxy = Proxy::start(pg.port(), &config());
+    let client = connect(proxy.port).await;
+    let read = client
+        .prepare("SELECT id FROM only_old WHERE id = $1")
+        .await
+        .unwrap();
+    // Consecutive samples of one statement alternate which side runs first.
+    for id in 1..=4i32 {
+        client.query(&read, &[&id]).await.unwrap();
+    }
+    tokio::task::block_in_place(|| wait_for_comparisons(&proxy, 4.0));
+    let text = proxy.metrics_text();
+    assert_eq!(comparisons(&proxy, "new_error"), 4.0, "{text}");
+    assert_eq!(comparisons(&proxy, "both_error"), 0.0, "{text}");
+}
