@@ -840,7 +840,10 @@ impl Config {
         if !(1..=window).contains(&c.slower_min_samples) {
             return Err((
                 "compare.slower_min_samples",
-                format!("must be between 1 and {window}, got {}", c.slower_min_samples),
+                format!(
+                    "must be between 1 and {window}, got {}",
+                    c.slower_min_samples
+                ),
             ));
         }
         if !(c.slower_min_ms.is_finite() && c.slower_min_ms >= 0.0) {

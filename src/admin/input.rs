@@ -139,10 +139,9 @@ impl ListQuery {
         }
         let mut filter = IncidentFilter::default();
         if let Some(s) = given(&self.status) {
-            filter.status =
-                Some(IncidentStatus::parse(s).ok_or_else(|| {
-                    format!("status={s:?}: use one of open, acknowledged, muted, resolved")
-                })?);
+            filter.status = Some(IncidentStatus::parse(s).ok_or_else(|| {
+                format!("status={s:?}: use one of open, acknowledged, muted, resolved")
+            })?);
         }
         if let Some(k) = given(&self.kind) {
             filter.kind = Some(IncidentKind::parse(k).ok_or_else(|| {

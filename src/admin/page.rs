@@ -857,9 +857,8 @@ mod tests {
         e.ratio = Some(42.5);
         e.old_ms = 0.2;
         e.new_ms = 8.5;
-        let plan = |node: &str| {
-            serde_json::json!([{"Plan": {"Node Type": node, "Relation Name": EVIL}}])
-        };
+        let plan =
+            |node: &str| serde_json::json!([{"Plan": {"Node Type": node, "Relation Name": EVIL}}]);
         e.old_plan = Some(plan("Index Scan"));
         e.new_plan = Some(plan("Seq Scan"));
         let page = render_incident(&d);

@@ -23,10 +23,11 @@ pub fn render_latency(h: &mut Html, e: &Example) {
         return;
     }
     h.raw("<div class=\"sides plans\">");
-    for (side, class, plan) in [("Old", "old-plan", &e.old_plan), ("New", "new-plan", &e.new_plan)] {
-        h.raw("<div><h4>")
-            .text(side)
-            .raw(" plan</h4>");
+    for (side, class, plan) in [
+        ("Old", "old-plan", &e.old_plan),
+        ("New", "new-plan", &e.new_plan),
+    ] {
+        h.raw("<div><h4>").text(side).raw(" plan</h4>");
         match plan {
             Some(plan) => {
                 h.element("pre", &format!("{class} outline"), &plan_outline(plan));
@@ -49,13 +50,21 @@ pub fn render_latency(h: &mut Html, e: &Example) {
 pub fn latency_cells(h: &mut Html, latency: Option<&CoverageLatency>) {
     match latency {
         Some(l) => {
-            h.element("td", "num", &format!("{:.2} / {:.2}", l.old_p50_ms, l.old_p95_ms))
-                .element("td", "num", &format!("{:.2} / {:.2}", l.new_p50_ms, l.new_p95_ms))
-                .element(
-                    "td",
-                    "num latency-ratio",
-                    &format!("{:.1}× / {:.1}×", l.p50_ratio, l.p95_ratio),
-                );
+            h.element(
+                "td",
+                "num",
+                &format!("{:.2} / {:.2}", l.old_p50_ms, l.old_p95_ms),
+            )
+            .element(
+                "td",
+                "num",
+                &format!("{:.2} / {:.2}", l.new_p50_ms, l.new_p95_ms),
+            )
+            .element(
+                "td",
+                "num latency-ratio",
+                &format!("{:.1}× / {:.1}×", l.p50_ratio, l.p95_ratio),
+            );
         }
         None => {
             for _ in 0..3 {

@@ -361,7 +361,13 @@ mod tests {
     #[test]
     fn the_rotation_reads_every_kind() {
         let kinds: Vec<Read> = (0..20).map(Read::nth).collect();
-        for kind in [Read::Listing, Read::Lookup, Read::Featured, Read::Dashboard, Read::Assets] {
+        for kind in [
+            Read::Listing,
+            Read::Lookup,
+            Read::Featured,
+            Read::Dashboard,
+            Read::Assets,
+        ] {
             assert!(kinds.contains(&kind), "{kind:?} never read");
         }
         assert!(kinds.iter().filter(|k| **k == Read::Listing).count() >= 10);

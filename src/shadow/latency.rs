@@ -416,10 +416,14 @@ mod tests {
     #[test]
     fn sketch_quantiles_are_within_one_percent_rank_of_the_exact_ones() {
         let cases = [
-            timings(20_000, 250.0, 0.5, 1),  // a fast lookup
+            timings(20_000, 250.0, 0.5, 1),   // a fast lookup
             timings(20_000, 9_000.0, 0.3, 2), // a sequential scan
             // Bimodal: cache hits and misses.
-            [timings(10_000, 80.0, 0.4, 3), timings(5_000, 4_000.0, 0.6, 4)].concat(),
+            [
+                timings(10_000, 80.0, 0.4, 3),
+                timings(5_000, 4_000.0, 0.6, 4),
+            ]
+            .concat(),
         ];
         for samples in cases {
             let mut h = Histogram::<u32>::new_with_bounds(1, 5_000_000, SIGNIFICANT_DIGITS)
@@ -521,7 +525,11 @@ mod tests {
                 changes.push((i, v.slower));
             }
         }
-        assert_eq!(changes, [(19, true), (77, false)], "recovered once only 2 of the last 20 are slow");
+        assert_eq!(
+            changes,
+            [(19, true), (77, false)],
+            "recovered once only 2 of the last 20 are slow"
+        );
         assert_eq!(book.slower_count(), 0);
     }
 
@@ -532,7 +540,12 @@ mod tests {
         assert_eq!(a, [false, true, false, true]);
         // Interleaved with another fingerprint, each still alternates.
         let mixed: Vec<(bool, bool)> = (0..3)
-            .map(|_| (book.new_first(Fingerprint(7)), book.new_first(Fingerprint(8))))
+            .map(|_| {
+                (
+                    book.new_first(Fingerprint(7)),
+                    book.new_first(Fingerprint(8)),
+                )
+            })
             .collect();
         assert_eq!(mixed, [(false, false), (true, true), (false, false)]);
     }

@@ -1,12 +1,12 @@
 //! The result of comparing one sample, as logged, counted and stored.
 
+use super::latency::{LatencySummary, Verdict};
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::lexer::mask_literals;
 use crate::diff::Diff;
 use crate::privacy;
 use crate::protocol::error_response::ErrorFields;
 use crate::rewrite::OrderBasis;
-use super::latency::{LatencySummary, Verdict};
 use std::sync::Arc;
 use std::time::Duration;
 

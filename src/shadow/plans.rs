@@ -61,7 +61,11 @@ pub async fn explain_both(
     spec: &ExplainSpec<'_>,
 ) -> Result<[PlanResult; 2], ConnError> {
     let mut out = BytesMut::new();
-    control(&mut out, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[])?;
+    control(
+        &mut out,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        &[],
+    )?;
     let timeout = spec.statement_timeout.as_millis().max(1).to_string();
     let lock_timeout = EXPLAIN_LOCK_TIMEOUT.as_millis().to_string();
     // The settings the timed runs had (no parallel plans), so the plans
@@ -71,7 +75,15 @@ pub async fn explain_both(
         &mut out,
         "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), \
          set_config($3, $4, true), set_config($5, $6, true), set_config('search_path', $7, true)",
-        &[&timeout, &lock_timeout, a, a_value, b, b_value, spec.old_search_path],
+        &[
+            &timeout,
+            &lock_timeout,
+            a,
+            a_value,
+            b,
+            b_value,
+            spec.old_search_path,
+        ],
     )?;
     explain(&mut out, sample, spec.old_sql)?;
     control(

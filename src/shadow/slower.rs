@@ -50,7 +50,12 @@ impl Executor {
 
     /// The outcome that reports `verdict` on `sample`'s fingerprint; when
     /// it became slower, with both plans.
-    async fn slower_outcome(&self, sample: &Sample, compared: &Outcome, verdict: Verdict) -> Outcome {
+    async fn slower_outcome(
+        &self,
+        sample: &Sample,
+        compared: &Outcome,
+        verdict: Verdict,
+    ) -> Outcome {
         let (old_plan, new_plan) = if verdict.slower {
             self.explain(sample, compared).await
         } else {
@@ -88,7 +93,11 @@ impl Executor {
     /// Both plans of `compared`'s queries with `sample`'s parameters; a
     /// side that cannot be explained gets its error as its plan (a JSON
     /// string), a connection that fails none.
-    async fn explain(&self, sample: &Sample, compared: &Outcome) -> (Option<String>, Option<String>) {
+    async fn explain(
+        &self,
+        sample: &Sample,
+        compared: &Outcome,
+    ) -> (Option<String>, Option<String>) {
         let spec = ExplainSpec {
             old_sql: &compared.old_sql,
             new_sql: &compared.new_sql,

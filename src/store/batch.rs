@@ -169,7 +169,12 @@ impl Batch {
     }
 
     /// The delta of `signature`, new if the batch has none yet.
-    fn delta(&mut self, signature: Signature, outcome: &Outcome, now_ms: i64) -> &mut IncidentDelta {
+    fn delta(
+        &mut self,
+        signature: Signature,
+        outcome: &Outcome,
+        now_ms: i64,
+    ) -> &mut IncidentDelta {
         self.incidents.entry(signature).or_insert_with_key(|s| {
             let signature_text = s.text();
             IncidentDelta {

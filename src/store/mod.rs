@@ -40,10 +40,9 @@ pub mod writer;
 
 pub use ids::{IdChange, IncidentIds, IncidentRowId};
 pub use model::{
-    format_utc, incident_id, mismatch_rate_upper_bound, now_ms, Coverage, CoverageLatency, Example, Incident,
-    IncidentDetail, IncidentEvent, IncidentFilter, IncidentKind, IncidentNotice, IncidentStatus,
-    plan_outline,
-    Signature, StoredDiff, StoredError,
+    format_utc, incident_id, mismatch_rate_upper_bound, now_ms, plan_outline, Coverage,
+    CoverageLatency, Example, Incident, IncidentDetail, IncidentEvent, IncidentFilter,
+    IncidentKind, IncidentNotice, IncidentStatus, Signature, StoredDiff, StoredError,
 };
 pub use ops::Expired;
 pub use writer::{StoreWriter, WriterOptions};

@@ -451,7 +451,13 @@ pub struct CoverageLatency {
 
 impl CoverageLatency {
     /// The coverage's view of a summary, with its ratios.
-    pub fn new(samples: u64, old_p50_ms: f64, old_p95_ms: f64, new_p50_ms: f64, new_p95_ms: f64) -> Self {
+    pub fn new(
+        samples: u64,
+        old_p50_ms: f64,
+        old_p95_ms: f64,
+        new_p50_ms: f64,
+        new_p95_ms: f64,
+    ) -> Self {
         // A side faster than the histograms' 1 µs resolution counts as 1 µs.
         let ratio = |new: f64, old: f64| new / old.max(0.001);
         Self {
@@ -485,7 +491,12 @@ pub fn plan_outline(plan: &serde_json::Value) -> String {
             line.push_str(&format!(" (rows={rows})"));
         }
         out.push(line);
-        for child in n.get("Plans").and_then(|p| p.as_array()).into_iter().flatten() {
+        for child in n
+            .get("Plans")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
             node(out, child, depth + 1);
         }
     }
@@ -655,7 +666,10 @@ mod tests {
             plan_outline(&plan),
             "Sort (rows=10)\n  Index Scan using orders_customer on orders (rows=10)"
         );
-        assert_eq!(plan_outline(&serde_json::json!("cannot explain")), "cannot explain");
+        assert_eq!(
+            plan_outline(&serde_json::json!("cannot explain")),
+            "cannot explain"
+        );
     }
 
     #[test]

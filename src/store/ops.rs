@@ -332,8 +332,14 @@ impl ExampleColumns {
             diff: o.diff.as_ref().and_then(|d| serde_json::to_string(d).ok()),
             old_error: error(&o.old_error),
             new_error: error(&o.new_error),
-            old_plan: o.slower.as_ref().and_then(|f| f.old_plan.as_deref().map(plan)),
-            new_plan: o.slower.as_ref().and_then(|f| f.new_plan.as_deref().map(plan)),
+            old_plan: o
+                .slower
+                .as_ref()
+                .and_then(|f| f.old_plan.as_deref().map(plan)),
+            new_plan: o
+                .slower
+                .as_ref()
+                .and_then(|f| f.new_plan.as_deref().map(plan)),
         }
     }
 }
@@ -345,8 +351,7 @@ fn plan(json: &str) -> String {
     if json.len() <= MAX_TEXT_BYTES {
         return json.to_owned();
     }
-    serde_json::to_string(&format!("plan of {} bytes not kept", json.len()))
-        .unwrap_or_default()
+    serde_json::to_string(&format!("plan of {} bytes not kept", json.len())).unwrap_or_default()
 }
 
 /// `text`, cut at [`MAX_TEXT_BYTES`] on a character boundary.

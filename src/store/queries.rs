@@ -4,8 +4,7 @@
 use super::db::{Db, DbRow, Param};
 use super::model::{
     mismatch_rate_upper_bound, parse_diff_kind, Coverage, CoverageLatency, Example, Incident,
-    IncidentDetail,
-    IncidentFilter, IncidentKind, IncidentStatus, StoredDiff,
+    IncidentDetail, IncidentFilter, IncidentKind, IncidentStatus, StoredDiff,
 };
 use super::ops::one;
 use super::StoreError;

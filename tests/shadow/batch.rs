@@ -356,7 +356,11 @@ async fn with_the_new_side_first_each_result_still_belongs_to_its_side() {
         assert_eq!(first_column(&run.new), ["new"]);
     }
     let baseline = results[1].baseline.as_ref().expect("A/A run");
-    assert_eq!(first_column(baseline), ["old"], "the baseline is the old query again");
+    assert_eq!(
+        first_column(baseline),
+        ["old"],
+        "the baseline is the old query again"
+    );
     // The new side ran first and failed: the old one never ran.
     assert_eq!(error_code(&results[2].new), "42P01");
     assert_eq!(error_code(&results[2].old), "25P02");

@@ -93,8 +93,15 @@ async fn a_missing_index_opens_one_slower_incident_with_both_plans_and_resolves_
     assert_eq!(all.len(), 1, "exactly one slower incident: {all:?}");
     assert_eq!(all[0]["count"], 1, "one per fingerprint, not per sample");
     assert_eq!(incident["kind"], "slower");
-    assert_eq!(incident["client_sql"], BY_CUSTOMER, "not the primary-key lookup");
-    assert_eq!(comparisons(&proxy, "mismatch"), 0.0, "same rows, only slower");
+    assert_eq!(
+        incident["client_sql"], BY_CUSTOMER,
+        "not the primary-key lookup"
+    );
+    assert_eq!(
+        comparisons(&proxy, "mismatch"),
+        0.0,
+        "same rows, only slower"
+    );
     assert_eq!(proxy.metric("pgshadow_slower_statements"), 1.0);
 
     let id = incident["id"].as_str().unwrap();
@@ -106,13 +113,19 @@ async fn a_missing_index_opens_one_slower_incident_with_both_plans_and_resolves_
         example["new_ms"].as_f64().unwrap() - example["old_ms"].as_f64().unwrap() >= 5.0,
         "{example}"
     );
-    let (old_plan, new_plan) = (example["old_plan"].to_string(), example["new_plan"].to_string());
+    let (old_plan, new_plan) = (
+        example["old_plan"].to_string(),
+        example["new_plan"].to_string(),
+    );
     assert!(old_plan.contains("Index Scan"), "old plan: {old_plan}");
     assert!(!old_plan.contains("Seq Scan"), "old plan: {old_plan}");
     assert!(new_plan.contains("Seq Scan"), "new plan: {new_plan}");
     assert!(!new_plan.contains("Index Scan"), "new plan: {new_plan}");
     assert!(
-        example["detail"].as_str().unwrap().contains("new side slower"),
+        example["detail"]
+            .as_str()
+            .unwrap()
+            .contains("new side slower"),
         "{example}"
     );
     proxy.wait_for_log(Duration::from_secs(5), |l| l.contains("new schema slower"));
@@ -142,7 +155,12 @@ async fn a_missing_index_opens_one_slower_incident_with_both_plans_and_resolves_
             (i["status"] == "resolved").then_some(i)
         })
     })
-    .unwrap_or_else(|| panic!("not resolved: {}", api(&proxy, &format!("/api/incidents/{id}"))));
+    .unwrap_or_else(|| {
+        panic!(
+            "not resolved: {}",
+            api(&proxy, &format!("/api/incidents/{id}"))
+        )
+    });
     assert_eq!(resolved["count"], 1);
     assert_eq!(proxy.metric("pgshadow_slower_statements"), 0.0);
     // The open-incident gauge follows within its refresh interval.

@@ -764,7 +764,7 @@ pub async fn a_slower_verdict_opens_one_incident_with_both_plans_and_recovery_re
     let incidents = all(&store).await;
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     let incident = &incidents[0];
-    assert_eq!(opened(&events), [incident.id.clone()]);
+    assert_eq!(opened(&events), vec![incident.id.clone()]);
     assert_eq!(
         (incident.kind, incident.status, incident.count),
         (IncidentKind::Slower, IncidentStatus::Open, 1)
@@ -799,7 +799,7 @@ pub async fn a_slower_verdict_opens_one_incident_with_both_plans_and_recovery_re
         status: Some(IncidentStatus::Resolved),
         ..IncidentFilter::default()
     };
-    assert_eq!(listed(&store, only_resolved).await, [resolved.id.clone()]);
+    assert_eq!(listed(&store, only_resolved).await, vec![resolved.id.clone()]);
 
     // Slower again: the same incident opens again.
     feed(&store, [slower_verdict(ENTRIES, true)]).await;

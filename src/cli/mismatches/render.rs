@@ -4,8 +4,8 @@
 use super::duration::format_duration;
 use crate::alerts::message::{describe_difference, shorten_sql};
 use crate::store::{
-    format_utc, now_ms, plan_outline, Coverage, Example, Incident, IncidentDetail, IncidentIds, IncidentKind,
-    IncidentStatus, StoredError,
+    format_utc, now_ms, plan_outline, Coverage, Example, Incident, IncidentDetail, IncidentIds,
+    IncidentKind, IncidentStatus, StoredError,
 };
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -132,15 +132,15 @@ pub fn coverage_table(coverage: &[Coverage]) -> String {
                 c.errored.to_string(),
                 c.skipped.values().sum::<u64>().to_string(),
                 c.mismatch_rate_upper_95.map_or("-".into(), percent),
-                c.latency
-                    .as_ref()
-                    .map_or("-".into(), |l| format!("{:.2}/{:.2}", l.old_p50_ms, l.old_p95_ms)),
-                c.latency
-                    .as_ref()
-                    .map_or("-".into(), |l| format!("{:.2}/{:.2}", l.new_p50_ms, l.new_p95_ms)),
-                c.latency
-                    .as_ref()
-                    .map_or("-".into(), |l| format!("{:.1}/{:.1}", l.p50_ratio, l.p95_ratio)),
+                c.latency.as_ref().map_or("-".into(), |l| {
+                    format!("{:.2}/{:.2}", l.old_p50_ms, l.old_p95_ms)
+                }),
+                c.latency.as_ref().map_or("-".into(), |l| {
+                    format!("{:.2}/{:.2}", l.new_p50_ms, l.new_p95_ms)
+                }),
+                c.latency.as_ref().map_or("-".into(), |l| {
+                    format!("{:.1}/{:.1}", l.p50_ratio, l.p95_ratio)
+                }),
                 shorten_sql(c.client_sql.as_deref().unwrap_or("-"), TABLE_SQL_CHARS),
             ]
         })
@@ -290,7 +290,10 @@ fn example_block(e: &Example, n: usize, total: usize) -> String {
         format!("old {:.1} ms, new {:.1} ms", e.old_ms, e.new_ms),
     );
     if let Some(ratio) = e.ratio {
-        field("ratio", format!("new/old {ratio:.1}× (median of paired samples)"));
+        field(
+            "ratio",
+            format!("new/old {ratio:.1}× (median of paired samples)"),
+        );
     }
     field("old sql", e.old_sql.clone());
     field("new sql", e.new_sql.clone());
