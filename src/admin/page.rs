@@ -47,7 +47,7 @@ th{background:#eef1f5;font-weight:600;white-space:nowrap}td.num{text-align:right
 td.sql code{white-space:nowrap}code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 pre{background:#fff;border:1px solid #dde1e7;padding:.5rem;white-space:pre-wrap;word-break:break-word;margin:.2rem 0 .6rem}
 .status{display:inline-block;padding:0 .45rem;border-radius:.6rem;font-size:.85em;font-weight:600}
-.status-open{background:#ffe1e1;color:#8a1010}.status-acknowledged{background:#e3ecff;color:#123c8a}.status-muted{background:#eee;color:#555}
+.status-open{background:#ffe1e1;color:#8a1010}.status-acknowledged{background:#e3ecff;color:#123c8a}.status-muted{background:#eee;color:#555}.status-resolved{background:#e2f5e2;color:#1b5e20}
 .facts{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;background:#fff;border:1px solid #dde1e7;padding:.6rem}
 .facts dt{color:#5b6372}.facts dd{margin:0}
 .actions{display:flex;gap:.6rem;align-items:center;flex-wrap:wrap;margin:.8rem 0}
@@ -240,6 +240,7 @@ fn kind_text(incident: &Incident) -> String {
     match (incident.kind, incident.diff_kind) {
         (IncidentKind::Mismatch, Some(diff)) => format!("mismatch · {}", diff.label()),
         (IncidentKind::Mismatch, None) => "mismatch".into(),
+        (IncidentKind::Slower, _) => "slower · new schema takes longer".into(),
         (kind, _) => format!(
             "{} · {} / {}",
             kind.label(),
@@ -348,7 +349,7 @@ fn render_filters(h: &mut Html, q: &ListQuery) {
         h,
         "status",
         q.status.as_deref(),
-        &["open", "acknowledged", "muted"],
+        &["open", "acknowledged", "muted", "resolved"],
     );
     let kinds: Vec<&str> = IncidentKind::ALL.iter().map(|k| k.label()).collect();
     select(h, "kind", q.kind.as_deref(), &kinds);

@@ -404,7 +404,10 @@ fn usage_errors_exit_2_with_a_message() {
     assert!(err.contains("--reason"), "{err}");
     let (code, _, err) = store.run(&["list", "--status", "closed"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("open, acknowledged or muted"), "{err}");
+    assert!(
+        err.contains("open, acknowledged, muted or resolved"),
+        "{err}"
+    );
     let (code, _, err) = pgshadow(&["mismatches", "list", "--store", "mysql://x"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("sqlite:// or postgres://"), "{err}");

@@ -799,7 +799,10 @@ pub async fn a_slower_verdict_opens_one_incident_with_both_plans_and_recovery_re
         status: Some(IncidentStatus::Resolved),
         ..IncidentFilter::default()
     };
-    assert_eq!(listed(&store, only_resolved).await, vec![resolved.id.clone()]);
+    assert_eq!(
+        listed(&store, only_resolved).await,
+        vec![resolved.id.clone()]
+    );
 
     // Slower again: the same incident opens again.
     feed(&store, [slower_verdict(ENTRIES, true)]).await;
