@@ -264,6 +264,10 @@ fn percent(rate: f64) -> String {
 }
 
 fn rate_text(incident: &Incident) -> String {
+    if incident.kind == IncidentKind::Slower {
+        // One verdict per change, not one per comparison: no rate.
+        return "–".into();
+    }
     match rate(incident) {
         (Some(r), Some(upper)) => format!("{} (≤ {} at 95%)", percent(r), percent(upper)),
         (Some(r), None) => percent(r),
@@ -508,7 +512,7 @@ fn render_example(h: &mut Html, n: usize, e: &Example) {
                 .raw("</p>");
         }
     }
-    if let Some(detail) = &e.detail {
+    if let Some(detail) = e.detail.as_ref().filter(|_| e.ratio.is_none()) {
         h.raw("<p class=\"error\">").text(detail).raw("</p>");
     }
     h.raw("<div class=\"sides\"><div><h4>Old SQL</h4><pre class=\"old-sql\">")
@@ -712,7 +716,7 @@ pub fn render_coverage(rows: &[Coverage]) -> String {
             .raw("</code></a></td><td class=\"sql\"><code title=\"")
             .text(&shorten(c.client_sql.as_deref().unwrap_or(""), 2000))
             .raw("\">")
-            .text(&shorten(c.client_sql.as_deref().unwrap_or("–"), 90))
+            .text(&shorten(c.client_sql.as_deref().unwrap_or("–"), 60))
             .raw("</code></td>")
             .element("td", "num", &c.compared.to_string())
             .element("td", "num", &c.matched.to_string())

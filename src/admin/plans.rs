@@ -19,6 +19,11 @@ pub fn render_latency(h: &mut Html, e: &Example) {
         .raw(" ms, new ")
         .text(&format!("{:.3}", e.new_ms))
         .raw(" ms (medians of the paired samples)</p>");
+    if let Some(detail) = &e.detail {
+        h.raw("<p class=\"muted-text verdict\">")
+            .text(detail)
+            .raw("</p>");
+    }
     if e.old_plan.is_none() && e.new_plan.is_none() {
         return;
     }
