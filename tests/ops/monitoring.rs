@@ -373,6 +373,7 @@ fn the_dashboard_is_well_formed_and_shows_every_on_call_metric() {
         "pgshadow_shadow_duration_seconds_bucket",
         "pgshadow_incidents_open",
         "pgshadow_store_dropped_total",
+        "pgshadow_slower_statements",
     ] {
         assert!(used.contains(required), "no panel shows {required}");
     }
