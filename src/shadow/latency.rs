@@ -24,7 +24,11 @@
 //! recovers (an index was added) when the same test over its last
 //! `slower_min_samples` pairs rejects the opposite: at most a few of them
 //! are clearly slower. Pairs are forgotten at every change of verdict, so
-//! each verdict rests on evidence gathered after the previous one.
+//! each verdict rests on evidence gathered after the previous one. The
+//! first time that opposite test passes for a fingerprint the proxy has
+//! not judged yet, an *initial* "not slower" verdict is given too: it
+//! resolves a `slower` incident an earlier run of the proxy left open (the
+//! index was added while it was down).
 //!
 //! At most [`MAX_TRACKED`] fingerprints are tracked; beyond that the one
 //! used least recently (preferably one not found slower) is forgotten.
@@ -85,6 +89,11 @@ pub struct LatencySummary {
 pub struct Verdict {
     /// `true`: became slower; `false`: recovered.
     pub slower: bool,
+    /// The first verdict on the fingerprint since this proxy began to track
+    /// it, and it is "not slower": no change here, but it resolves a
+    /// `slower` incident that an earlier run of the proxy left open (an
+    /// index added while it was down).
+    pub initial: bool,
     /// Median of new/old over the pairs the verdict rests on.
     pub median_ratio: f64,
     /// Pairs the verdict rests on.
@@ -155,6 +164,8 @@ struct Statement {
     new_first: bool,
     /// Whether the new side is currently judged slower.
     slower: bool,
+    /// Whether any verdict was given since the fingerprint was tracked.
+    judged: bool,
     last_used: u64,
     summary_due: Option<Instant>,
 }
@@ -259,6 +270,7 @@ impl Tracked {
                     pairs: VecDeque::with_capacity(PAIR_WINDOW),
                     new_first: false,
                     slower: false,
+                    judged: false,
                     last_used: clock,
                     summary_due: None,
                 },
@@ -291,16 +303,23 @@ impl Statement {
             .filter(|&&(old, new)| clearly_slower(old, new, rule))
             .count();
         let n = pairs.len();
-        let changed = if self.slower {
-            binomial_lower_tail(n, clearly) <= ALPHA
+        let initial = if self.slower {
+            if binomial_lower_tail(n, clearly) > ALPHA {
+                return None;
+            }
+            false
+        } else if binomial_upper_tail(n, clearly) <= ALPHA {
+            false
+        } else if !self.judged && binomial_lower_tail(n, clearly) <= ALPHA {
+            true
         } else {
-            binomial_upper_tail(n, clearly) <= ALPHA
-        };
-        if !changed {
             return None;
+        };
+        self.judged = true;
+        if !initial {
+            self.slower = !self.slower;
+            self.pairs.clear();
         }
-        self.slower = !self.slower;
-        self.pairs.clear();
         let mut ratios: Vec<f64> = pairs
             .iter()
             .map(|&(old, new)| f64::from(new) / f64::from(old.max(1)))
@@ -309,6 +328,7 @@ impl Statement {
         let mut news: Vec<f64> = pairs.iter().map(|&(_, new)| f64::from(new)).collect();
         Some(Verdict {
             slower: self.slower,
+            initial,
             median_ratio: median(&mut ratios),
             pairs: n,
             clearly_slower: clearly,
@@ -490,16 +510,25 @@ mod tests {
         let fp = Fingerprint(2);
         // Ten of every hundred samples hit a 50 ms stall on the new side
         // only; the rest are alike.
+        let mut verdicts = Vec::new();
         for i in 0..2_000u64 {
             let new = if i % 10 == 3 { 50_000 } else { 300 + i % 50 };
             let r = book.record(fp, us(300 + (i * 7) % 50), us(new));
-            assert!(r.verdict.is_none(), "sample {i}: {:?}", r.verdict);
+            verdicts.extend(r.verdict.map(|v| (i, v.slower, v.initial)));
         }
+        assert_eq!(
+            verdicts,
+            [(19, false, true)],
+            "only the initial \"not slower\", never slower"
+        );
         // Just below what the test needs: 17 of 20 clearly slower.
         let fp = Fingerprint(3);
         for i in 0..20u64 {
             let new = if i % 7 == 0 { 400 } else { 20_000 };
-            assert!(book.record(fp, us(400), us(new)).verdict.is_none());
+            assert!(
+                book.record(fp, us(400), us(new)).verdict.is_none(),
+                "neither slower nor clearly not"
+            );
         }
         assert_eq!(book.slower_count(), 0);
     }
@@ -510,8 +539,9 @@ mod tests {
         for _ in 0..200 {
             // Ten times slower, but only 0.9 ms.
             let r = book.record(Fingerprint(4), us(100), us(1_000));
-            assert!(r.verdict.is_none());
+            assert!(r.verdict.is_none_or(|v| !v.slower && v.initial));
         }
+        assert_eq!(book.slower_count(), 0);
     }
 
     #[test]

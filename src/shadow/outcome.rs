@@ -219,10 +219,13 @@ impl Outcome {
                 "shadow comparison noisy: the old query differs from itself within one snapshot"
             ),
             OutcomeKind::Slower => {
-                let (slower, ratio, pairs) = self
+                let (slower, initial, ratio, pairs) = self
                     .slower
                     .as_ref()
-                    .map(|f| (f.verdict.slower, f.verdict.median_ratio, f.verdict.pairs))
+                    .map(|f| {
+                        let v = &f.verdict;
+                        (v.slower, v.initial, v.median_ratio, v.pairs)
+                    })
                     .unwrap_or_default();
                 let old_ms = self.old_time.as_secs_f64() * 1e3;
                 let new_ms = self.new_time.as_secs_f64() * 1e3;
@@ -236,6 +239,15 @@ impl Outcome {
                         new_ms,
                         client_sql = %sql(&self.client_sql),
                         "new schema slower"
+                    )
+                } else if initial {
+                    tracing::debug!(
+                        fingerprint = %self.fingerprint,
+                        incident = %incident(),
+                        ratio,
+                        samples = pairs,
+                        "new schema not slower (first verdict since start; resolves a slower \
+                         incident an earlier run left open, if any)"
                     )
                 } else {
                     tracing::info!(

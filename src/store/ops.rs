@@ -130,7 +130,7 @@ async fn write_batch_in_tx(
         db.execute(
             "UPDATE incidents SET status = 'resolved', status_by = 'pgshadow', status_at = $2,
                  muted_until = NULL, mute_reason = NULL
-             WHERE id = $1 AND status <> 'muted'",
+             WHERE id = $1 AND status NOT IN ('muted', 'resolved')",
             &[id.as_str().into(), super::model::now_ms().into()],
         )
         .await?;

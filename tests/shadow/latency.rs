@@ -270,3 +270,39 @@ async fn a_relation_missing_in_the_new_schema_is_a_new_error_whichever_side_runs
     assert_eq!(comparisons(&proxy, "new_error"), 4.0, "{text}");
     assert_eq!(comparisons(&proxy, "both_error"), 0.0, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_started_after_the_fix_resolves_the_slower_incident_left_open() {
+    let pg = Pg::start();
+    orders(&pg, false);
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "{}[store]\nurl = \"sqlite://{}\"\n",
+        config(),
+        dir.path().join("store.db").display()
+    );
+    let id = {
+        let proxy = Proxy::start(pg.port(), &toml);
+        let client = connect(proxy.port).await;
+        reads(&client, 30, 0).await;
+        let incident = tokio::task::block_in_place(|| {
+            wait_until(Duration::from_secs(20), || slower_incidents(&proxy).pop())
+        })
+        .expect("a slower incident");
+        incident["id"].as_str().unwrap().to_string()
+    };
+    // The index is added while no proxy runs.
+    pg.sql("CREATE INDEX v2_orders_customer ON v2.orders (customer_id); ANALYZE v2.orders;");
+    let proxy = Proxy::start(pg.port(), &toml);
+    let path = format!("/api/incidents/{id}");
+    assert_eq!(api(&proxy, &path)["status"], "open", "still open at start");
+    let client = connect(proxy.port).await;
+    reads(&client, 30, 5).await;
+    tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(20), || {
+            (api(&proxy, &path)["status"] == "resolved").then_some(())
+        })
+    })
+    .unwrap_or_else(|| panic!("not resolved: {}", api(&proxy, &path)));
+    assert_eq!(proxy.metric("pgshadow_slower_statements"), 0.0);
+}

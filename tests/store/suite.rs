@@ -736,6 +736,7 @@ fn slower_verdict(fingerprint: Fingerprint, slower: bool) -> Outcome {
         slower: Some(Box::new(SlowerFinding {
             verdict: Verdict {
                 slower,
+                initial: false,
                 median_ratio: 45.0,
                 pairs: 20,
                 clearly_slower: 20,
