@@ -28,8 +28,10 @@ pub(crate) struct Batch {
     /// `slower` incidents whose statement recovered, to mark resolved
     /// (after the batch's incidents are written).
     pub(crate) resolved: Vec<String>,
-    /// Outcomes folded in.
+    /// Comparison outcomes folded in.
     pub(crate) outcomes: u64,
+    /// `slower` verdicts folded in (not comparisons).
+    pub(crate) verdicts: u64,
 }
 
 /// New outcomes of one signature.
@@ -100,11 +102,12 @@ impl Batch {
         max_examples: usize,
         max_ids: usize,
     ) {
-        self.outcomes += 1;
         if outcome.kind == OutcomeKind::Slower {
+            self.verdicts += 1;
             self.add_latency_verdict(outcome, now_ms, max_examples);
             return;
         }
+        self.outcomes += 1;
         let cov = self
             .coverage
             .entry(outcome.fingerprint)

@@ -265,6 +265,7 @@ impl Writer {
                 let batch = std::mem::take(&mut self.batch);
                 tracing::debug!(
                     outcomes = batch.outcomes,
+                    verdicts = batch.verdicts,
                     incidents = batch.incidents.len(),
                     fingerprints = batch.coverage.len(),
                     opened = opened.len(),
@@ -288,7 +289,8 @@ impl Writer {
                 self.retry_at = Some(Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 if self.batch.distinct() > MAX_PENDING {
-                    let lost = std::mem::take(&mut self.batch).outcomes;
+                    let lost = std::mem::take(&mut self.batch);
+                    let lost = lost.outcomes + lost.verdicts;
                     metrics::counter!(STORE_DROPPED_TOTAL).increment(lost);
                     tracing::error!(
                         outcomes = lost,
