@@ -1,7 +1,11 @@
 //! What the relay does with the messages it looks at.
 //!
 //! - From the client: the type byte of every message (it must be a
-//!   frontend type), Terminate (a clean goodbye), and, when statement
+//!   frontend type), the header of Terminate, Sync and Flush (which carry
+//!   no body: one announced is refused with 08P01 before it is read), the
+//!   length of every message before authentication has completed (at most
+//!   [`frontend::MAX_AUTH_MESSAGE_LEN`], so an unauthenticated peer cannot
+//!   make the proxy hold more), Terminate (a clean goodbye), and, when statement
 //!   capture is on, copies of Query, Parse, Bind, Execute and Close.
 //! - From the server: Authentication (channel binding is stripped from
 //!   SASL offers), BackendKeyData (registered for cancel routing),
@@ -92,10 +96,28 @@ impl FrameHandler for ClientMessages<'_> {
     }
 
     fn on_header(&mut self, header: Header) -> Result<Disposition, ClientViolation> {
+        if let Some(name) = frontend::bodyless_name(header.tag) {
+            if header.body_len > 0 {
+                return Err(ClientViolation(format!(
+                    "invalid {name} message: it announces a body of {} bytes, but {name} \
+                     has none",
+                    header.body_len
+                )));
+            }
+        }
         if header.tag == client_tag::TERMINATE {
             return Ok(Disposition::Inspect);
         }
         let mut s = lock(self.state);
+        if s.phase == Phase::Authenticating && header.body_len > frontend::MAX_AUTH_MESSAGE_LEN {
+            return Err(ClientViolation(format!(
+                "message type {} of {} bytes before authentication completed exceeds the \
+                 limit of {} bytes",
+                TagDisplay(header.tag),
+                header.body_len,
+                frontend::MAX_AUTH_MESSAGE_LEN
+            )));
+        }
         s.sent_since_ready = true;
         if header.tag == client_tag::PASSWORD && s.channel_binding_stripped {
             // The SASLInitialResponse that answers the stripped offer.
@@ -396,7 +418,14 @@ mod tests {
             proptest::sample::select(b"BCdcfDEHFPpQS".to_vec()),
             proptest::collection::vec(any::<u8>(), 0..300),
         )
-            .prop_map(|(tag, body)| encode_message(tag, &body))
+            .prop_map(|(tag, body)| {
+                let body = if frontend::bodyless_name(tag).is_some() {
+                    &[][..]
+                } else {
+                    &body[..]
+                };
+                encode_message(tag, body)
+            })
     }
 
     fn backend_message() -> impl Strategy<Value = Vec<u8>> {
@@ -476,6 +505,77 @@ mod tests {
             };
             let _ = relay(&input, &cuts, &mut handler);
         }
+    }
+
+    fn client(state: &Mutex<SessionState>) -> ClientMessages<'_> {
+        ClientMessages {
+            state,
+            max_body_len: POSTGRES_MAX,
+            capture_limit: 0,
+            primary_rewrites: None,
+        }
+    }
+
+    const POSTGRES_MAX: usize = crate::protocol::framing::POSTGRES_MAX_MESSAGE_BYTES;
+
+    /// A header announcing `body_len` bytes, followed by a little of them.
+    fn announced(tag: u8, body_len: usize) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body_len + 4) as i32).to_be_bytes());
+        m.extend_from_slice(&[0; 64]);
+        m
+    }
+
+    #[test]
+    fn terminate_sync_and_flush_with_a_body_are_refused_on_their_header() {
+        for (tag, name) in [(b'X', "Terminate"), (b'S', "Sync"), (b'H', "Flush")] {
+            for ready in [false, true] {
+                let state = Mutex::new(SessionState::new(None));
+                if ready {
+                    lock(&state).phase = Phase::Ready;
+                }
+                let mut framer = Framer::new();
+                let mut buf = BytesMut::from(&announced(tag, (1 << 30) - 5)[..]);
+                let Err(ClientViolation(message)) = framer.advance(&mut buf, &mut client(&state))
+                else {
+                    panic!("{name} with a body was accepted");
+                };
+                assert!(
+                    message.contains(&format!("invalid {name} message"))
+                        && message.contains("1073741819 bytes"),
+                    "{message}"
+                );
+                assert!(buf.capacity() < 1 << 20, "nothing reserved for the body");
+            }
+        }
+    }
+
+    #[test]
+    fn before_authentication_only_small_messages_are_accepted() {
+        let state = Mutex::new(SessionState::new(None));
+        let small = encode_message(b'p', &[b'x'; frontend::MAX_AUTH_MESSAGE_LEN]);
+        let (out, failed) = relay(&small, &[], &mut client(&state));
+        assert!(!failed);
+        assert_eq!(out, small);
+        let big = announced(b'p', frontend::MAX_AUTH_MESSAGE_LEN + 1);
+        let mut framer = Framer::new();
+        let mut buf = BytesMut::from(&big[..]);
+        let Err(ClientViolation(message)) = framer.advance(&mut buf, &mut client(&state)) else {
+            panic!("a large password message was accepted");
+        };
+        assert!(
+            message.contains("before authentication completed exceeds the limit of 65535 bytes"),
+            "{message}"
+        );
+        // Once the session is ready, large messages stream through.
+        lock(&state).phase = Phase::Ready;
+        let mut framer = Framer::new();
+        let mut buf = BytesMut::from(&announced(b'B', 100 << 20)[..]);
+        let adv = framer.advance(&mut buf, &mut client(&state)).unwrap();
+        assert_eq!(
+            adv.forward, 69,
+            "the header and what arrived are forwarded at once"
+        );
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! Byte budgets on the primary path: what a client announces is never
+//! what the proxy holds. Bodyless messages with a body and oversized
+//! messages before authentication are refused on their header.
+
+use crate::harness::wire::{fe, Wire};
+use crate::harness::{connect, Pg, Proxy, DB, SCRAM_USER, TRUST_USER};
+use pgshadow::protocol::startup::StartupMessage;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A header announcing a body of `len` bytes.
+fn header(tag: u8, len: usize) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((len + 4) as i32).to_be_bytes());
+    m
+}
+
+/// A connection that has sent its StartupMessage as a SCRAM user and
+/// received the server's authentication request: not logged in.
+fn unauthenticated(port: u16) -> Wire {
+    let mut w = Wire::connect(port);
+    w.send(&StartupMessage::encode(&[
+        ("user", SCRAM_USER),
+        ("database", DB),
+    ]));
+    let request = w.read_message().expect("an authentication request");
+    assert_eq!(request.tag, b'R', "{request:?}");
+    w
+}
+
+/// Reads the reply to a refused message: an 08P01 ErrorResponse, then the
+/// connection closes.
+fn refused(w: &mut Wire, what: &str) -> String {
+    let reply = w
+        .read_message()
+        .unwrap_or_else(|| panic!("{what}: connection closed without an error"));
+    assert_eq!(
+        reply.sqlstate().as_deref(),
+        Some("08P01"),
+        "{what}: {reply:?}"
+    );
+    assert!(
+        w.read_message().is_none(),
+        "{what}: connection must be closed"
+    );
+    reply.error_field(b'M').unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_sync_and_flush_with_a_body_get_08p01_and_close_before_and_after_login() {
+    let pg = Pg::start();
+    let proxy = Proxy::start(pg.port(), "");
+    for (tag, name) in [(b'X', "Terminate"), (b'S', "Sync"), (b'H', "Flush")] {
+        for logged_in in [false, true] {
+            let what = format!("{name} with a body, logged in: {logged_in}");
+            let mut w = if logged_in {
+                let mut w = Wire::connect(proxy.port);
+                let msgs = w.startup(&[("user", TRUST_USER), ("database", DB)]);
+                assert_eq!(msgs.last().unwrap().tag, b'Z', "{what}");
+                w
+            } else {
+                unauthenticated(proxy.port)
+            };
+            let mut message = header(tag, 3);
+            message.extend_from_slice(b"abc");
+            w.send(&message);
+            let text = refused(&mut w, &what);
+            assert!(
+                text.contains(&format!("invalid {name} message"))
+                    && text.contains("body of 3 bytes"),
+                "{what}: {text}"
+            );
+        }
+    }
+    // Before login, any message beyond Postgres's auth token limit.
+    let mut w = unauthenticated(proxy.port);
+    w.send(&header(b'p', 1 << 20));
+    let text = refused(&mut w, "a 1 MiB password message");
+    assert!(
+        text.contains("before authentication completed exceeds the limit of 65535 bytes"),
+        "{text}"
+    );
+    // The same messages without a body are fine.
+    let mut w = Wire::connect(proxy.port);
+    w.startup(&[("user", TRUST_USER), ("database", DB)]);
+    w.send(&[fe::flush(), fe::sync()].concat());
+    assert_eq!(w.read_until_ready().last().unwrap().tag, b'Z');
+    let client = connect(proxy.port).await;
+    assert_eq!(
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    let violations = proxy
+        .logs()
+        .iter()
+        .filter(|l| l.contains("reason=\"client_protocol_violation\""))
+        .count();
+    assert_eq!(violations, 7);
+}
+
+/// Issue 14, acceptance 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_clients_announcing_1_gib_messages_do_not_grow_the_proxy() {
+    const CONNECTIONS: usize = 8;
+    const STREAMED: usize = 160 << 20;
+    const CHUNK: usize = 256 << 10;
+    let pg = Pg::start();
+    let proxy = Proxy::start(pg.port(), "");
+    let client = connect(proxy.port).await;
+    client.batch_execute("SELECT 1").await.unwrap();
+    let (rss_before, _) = proxy.rss_kib();
+
+    // A normal client keeps querying while the attack runs.
+    let attacking = Arc::new(AtomicBool::new(true));
+    let served_during = Arc::new(AtomicU64::new(0));
+    let bystander = {
+        let (attacking, served) = (attacking.clone(), served_during.clone());
+        tokio::spawn(async move {
+            while attacking.load(Ordering::Relaxed) {
+                let row = client.query_one("SELECT 41 + 1", &[]).await.unwrap();
+                assert_eq!(row.get::<_, i32>(0), 42);
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+            client
+        })
+    };
+    let port = proxy.port;
+    let attackers: Vec<_> = (0..CONNECTIONS)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let tag = if i % 2 == 0 { b'X' } else { b'S' };
+                let mut w = unauthenticated(port);
+                let mut sent = 0;
+                let chunk = vec![0u8; CHUNK];
+                if w.stream.write_all(&header(tag, (1 << 30) - 5)).is_ok() {
+                    while sent < STREAMED && w.stream.write_all(&chunk).is_ok() {
+                        sent += CHUNK;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    let sent: Vec<usize> = attackers.into_iter().map(|t| t.join().unwrap()).collect();
+    let (_, peak) = proxy.rss_kib();
+    attacking.store(false, Ordering::Relaxed);
+    let client = bystander.await.unwrap();
+
+    let growth_mib = peak.saturating_sub(rss_before) as f64 / 1024.0;
+    eprintln!("bytes each attacker got to send: {sent:?}; RSS growth {growth_mib:.1} MiB");
+    assert!(
+        growth_mib < 64.0,
+        "proxy RSS grew by {growth_mib:.1} MiB (peak {peak} KiB, before {rss_before} KiB)"
+    );
+    assert!(
+        sent.iter().all(|&s| s < STREAMED),
+        "the proxy closed every attacking connection early: {sent:?}"
+    );
+    assert!(
+        served_during.load(Ordering::Relaxed) > 0,
+        "the normal client was served during the attack"
+    );
+    let row = client.query_one("SELECT 7", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 7, "and after it");
+    let violations = proxy
+        .logs()
+        .iter()
+        .filter(|l| l.contains("reason=\"client_protocol_violation\""))
+        .count();
+    assert_eq!(violations, CONNECTIONS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_in_clients_large_bind_and_copy_data_stream_through_unbuffered() {
+    const BIG: usize = 100 << 20;
+    let pg = Pg::start();
+    let proxy = Proxy::start(pg.port(), "");
+    let client = connect(proxy.port).await;
+    client
+        .batch_execute("CREATE TABLE blobs (body text)")
+        .await
+        .unwrap();
+    let (rss_before, _) = proxy.rss_kib();
+
+    // One Bind carrying a 100 MiB parameter.
+    let parameter = "p".repeat(BIG);
+    let row = client
+        .query_one("SELECT length($1::text)", &[&parameter])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0) as usize, BIG);
+    drop(parameter);
+
+    // One CopyData message of 100 MiB.
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY blobs FROM STDIN")
+        .await
+        .unwrap();
+    futures_util::pin_mut!(sink);
+    let mut line = vec![b'c'; BIG];
+    line.push(b'\n');
+    futures_util::SinkExt::send(&mut sink, bytes::Bytes::from(line))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 1);
+    let row = client
+        .query_one("SELECT length(body) FROM blobs", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0) as usize, BIG);
+
+    let (_, peak) = proxy.rss_kib();
+    let growth_mib = peak.saturating_sub(rss_before) as f64 / 1024.0;
+    assert!(
+        growth_mib < 32.0,
+        "proxy RSS grew by {growth_mib:.1} MiB for two 100 MiB messages (peak {peak} KiB, \
+         before {rss_before} KiB)"
+    );
+}
