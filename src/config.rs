@@ -88,6 +88,10 @@ pub struct ListenConfig {
     /// Largest message body a client may send, in bytes. Larger messages
     /// are refused with SQLSTATE 08P01. Defaults to Postgres's own limit.
     pub max_message_bytes: usize,
+    /// Client connections served at once; beyond, a new client gets
+    /// SQLSTATE 53300 and is closed (a cancel request is still routed).
+    /// 0 means no limit.
+    pub max_client_connections: usize,
     /// Time a new client has to send its StartupMessage (or cancel request).
     pub startup_timeout_ms: u64,
     /// On SIGTERM/SIGINT, how long open sessions may keep running before
@@ -122,6 +126,7 @@ impl Default for ListenConfig {
         Self {
             address: SocketAddr::from(([127, 0, 0, 1], 6432)),
             max_message_bytes: POSTGRES_MAX_MESSAGE_BYTES,
+            max_client_connections: 10_000,
             startup_timeout_ms: 15_000,
             shutdown_timeout_ms: 30_000,
             worker_threads: 0,

@@ -310,7 +310,7 @@ macro_rules! diff_section {
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     diff_section!(out, "listen", old.listen, new.listen;
-        address, max_message_bytes, startup_timeout_ms, shutdown_timeout_ms, worker_threads,
+        address, max_message_bytes, max_client_connections, startup_timeout_ms, shutdown_timeout_ms, worker_threads,
         tls_cert, tls_key, tls_mode);
     diff_section!(out, "upstream", old.upstream, new.upstream;
         host, port, connect_timeout_ms, tls, tls_root_cert);

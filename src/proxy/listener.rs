@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use super::cancel::CancelRegistry;
 use super::session;
+use super::slots::{Admission, ConnectionSlots};
 use crate::rewrite::PlanCache;
 use crate::shadow::{primary_rules, Shadow, ShadowError};
 use crate::tls::server::POSTGRES_ALPN;
@@ -173,13 +174,19 @@ impl Proxy {
         let Proxy { listener, ctx } = self;
         let sessions = TaskTracker::new();
         let next_conn_id = AtomicU64::new(1);
+        let slots = ConnectionSlots::new(ctx.config.listen.max_client_connections);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let conn_id = next_conn_id.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!(CLIENT_CONNECTIONS_TOTAL).increment(1);
-                        sessions.spawn(session::serve(ctx.clone(), conn_id, stream, peer));
+                        match slots.admit() {
+                            Admission::Dropped => session::drop_beyond_limit(peer, slots.limit()),
+                            admission => {
+                                sessions.spawn(session::serve(ctx.clone(), conn_id, stream, peer, admission));
+                            }
+                        }
                     }
                     Err(e) => {
                         // Usually EMFILE: back off instead of spinning; the

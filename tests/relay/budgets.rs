@@ -222,3 +222,71 @@ async fn a_logged_in_clients_large_bind_and_copy_data_stream_through_unbuffered(
          before {rss_before} KiB)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_client_connections_a_client_gets_53300_and_the_others_are_served() {
+    let pg = Pg::start();
+    let proxy = Proxy::start(pg.port(), "[listen]\nmax_client_connections = 2\n");
+    let first = connect(proxy.port).await;
+    let second = connect(proxy.port).await;
+
+    let err = crate::harness::connect_as(proxy.port, TRUST_USER, None)
+        .await
+        .expect_err("a third client is refused");
+    let db = err
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {err}"));
+    assert_eq!(db.code().code(), "53300");
+    assert_eq!(
+        db.message(),
+        "too many connections to pgshadow (listen.max_client_connections = 2)"
+    );
+
+    // A full proxy still routes cancel requests.
+    let cancel = first.cancel_token();
+    let sleeping = tokio::spawn(async move {
+        let r = first.simple_query("SELECT pg_sleep(30)").await;
+        (first, r)
+    });
+    let busy = "SELECT count(*) FROM pg_stat_activity \
+                WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'";
+    poll(|| async { (pg.sql(busy) == "1").then_some(()) })
+        .await
+        .expect("the sleep started");
+    cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (first, result) = sleeping.await.unwrap();
+    let err = result.expect_err("cancelled");
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+
+    // The two served clients work; once one leaves, a new one gets in.
+    for client in [&first, &second] {
+        let row = client.query_one("SELECT 1", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), 1);
+    }
+    drop(second);
+    let third = poll(|| async {
+        crate::harness::connect_as(proxy.port, TRUST_USER, None)
+            .await
+            .ok()
+    })
+    .await
+    .expect("a slot came free");
+    let row = third.query_one("SELECT 2", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    let refused = proxy.metric("pgshadow_sessions_ended_total{reason=\"too_many_connections\"}");
+    assert!(refused >= 1.0, "{}", proxy.metrics_text());
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, for at most ten seconds.
+async fn poll<T, F: std::future::Future<Output = Option<T>>>(
+    mut f: impl FnMut() -> F,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    None
+}
