@@ -245,6 +245,11 @@ pub struct ShadowConfig {
     /// Largest Query/Parse/Bind message copied for capture; larger
     /// statements are skipped as `too_large` (they still run normally).
     pub max_capture_bytes: usize,
+    /// Bytes of named prepared statements one session's capture remembers
+    /// (text, name, parameter types); statements prepared beyond are not
+    /// tracked and their executions are skipped as `too_large`. The relay
+    /// forwards them all the same.
+    pub max_session_statement_bytes: usize,
     /// Re-run a mismatch once in a fresh snapshot before reporting it, and
     /// say whether it was confirmed.
     pub recheck_mismatches: bool,
@@ -298,6 +303,7 @@ impl Default for ShadowConfig {
             deny_functions: Vec::new(),
             table_map: BTreeMap::new(),
             max_capture_bytes: 1024 * 1024,
+            max_session_statement_bytes: crate::capture::tracker::DEFAULT_STATEMENT_BUDGET,
             recheck_mismatches: true,
             plan_cache_size: 10_000,
             snapshot: SnapshotMode::Shared,
@@ -728,6 +734,16 @@ impl Config {
             s.max_capture_bytes >= 1024,
             "shadow.max_capture_bytes",
             || format!("must be at least 1024, got {}", s.max_capture_bytes),
+        )?;
+        check(
+            s.max_session_statement_bytes >= 1024,
+            "shadow.max_session_statement_bytes",
+            || {
+                format!(
+                    "must be at least 1024, got {}",
+                    s.max_session_statement_bytes
+                )
+            },
         )?;
         check(s.plan_cache_size > 0, "shadow.plan_cache_size", || {
             "must be at least 1".into()

@@ -319,7 +319,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     diff_section!(out, "shadow", old.shadow, new_shadow;
         host, port, user, password_env, old_search_path, new_search_path, max_in_flight,
         queue_capacity, statement_timeout_ms, first_executions, deny_functions, table_map,
-        max_capture_bytes, recheck_mismatches, plan_cache_size, snapshot, tls, tls_root_cert);
+        max_capture_bytes, max_session_statement_bytes, recheck_mismatches, plan_cache_size, snapshot, tls, tls_root_cert);
     diff_section!(out, "tiebreak", old.tiebreak, new.tiebreak;
         enabled, default_column, columns, apply_to_primary);
     diff_section!(out, "compare", old.compare, new.compare;

@@ -44,6 +44,22 @@ const CLOCK_EVERY_IDLE_READY: u32 = 16;
 /// not tracked (their executions are skipped as `too_large`).
 const MAX_TRACKED_STATEMENTS: usize = 10_000;
 
+/// Default of [`Tracker::with_statement_budget`]
+/// (`shadow.max_session_statement_bytes`).
+pub const DEFAULT_STATEMENT_BUDGET: usize = 4 * 1024 * 1024;
+
+/// What one remembered statement costs beyond its name, text and parameter
+/// types: the map entry, the `Arc` and the statement's fixed fields.
+const STATEMENT_OVERHEAD: usize = 128;
+
+/// Bytes a named statement is charged against the session's budget.
+fn remembered_bytes(name: &[u8], statement: &Statement) -> usize {
+    name.len()
+        + statement.sql.as_deref().map_or(0, str::len)
+        + 4 * statement.param_types.len()
+        + STATEMENT_OVERHEAD
+}
+
 /// Where the tracker sends its decisions: the sampler and the shadow queue.
 pub trait SampleGate {
     /// Whether to sample one execution of `fingerprint`; called once per
@@ -94,6 +110,12 @@ pub struct Tracker<G: SampleGate> {
     database: Arc<str>,
     settings: Arc<SessionSettings>,
     statements: HashMap<Vec<u8>, Arc<Statement>>,
+    /// What `statements` holds, in [`remembered_bytes`].
+    statement_bytes: usize,
+    /// Most `statement_bytes` may reach; a named statement that would pass
+    /// it is not remembered, and its executions are skipped as
+    /// `too_large`. The relay forwards it all the same.
+    statement_budget: usize,
     unnamed_statement: Option<Arc<Statement>>,
     /// The latest Parses by text: a repeated Parse finds its statement.
     recent: RecentStatements,
@@ -126,6 +148,8 @@ impl<G: SampleGate> Tracker<G> {
             database: Arc::from(database),
             settings: Arc::new(settings),
             statements: HashMap::new(),
+            statement_bytes: 0,
+            statement_budget: DEFAULT_STATEMENT_BUDGET,
             unnamed_statement: None,
             recent: RecentStatements::default(),
             last_bound: None,
@@ -139,6 +163,19 @@ impl<G: SampleGate> Tracker<G> {
             skips_flushed_at: Instant::now(),
             idle_readies: 0,
         }
+    }
+
+    /// Bounds the bytes of named statements the session remembers
+    /// (`shadow.max_session_statement_bytes`). The unnamed statement and
+    /// the few recent ones are bounded apart (by `shadow.max_capture_bytes`).
+    pub fn with_statement_budget(mut self, bytes: usize) -> Self {
+        self.statement_budget = bytes;
+        self
+    }
+
+    /// Bytes of named statements remembered now.
+    pub fn statement_bytes(&self) -> usize {
+        self.statement_bytes
     }
 
     /// A reported setting changed (ParameterStatus).
@@ -196,9 +233,8 @@ impl<G: SampleGate> Tracker<G> {
         let statement = self.recent.get_or_prepare(parse.sql, parse.param_types);
         if parse.name.is_empty() {
             self.unnamed_statement = Some(statement);
-        } else if self.statements.len() < MAX_TRACKED_STATEMENTS {
-            self.last_bound = None;
-            self.statements.insert(parse.name.to_vec(), statement);
+        } else {
+            self.remember(parse.name, statement);
         }
         self.expected
             .push_back(Expected::Parse(Target::of(parse.name)));
@@ -458,12 +494,38 @@ impl<G: SampleGate> Tracker<G> {
         }
     }
 
+    /// Keeps a named statement, within [`MAX_TRACKED_STATEMENTS`] and the
+    /// byte budget; one beyond is not tracked (its executions are skipped
+    /// as `too_large` when bound).
+    fn remember(&mut self, name: &[u8], statement: Arc<Statement>) {
+        // A name still in use is an error the server reports; the old
+        // statement is let go either way.
+        self.forget_statement(name);
+        let cost = remembered_bytes(name, &statement);
+        if self.statements.len() >= MAX_TRACKED_STATEMENTS
+            || self.statement_bytes + cost > self.statement_budget
+        {
+            tracing::debug!(
+                remembered = self.statement_bytes,
+                budget = self.statement_budget,
+                "prepared statement not tracked: the session's statement budget is spent"
+            );
+            return;
+        }
+        self.statement_bytes += cost;
+        self.statements.insert(name.to_vec(), statement);
+    }
+
     fn forget_statement(&mut self, name: &[u8]) {
         if name.is_empty() {
             self.unnamed_statement = None;
         } else {
             self.last_bound = None;
-            self.statements.remove(name);
+            if let Some(statement) = self.statements.remove(name) {
+                self.statement_bytes = self
+                    .statement_bytes
+                    .saturating_sub(remembered_bytes(name, &statement));
+            }
         }
     }
 

@@ -206,6 +206,7 @@ async fn run(
             settings.set(name, value);
         }
         Tracker::new(shadow.session_gate(), startup.database(), settings)
+            .with_statement_budget(config.shadow.max_session_statement_bytes)
     });
     let relay_ctx = RelayContext {
         max_client_message: config.listen.max_message_bytes,

@@ -290,3 +290,56 @@ async fn poll<T, F: std::future::Future<Output = Option<T>>>(
     }
     None
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_preparing_beyond_its_statement_budget_is_served_and_the_skips_counted() {
+    const STATEMENTS: usize = 40;
+    let pg = Pg::start();
+    let setup = connect(pg.port()).await;
+    setup
+        .batch_execute(crate::harness::items::SCHEMA)
+        .await
+        .unwrap();
+    let proxy = Proxy::start(
+        pg.port(),
+        "[shadow]\nenabled = true\nsample_rate = 1.0\nuser = \"pgshadow\"\n\
+         old_search_path = \"public\"\nnew_search_path = \"v2\"\n\
+         max_session_statement_bytes = 4096\n",
+    );
+    let client = connect(proxy.port).await;
+    // Forty named statements of ~330 bytes each: about ten fit in 4 KiB.
+    let mut statements = Vec::new();
+    for i in 0..STATEMENTS {
+        let sql = format!(
+            "SELECT id, title FROM items WHERE id = $1 AND '{}{i}' <> ''",
+            "pad".repeat(90)
+        );
+        statements.push(client.prepare(&sql).await.unwrap());
+    }
+    for (i, statement) in statements.iter().enumerate() {
+        let id = 1 + (i % 5) as i32; // ids 1..5 match in both schemas
+        let row = client.query_one(statement, &[&id]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), id);
+        assert_eq!(row.get::<_, String>(1), format!("Title {id}"));
+    }
+    let too_large = "pgshadow_skipped_total{reason=\"too_large\"}";
+    let compared = |p: &Proxy| p.all_comparisons();
+    crate::harness::wait_until(std::time::Duration::from_secs(30), || {
+        let total = proxy.metric(too_large) + compared(&proxy);
+        (total >= STATEMENTS as f64).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not every execution accounted for:\n{}",
+            proxy.metrics_text()
+        )
+    });
+    let (skipped, compared) = (proxy.metric(too_large), compared(&proxy));
+    assert_eq!(skipped + compared, STATEMENTS as f64);
+    assert!(
+        (25.0..=35.0).contains(&skipped),
+        "{skipped} executions skipped as too_large, {compared} compared"
+    );
+    let matched = proxy.metric("pgshadow_comparisons_total{result=\"match\"}");
+    assert_eq!(matched, compared, "the remembered statements were compared");
+}
