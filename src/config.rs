@@ -443,6 +443,14 @@ pub struct StoreConfig {
     /// `keep` (default): examples keep parameters and row values for
     /// on-call; `hash`: they are replaced by keyed hashes before writing.
     pub values: StoreValues,
+    /// Longest any one store operation (a batch write, an admin query, the
+    /// writer's upkeep) may take; past it the operation fails, the admin
+    /// API answers 503 and the writer keeps its batch for a retry.
+    pub op_timeout_ms: u64,
+    /// Outcomes the writer holds in memory while the store cannot be
+    /// written; beyond, further outcomes are dropped and counted
+    /// (`pgshadow_store_dropped_total`) until a write succeeds.
+    pub max_pending_outcomes: u64,
 }
 
 /// `store.values`: what examples keep of production values.
@@ -469,6 +477,8 @@ impl Default for StoreConfig {
             queue_capacity: 10_000,
             max_ids_per_incident: 10_000,
             values: StoreValues::Keep,
+            op_timeout_ms: 5_000,
+            max_pending_outcomes: 100_000,
         }
     }
 }
@@ -890,6 +900,14 @@ impl Config {
         at_least_1(s.flush_max_outcomes >= 1, "store.flush_max_outcomes")?;
         at_least_1(s.queue_capacity >= 1, "store.queue_capacity")?;
         at_least_1(s.max_ids_per_incident >= 1, "store.max_ids_per_incident")?;
+        at_least_1(s.op_timeout_ms >= 1, "store.op_timeout_ms")?;
+        if s.op_timeout_ms > 600_000 {
+            return Err((
+                "store.op_timeout_ms",
+                format!("must be at most 600000, got {}", s.op_timeout_ms),
+            ));
+        }
+        at_least_1(s.max_pending_outcomes >= 1, "store.max_pending_outcomes")?;
         if self.shadow.enabled {
             if let Some(var) = &s.password_env {
                 if std::env::var_os(var).is_none() {

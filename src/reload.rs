@@ -324,7 +324,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         enabled, default_column, columns, apply_to_primary);
     diff_section!(out, "compare", old.compare, new.compare;
         ignore_columns, max_rows, float_tolerance, numeric_scale, strict_types, max_reported);
-    diff_section!(out, "store", old.store, new.store; url, values);
+    diff_section!(out, "store", old.store, new.store; url, values, op_timeout_ms, max_pending_outcomes);
     diff_section!(out, "admin", old.admin, new.admin;
         address, token, token_env, allowed_hosts, tls_cert, tls_key);
     diff_section!(out, "log", old.log, new.log; level, format, values);

@@ -44,6 +44,12 @@ pub const CONFIG_RELOADS_TOTAL: &str = "pgshadow_config_reloads_total";
 pub const STORE_DROPPED_TOTAL: &str = "pgshadow_store_dropped_total";
 /// Batches the store writer failed to write (kept and retried).
 pub const STORE_WRITE_ERRORS_TOTAL: &str = "pgshadow_store_write_errors_total";
+/// 1 while the mismatch store answers, 0 since an operation on it failed
+/// or timed out (until one succeeds). Readiness does not depend on it.
+pub const STORE_UP: &str = "pgshadow_store_up";
+/// Store operations that failed or timed out, by `op`
+/// ([`crate::store::StoreOp::label`]).
+pub const STORE_ERRORS_TOTAL: &str = "pgshadow_store_errors_total";
 /// Incidents open in the store (mutes past their end count as open). With
 /// several instances sharing a PostgreSQL store every instance reports the
 /// same store-wide number: aggregate with `max`, not `sum`.
@@ -151,6 +157,16 @@ pub fn describe() {
         STORE_WRITE_ERRORS_TOTAL,
         Unit::Count,
         "Mismatch store batch writes that failed (the batch is kept and retried)."
+    );
+    describe_gauge!(
+        STORE_UP,
+        Unit::Count,
+        "1 while the mismatch store answers, 0 since an operation on it failed or timed out."
+    );
+    describe_counter!(
+        STORE_ERRORS_TOTAL,
+        Unit::Count,
+        "Mismatch store operations that failed or timed out, by op (open, write, read, status, maintain, retention)."
     );
     describe_gauge!(
         INCIDENTS_OPEN,

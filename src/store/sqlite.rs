@@ -19,7 +19,8 @@ use rusqlite::Connection;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::pin;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -29,11 +30,19 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Job = Box<dyn FnOnce(&mut SqliteDb) + Send>;
 
+/// Operations queued for the store's thread at most. Callers stop waiting
+/// after `store.op_timeout_ms`, but a job already sent still runs: on a
+/// hung disk, further jobs are refused ([`StoreError::Busy`]) instead of
+/// piling up in memory.
+const MAX_QUEUED_JOBS: usize = 16;
+
 /// Handle to the store's thread. Clones share it; the thread ends when the
 /// last clone is dropped.
 #[derive(Clone)]
 pub(crate) struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    /// Jobs sent and not finished yet.
+    queued: Arc<AtomicUsize>,
 }
 
 impl SqliteStore {
@@ -67,7 +76,10 @@ impl SqliteStore {
                 message: format!("cannot start the store thread: {e}"),
             })?;
         opened_rx.await.map_err(|_| StoreError::Closed)??;
-        Ok(SqliteStore { jobs })
+        Ok(SqliteStore {
+            jobs,
+            queued: Arc::default(),
+        })
     }
 
     /// Runs `f` on the store's thread and returns its result.
@@ -75,12 +87,22 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut SqliteDb) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let queued = self.queued.fetch_add(1, Ordering::Relaxed);
+        if queued >= MAX_QUEUED_JOBS {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Busy(queued));
+        }
         let (tx, rx) = oneshot::channel();
+        let done = self.queued.clone();
         self.jobs
             .send(Box::new(move |db| {
                 let _ = tx.send(f(db));
+                done.fetch_sub(1, Ordering::Relaxed);
             }))
-            .map_err(|_| StoreError::Closed)?;
+            .map_err(|_| {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                StoreError::Closed
+            })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
