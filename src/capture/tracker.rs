@@ -20,7 +20,10 @@ pub use super::sample::{Sample, SessionSettings};
 use super::fingerprint::Fingerprint;
 use super::lexer;
 use super::skip::{SkipReason, SkipTally};
-use super::statement::{ineligible, Facts, LastBound, RecentStatements, SessionEffect, Statement};
+pub use super::statement::DEFAULT_STATEMENT_BUDGET;
+use super::statement::{
+    ineligible, Facts, LastBound, NamedStatements, RecentStatements, SessionEffect, Statement,
+};
 use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend::{self, tag as fe};
 use bytes::Bytes;
@@ -39,26 +42,6 @@ const SKIP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// part of the relay's per-transaction capture cost. A session that runs
 /// one transaction a second therefore hands its skips over every 16 s.
 const CLOCK_EVERY_IDLE_READY: u32 = 16;
-
-/// Statements kept per session at most; beyond, new named statements are
-/// not tracked (their executions are skipped as `too_large`).
-const MAX_TRACKED_STATEMENTS: usize = 10_000;
-
-/// Default of [`Tracker::with_statement_budget`]
-/// (`shadow.max_session_statement_bytes`).
-pub const DEFAULT_STATEMENT_BUDGET: usize = 4 * 1024 * 1024;
-
-/// What one remembered statement costs beyond its name, text and parameter
-/// types: the map entry, the `Arc` and the statement's fixed fields.
-const STATEMENT_OVERHEAD: usize = 128;
-
-/// Bytes a named statement is charged against the session's budget.
-fn remembered_bytes(name: &[u8], statement: &Statement) -> usize {
-    name.len()
-        + statement.sql.as_deref().map_or(0, str::len)
-        + 4 * statement.param_types.len()
-        + STATEMENT_OVERHEAD
-}
 
 /// Where the tracker sends its decisions: the sampler and the shadow queue.
 pub trait SampleGate {
@@ -109,13 +92,8 @@ pub struct Tracker<G: SampleGate> {
     gate: G,
     database: Arc<str>,
     settings: Arc<SessionSettings>,
-    statements: HashMap<Vec<u8>, Arc<Statement>>,
-    /// What `statements` holds, in [`remembered_bytes`].
-    statement_bytes: usize,
-    /// Most `statement_bytes` may reach; a named statement that would pass
-    /// it is not remembered, and its executions are skipped as
-    /// `too_large`. The relay forwards it all the same.
-    statement_budget: usize,
+    /// Named statements, bounded in number and bytes.
+    statements: NamedStatements,
     unnamed_statement: Option<Arc<Statement>>,
     /// The latest Parses by text: a repeated Parse finds its statement.
     recent: RecentStatements,
@@ -147,9 +125,7 @@ impl<G: SampleGate> Tracker<G> {
             gate,
             database: Arc::from(database),
             settings: Arc::new(settings),
-            statements: HashMap::new(),
-            statement_bytes: 0,
-            statement_budget: DEFAULT_STATEMENT_BUDGET,
+            statements: NamedStatements::new(DEFAULT_STATEMENT_BUDGET),
             unnamed_statement: None,
             recent: RecentStatements::default(),
             last_bound: None,
@@ -169,13 +145,13 @@ impl<G: SampleGate> Tracker<G> {
     /// (`shadow.max_session_statement_bytes`). The unnamed statement and
     /// the few recent ones are bounded apart (by `shadow.max_capture_bytes`).
     pub fn with_statement_budget(mut self, bytes: usize) -> Self {
-        self.statement_budget = bytes;
+        self.statements = NamedStatements::new(bytes);
         self
     }
 
     /// Bytes of named statements remembered now.
     pub fn statement_bytes(&self) -> usize {
-        self.statement_bytes
+        self.statements.bytes()
     }
 
     /// A reported setting changed (ParameterStatus).
@@ -494,26 +470,19 @@ impl<G: SampleGate> Tracker<G> {
         }
     }
 
-    /// Keeps a named statement, within [`MAX_TRACKED_STATEMENTS`] and the
-    /// byte budget; one beyond is not tracked (its executions are skipped
-    /// as `too_large` when bound).
+    /// Keeps a named statement, within the session's bounds
+    /// ([`NamedStatements`]); one beyond is not tracked, and its executions
+    /// are skipped as `too_large` when bound.
     fn remember(&mut self, name: &[u8], statement: Arc<Statement>) {
         // A name still in use is an error the server reports; the old
         // statement is let go either way.
         self.forget_statement(name);
-        let cost = remembered_bytes(name, &statement);
-        if self.statements.len() >= MAX_TRACKED_STATEMENTS
-            || self.statement_bytes + cost > self.statement_budget
-        {
+        if !self.statements.insert(name, statement) {
             tracing::debug!(
-                remembered = self.statement_bytes,
-                budget = self.statement_budget,
+                remembered = self.statements.bytes(),
                 "prepared statement not tracked: the session's statement budget is spent"
             );
-            return;
         }
-        self.statement_bytes += cost;
-        self.statements.insert(name.to_vec(), statement);
     }
 
     fn forget_statement(&mut self, name: &[u8]) {
@@ -521,11 +490,7 @@ impl<G: SampleGate> Tracker<G> {
             self.unnamed_statement = None;
         } else {
             self.last_bound = None;
-            if let Some(statement) = self.statements.remove(name) {
-                self.statement_bytes = self
-                    .statement_bytes
-                    .saturating_sub(remembered_bytes(name, &statement));
-            }
+            self.statements.remove(name);
         }
     }
 
