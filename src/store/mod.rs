@@ -366,7 +366,7 @@ impl Store {
         &self.url
     }
 
-    /// Checks that the store answers (for `/readyz`).
+    /// Checks that the store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_backend!(self, StoreOp::Read, db => queries::ping(db))
     }

@@ -66,13 +66,18 @@ fn without_a_shadow_the_incident_api_answers_503_and_readiness_follows_the_upstr
 }
 
 /// The shadow on, every read compared, the store at `store_url` holding at
-/// most three outcomes while it cannot be written.
+/// most three outcomes while it cannot be written (unless `extra_store`
+/// says otherwise).
 fn store_config(store_url: &str, extra_store: &str) -> String {
+    let pending = if extra_store.contains("max_pending_outcomes") {
+        ""
+    } else {
+        "max_pending_outcomes = 3\n"
+    };
     format!(
         "[shadow]\nenabled = true\nsample_rate = 1.0\nuser = \"pgshadow\"\n\
          old_search_path = \"public\"\nnew_search_path = \"v2\"\n\
-         [store]\nurl = \"{store_url}\"\nflush_interval_ms = 50\nmax_pending_outcomes = 3\n\
-         {extra_store}\n"
+         [store]\nurl = \"{store_url}\"\nflush_interval_ms = 50\n{pending}{extra_store}\n"
     )
 }
 
@@ -219,4 +224,30 @@ async fn a_hung_store_times_out_without_blocking_readiness_or_clients() {
     );
     wait_dropped(&proxy, 7.0);
     assert_eq!(proxy.metric("pgshadow_store_up"), 0.0);
+}
+
+/// A store that could not be opened at startup is opened by the writer's
+/// retry once it can be, and what waited in memory is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_unreachable_at_startup_is_opened_later_and_gets_what_waited() {
+    let pg = Pg::start();
+    crate::create_schema(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let later = dir.path().join("not-yet");
+    let url = format!("sqlite://{}", later.join("store.db").display());
+    let proxy = Proxy::start(pg.port(), &store_config(&url, "max_pending_outcomes = 100"));
+    ten_reads(&proxy).await;
+    wait_store_errors(&proxy, "write");
+    assert_eq!(proxy.metric("pgshadow_store_up"), 0.0);
+
+    std::fs::create_dir(&later).unwrap();
+    proxy.wait_for_log(std::time::Duration::from_secs(60), |l| {
+        l.contains("mismatch store writable again")
+    });
+    assert_eq!(proxy.metric("pgshadow_store_up"), 1.0);
+    assert_eq!(get_json(proxy.admin_port, "/readyz")["store"], "ok");
+    assert_eq!(crate::harness::items::stored_outcomes(&proxy), 10);
+    assert_eq!(proxy.metric("pgshadow_store_dropped_total"), 0.0);
+    let r = get(proxy.admin_port, "/api/incidents");
+    assert_eq!(r.status, 200, "{}", r.body);
 }
