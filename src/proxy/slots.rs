@@ -98,7 +98,8 @@ mod tests {
         assert!(refused.iter().all(|r| matches!(r, Admission::Refused(_))));
         assert!(matches!(slots.admit(), Admission::Dropped));
         drop(a);
-        assert!(matches!(slots.admit(), Admission::Served(_)));
+        let c = slots.admit();
+        assert!(matches!(c, Admission::Served(_)));
         drop(refused);
         assert!(matches!(slots.admit(), Admission::Refused(_)));
     }
