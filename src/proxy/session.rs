@@ -126,7 +126,9 @@ pub(crate) async fn serve(
 pub(crate) fn drop_beyond_limit(peer: SocketAddr, limit: usize) {
     let end = SessionEnd::TooManyConnections;
     metrics::counter!(SESSIONS_ENDED_TOTAL, "reason" => end.label()).increment(1);
-    tracing::info!(%peer, limit, reason = end.label(), "connection closed at once: too many connections and refusals in progress");
+    // Debug only: under a connection flood this is one line per attempt;
+    // the counter shows it.
+    tracing::debug!(%peer, limit, reason = end.label(), "connection closed at once: too many connections and refusals in progress");
 }
 
 async fn run(
