@@ -207,3 +207,44 @@ impl Db for SqliteDb {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_store_thread_refuses_jobs_beyond_its_queue_instead_of_holding_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("store.db"))
+            .await
+            .unwrap();
+        // The first job hangs the thread (a disk that does not answer).
+        let (release, hung) = mpsc::channel::<()>();
+        let blocker = store.clone();
+        let mut waiting = vec![tokio::spawn(async move {
+            blocker
+                .run(move |_| {
+                    let _ = hung.recv();
+                    Ok(())
+                })
+                .await
+        })];
+        for _ in 1..MAX_QUEUED_JOBS {
+            let s = store.clone();
+            waiting.push(tokio::spawn(async move { s.run(|_| Ok(())).await }));
+        }
+        while store.queued.load(Ordering::Relaxed) < MAX_QUEUED_JOBS {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            store.run(|_| Ok(())).await,
+            Err(StoreError::Busy(n)) if n == MAX_QUEUED_JOBS
+        ));
+        release.send(()).unwrap();
+        for job in waiting {
+            job.await.unwrap().unwrap();
+        }
+        assert_eq!(store.queued.load(Ordering::Relaxed), 0);
+        store.run(|_| Ok(())).await.unwrap();
+    }
+}
