@@ -15,7 +15,8 @@ use super::conn::ConnError;
 use super::keys::KeyCatalog;
 use super::outcome::OutcomeKind;
 use super::pool::Pool;
-use super::run::{run_batch, RunResult, RunSpec, Snapshot};
+use super::give_way::GiveWay;
+use super::run::{run_batch, Limits, RunResult, RunSpec, Snapshot};
 use super::verdict::Judged;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
@@ -36,10 +37,18 @@ pub struct Executor {
     pub(super) catalog: bool,
     /// Fingerprints whose A/A runs differed: their differences are noisy.
     pub(super) noisy: Mutex<HashSet<Fingerprint>>,
-    pub(super) pool: Pool,
+    pub(super) pool: Arc<Pool>,
+    /// Cancels shadow transactions that block other backends.
+    pub(super) give_way: Arc<GiveWay>,
+    /// Set once a shadow connection turned out to log in as a superuser:
+    /// the shadow then runs nothing until restarted.
+    pub(super) refused: std::sync::atomic::AtomicBool,
     pub(super) old_search_path: String,
     pub(super) new_search_path: String,
     pub(super) statement_timeout: Duration,
+    pub(super) lock_timeout: Duration,
+    /// `shadow.max_transaction_ms`.
+    pub(super) transaction_budget: Duration,
     pub(super) max_rows: usize,
     pub(super) snapshot: Snapshot,
     pub(super) recheck: bool,
@@ -61,7 +70,7 @@ pub enum Handled {
 impl Executor {
     /// An executor for `config`, planning with `plans` and logging in with
     /// `pool`.
-    pub fn new(config: &Config, plans: Arc<PlanCache>, pool: Pool) -> Self {
+    pub fn new(config: &Config, plans: Arc<PlanCache>, pool: Arc<Pool>) -> Self {
         let c = &config.compare;
         let s = &config.shadow;
         let statement_timeout = Duration::from_millis(s.statement_timeout_ms);
@@ -80,10 +89,14 @@ impl Executor {
             keys: Arc::new(keys),
             catalog: config.tiebreak.enabled,
             noisy: Mutex::new(HashSet::new()),
+            give_way: GiveWay::new(pool.clone(), Duration::from_millis(s.give_way_check_ms)),
             pool,
+            refused: Default::default(),
             old_search_path: s.old_search_path.clone(),
             new_search_path: s.new_search_path.clone(),
             statement_timeout,
+            lock_timeout: Duration::from_millis(s.lock_timeout_ms),
+            transaction_budget: Duration::from_millis(s.max_transaction_ms),
             max_rows: c.max_rows,
             snapshot,
             recheck: s.recheck_mismatches,
@@ -112,6 +125,12 @@ impl Executor {
     /// recheck of a mismatch, a comparison with changed keys) run one by
     /// one.
     pub async fn handle_batch(&self, samples: &[Sample]) -> Vec<Handled> {
+        if self.refused.load(std::sync::atomic::Ordering::Relaxed) {
+            return samples
+                .iter()
+                .map(|_| Handled::Skipped(SkipReason::Disabled))
+                .collect();
+        }
         let samples: Vec<&Sample> = samples.iter().collect();
         let plans = self.plan_all(&samples, None).await;
         let judged = self.compare_all(&samples, &plans).await;
@@ -309,6 +328,8 @@ impl Executor {
             .collect();
         let mut results: Vec<Option<Result<RunResult, ConnError>>> =
             specs.iter().map(|_| None).collect();
+        // One budget for the whole batch, over all its databases.
+        let limits = self.limits();
         let mut databases: Vec<&str> = Vec::new();
         for (sample, _) in &specs {
             if !databases.contains(&sample.database.as_ref()) {
@@ -323,7 +344,7 @@ impl Executor {
             while let Some(rest) = group.get(done..).filter(|rest| !rest.is_empty()) {
                 let batch: Vec<(&Sample, RunSpec<'_>)> =
                     rest.iter().map(|&i| specs[i].clone()).collect();
-                let mut got = self.run_on_one_connection(database, &batch).await;
+                let mut got = self.run_on_one_connection(database, &batch, &limits).await;
                 if got.is_empty() {
                     got.push(Err(not_run()));
                 }
@@ -347,13 +368,17 @@ impl Executor {
         &self,
         database: &str,
         batch: &[(&Sample, RunSpec<'_>)],
+        limits: &Limits<'_>,
     ) -> Vec<Result<RunResult, ConnError>> {
         let mut conn = match self.pool.get(database).await {
             Ok(conn) => conn,
-            Err(e) => return batch.iter().map(|_| Err(e.again())).collect(),
+            Err(e) => {
+                self.note_refusal(&e);
+                return batch.iter().map(|_| Err(e.again())).collect();
+            }
         };
         let limit = self.run_limit() * u32::try_from(batch.len()).unwrap_or(u32::MAX);
-        match tokio::time::timeout(limit, run_batch(&mut conn, batch)).await {
+        match tokio::time::timeout(limit, run_batch(&mut conn, batch, limits)).await {
             Ok(results) => {
                 self.pool.put(database, conn);
                 results
@@ -374,6 +399,23 @@ impl Executor {
             id_columns,
             id_unique,
             ..self.compare.clone()
+        }
+    }
+
+    /// A fresh transaction budget, with the give-way watcher.
+    pub(super) fn limits(&self) -> Limits<'_> {
+        Limits {
+            give_way: Some(&self.give_way),
+            ..Limits::budget(self.transaction_budget)
+        }
+    }
+
+    /// A superuser login switches the shadow off, loudly, once.
+    fn note_refusal(&self, e: &ConnError) {
+        if matches!(e, ConnError::Superuser { .. })
+            && !self.refused.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::error!(error = %e, "shadow switched off until restart");
         }
     }
 
@@ -398,6 +440,7 @@ impl Executor {
             old_search_path: &self.old_search_path,
             new_search_path: &self.new_search_path,
             statement_timeout: self.statement_timeout,
+            lock_timeout: self.lock_timeout,
             max_rows: self.max_rows,
             compare: options,
             snapshot: self.snapshot,
@@ -413,7 +456,7 @@ impl Executor {
         spec: RunSpec<'_>,
     ) -> Result<RunResult, ConnError> {
         let one = [(sample, spec)];
-        self.run_on_one_connection(&sample.database, &one)
+        self.run_on_one_connection(&sample.database, &one, &self.limits())
             .await
             .pop()
             .unwrap_or_else(|| Err(not_run()))

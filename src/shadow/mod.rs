@@ -14,6 +14,7 @@
 
 pub mod conn;
 pub mod executor;
+pub mod give_way;
 pub mod keys;
 pub mod outcome;
 mod pipeline;
@@ -117,6 +118,8 @@ impl Shadow {
                 tls,
             },
             s.max_in_flight,
+            s.max_connections,
+            Duration::from_millis(s.pool_idle_timeout_ms),
         );
         let executor = Arc::new(Executor::new(
             config,

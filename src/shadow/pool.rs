@@ -1,30 +1,57 @@
-//! A small pool of shadow connections per database.
+//! A small pool of shadow connections per database, with one cap over
+//! all databases.
 //!
 //! The dispatcher already bounds concurrency (`shadow.max_in_flight`), so
 //! the pool only has to reuse connections: at most that many are kept
-//! idle per database. A connection that is out of step is closed instead
-//! of returned.
+//! idle per database, none longer than `shadow.pool_idle_timeout_ms`. A
+//! connection that is out of step is closed instead of returned.
+//!
+//! Every open connection holds a permit of `shadow.max_connections`: a
+//! proxy serving many databases never opens more than that. When no permit
+//! is left, an idle connection of another database is closed to make room;
+//! when none is idle, the request waits (up to the connect timeout) for
+//! one to be returned or closed.
 
 use super::conn::{ConnError, ConnParams, ShadowConn};
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
-/// Idle connections by database.
+/// Idle connections by database, each with when it was returned.
 pub struct Pool {
     template: ConnParams,
     max_idle: usize,
-    idle: Mutex<HashMap<String, Vec<ShadowConn>>>,
+    idle_timeout: Duration,
+    /// `shadow.max_connections` permits; one per open connection.
+    open: Arc<Semaphore>,
+    max_connections: usize,
+    idle: Mutex<HashMap<String, Vec<(ShadowConn, Instant)>>>,
 }
 
 impl Pool {
     /// A pool that logs in with `template` (its database is replaced per
-    /// request).
-    pub fn new(template: ConnParams, max_idle: usize) -> Self {
-        Self {
+    /// request), keeps at most `max_idle` idle connections per database
+    /// for at most `idle_timeout`, and opens at most `max_connections`.
+    /// Starts a task that closes expired connections while the pool lives
+    /// (call inside a Tokio runtime).
+    pub fn new(
+        template: ConnParams,
+        max_idle: usize,
+        max_connections: usize,
+        idle_timeout: Duration,
+    ) -> Arc<Self> {
+        let pool = Arc::new(Self {
             template,
             max_idle,
+            idle_timeout,
+            open: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
             idle: Mutex::new(HashMap::new()),
-        }
+        });
+        tokio::spawn(expire_idle(Arc::downgrade(&pool), idle_timeout));
+        pool
     }
 
     /// An idle connection to `database`, or a new one.
@@ -35,12 +62,33 @@ impl Pool {
             .unwrap_or_else(PoisonError::into_inner)
             .get_mut(database)
             .and_then(Vec::pop);
-        if let Some(conn) = reused {
+        if let Some((conn, _)) = reused {
             return Ok(conn);
         }
+        let permit = match self.open.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.close_one_idle();
+                let wait = self.open.clone().acquire_owned();
+                match tokio::time::timeout(self.template.connect_timeout, wait).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        return Err(ConnError::Timeout {
+                            address: format!(
+                                "a free shadow connection (all shadow.max_connections = {} in use)",
+                                self.max_connections
+                            ),
+                            timeout: self.template.connect_timeout,
+                        })
+                    }
+                }
+            }
+        };
         let mut params = self.template.clone();
         params.database = database.to_string();
-        ShadowConn::connect(&params).await
+        let mut conn = ShadowConn::connect(&params).await?;
+        conn.permit = Some(permit);
+        Ok(conn)
     }
 
     /// Returns a connection; poisoned ones are dropped (closed).
@@ -51,7 +99,51 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = idle.entry(database.to_string()).or_default();
         if slot.len() < self.max_idle {
-            slot.push(conn);
+            slot.push((conn, Instant::now()));
+        }
+    }
+
+    /// Connections open now, idle or in use.
+    pub fn open_connections(&self) -> usize {
+        self.max_connections
+            .saturating_sub(self.open.available_permits())
+    }
+
+    /// Closes the longest-idle connection of any database, to free a
+    /// permit.
+    fn close_one_idle(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let oldest = idle
+            .iter()
+            .filter_map(|(db, conns)| conns.first().map(|(_, at)| (db.clone(), *at)))
+            .min_by_key(|(_, at)| *at);
+        if let Some((db, _)) = oldest {
+            if let Some(conns) = idle.get_mut(&db) {
+                conns.remove(0);
+            }
+        }
+    }
+
+    /// Closes connections idle longer than the timeout.
+    fn expire(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        for conns in idle.values_mut() {
+            conns.retain(|(_, at)| now.duration_since(*at) < self.idle_timeout);
+        }
+        idle.retain(|_, conns| !conns.is_empty());
+    }
+}
+
+/// Closes expired idle connections every so often, until the pool is
+/// gone.
+async fn expire_idle(pool: Weak<Pool>, idle_timeout: Duration) {
+    let every = (idle_timeout / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(every).await;
+        match pool.upgrade() {
+            Some(pool) => pool.expire(),
+            None => return,
         }
     }
 }

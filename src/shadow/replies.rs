@@ -47,6 +47,26 @@ pub(super) async fn read_query(
     }
 }
 
+/// Reads the rows of a simple Query up to its ReadyForQuery; a server
+/// error becomes a protocol error (only pgshadow's own queries use this).
+pub(super) async fn read_values(conn: &mut ShadowConn) -> Result<Vec<Vec<Option<Bytes>>>, ConnError> {
+    let mut rows = Vec::new();
+    let mut error = None;
+    loop {
+        let Reply { tag, body } = conn.read_reply().await?;
+        match tag {
+            b'D' => rows.push(data_row(&body)?),
+            b'E' => error = Some(server_error(&body)),
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    match error {
+        Some(e) => Err(ConnError::Protocol(format!("{} {}", e.code, e.message))),
+        None => Ok(rows),
+    }
+}
+
 /// Reads up to ReadyForQuery; returns its transaction status.
 pub(super) async fn read_until_ready(conn: &mut ShadowConn) -> Result<u8, ConnError> {
     loop {
