@@ -15,6 +15,7 @@ use super::conn::ConnError;
 use super::keys::KeyCatalog;
 use super::outcome::OutcomeKind;
 use super::pool::Pool;
+use super::functions::FunctionCatalog;
 use super::give_way::GiveWay;
 use super::run::{run_batch, Limits, RunResult, RunSpec, Snapshot};
 use super::verdict::Judged;
@@ -33,6 +34,8 @@ pub struct Executor {
     pub(super) plans: Arc<PlanCache>,
     /// Relation keys from the catalog.
     pub(super) keys: Arc<KeyCatalog>,
+    /// Which user-defined functions are volatile.
+    pub(super) functions: FunctionCatalog,
     /// Whether keys are looked up at all (`tiebreak.enabled`).
     pub(super) catalog: bool,
     /// Fingerprints whose A/A runs differed: their differences are noisy.
@@ -87,6 +90,10 @@ impl Executor {
         Self {
             plans,
             keys: Arc::new(keys),
+            functions: FunctionCatalog::new(
+                &s.allow_functions,
+                Duration::from_secs(config.tiebreak.key_cache_seconds),
+            ),
             catalog: config.tiebreak.enabled,
             noisy: Mutex::new(HashSet::new()),
             give_way: GiveWay::new(pool.clone(), Duration::from_millis(s.give_way_check_ms)),
@@ -133,6 +140,7 @@ impl Executor {
         }
         let samples: Vec<&Sample> = samples.iter().collect();
         let plans = self.plan_all(&samples, None).await;
+        self.look_up_functions(&samples, &plans).await;
         let judged = self.compare_all(&samples, &plans).await;
         // A relation changed or lacks a column the plan appended: look its
         // keys up again, and compare again where they changed.
@@ -265,6 +273,55 @@ impl Executor {
         }
     }
 
+    /// Looks up, per database, the functions the planned `samples` call
+    /// whose volatility is not known (see [`FunctionCatalog::due`]).
+    async fn look_up_functions(&self, samples: &[&Sample], plans: &[CachedPlan]) {
+        let mut databases: Vec<&str> = Vec::new();
+        for sample in samples {
+            if !databases.contains(&sample.database.as_ref()) {
+                databases.push(&sample.database);
+            }
+        }
+        for database in databases {
+            let names = samples
+                .iter()
+                .zip(plans)
+                .filter(|(s, _)| s.database.as_ref() == database)
+                .filter_map(|(_, p)| p.as_ref().as_ref().ok())
+                .flat_map(|plan| plan.functions.iter());
+            let due = self.functions.due(database, names);
+            if due.is_empty() {
+                continue;
+            }
+            let looked_up = match self.pool.get(database).await {
+                Ok(mut conn) => {
+                    let lookup = self.functions.look_up(&mut conn, database, &due);
+                    let result = match tokio::time::timeout(self.run_limit(), lookup).await {
+                        Ok(result) => result.map_err(|e| e.to_string()),
+                        Err(_) => {
+                            conn.poisoned = true;
+                            Err(format!("timed out after {:?}", self.run_limit()))
+                        }
+                    };
+                    self.pool.put(database, conn);
+                    result
+                }
+                Err(e) => {
+                    self.note_refusal(&e);
+                    Err(e.to_string())
+                }
+            };
+            if let Err(error) = looked_up {
+                tracing::warn!(
+                    database,
+                    functions = due.len(),
+                    %error,
+                    "cannot look up function volatility in the catalog; skipping statements that call them for now"
+                );
+            }
+        }
+    }
+
     /// Plans `sample` with its relations' current keys on a blocking
     /// thread: a parse takes ~50 µs, pathological texts much longer, and
     /// neither may stall the runtime's workers.
@@ -283,7 +340,11 @@ impl Executor {
     async fn compare_all(&self, samples: &[&Sample], plans: &[CachedPlan]) -> Vec<Judged> {
         let planned: Vec<Result<(&Plan, CompareOptions, bool), SkipReason>> = plans
             .iter()
-            .map(|p| match p.as_ref() {
+            .zip(samples)
+            .map(|(p, sample)| match p.as_ref() {
+                Ok(plan) if self.functions.calls_volatile(&sample.database, &plan.functions) => {
+                    Err(SkipReason::VolatileFunction)
+                }
                 Ok(plan) => Ok((plan, self.options_for(plan), self.draw_baseline())),
                 Err(reason) => Err(*reason),
             })

@@ -14,6 +14,7 @@
 
 pub mod conn;
 pub mod executor;
+pub mod functions;
 pub mod give_way;
 pub mod keys;
 pub mod outcome;
