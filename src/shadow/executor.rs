@@ -52,6 +52,10 @@ pub struct Executor {
     pub(super) lock_timeout: Duration,
     /// `shadow.max_transaction_ms`.
     pub(super) transaction_budget: Duration,
+    /// `shadow.max_result_bytes`.
+    pub(super) max_result_bytes: usize,
+    /// `shadow.max_batch_result_bytes`.
+    pub(super) max_batch_result_bytes: usize,
     pub(super) max_rows: usize,
     pub(super) snapshot: Snapshot,
     pub(super) recheck: bool,
@@ -104,6 +108,8 @@ impl Executor {
             statement_timeout,
             lock_timeout: Duration::from_millis(s.lock_timeout_ms),
             transaction_budget: Duration::from_millis(s.max_transaction_ms),
+            max_result_bytes: s.max_result_bytes,
+            max_batch_result_bytes: s.max_batch_result_bytes,
             max_rows: c.max_rows,
             snapshot,
             recheck: s.recheck_mismatches,
@@ -463,10 +469,12 @@ impl Executor {
         }
     }
 
-    /// A fresh transaction budget, with the give-way watcher.
+    /// A fresh transaction budget and batch byte bound, with the give-way
+    /// watcher.
     pub(super) fn limits(&self) -> Limits<'_> {
         Limits {
             give_way: Some(&self.give_way),
+            result_bytes: self.max_batch_result_bytes.into(),
             ..Limits::budget(self.transaction_budget)
         }
     }
@@ -503,6 +511,7 @@ impl Executor {
             statement_timeout: self.statement_timeout,
             lock_timeout: self.lock_timeout,
             max_rows: self.max_rows,
+            max_bytes: self.max_result_bytes,
             compare: options,
             snapshot: self.snapshot,
             baseline: baseline && self.snapshot == Snapshot::Shared,

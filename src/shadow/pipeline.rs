@@ -433,6 +433,7 @@ mod tests {
             statement_timeout: Duration::from_secs(5),
             lock_timeout: Duration::from_millis(50),
             max_rows: 10,
+            max_bytes: usize::MAX,
             compare,
             snapshot: Snapshot::Shared,
             baseline: false,

@@ -27,13 +27,15 @@ pub(super) async fn read_control(
 }
 
 /// Reads the replies of one side's query up to its completion, keeping
-/// `max_rows` rows (the rest digested under `compare`'s rules).
+/// `max_rows` rows holding at most `max_bytes` (the rest digested under
+/// `compare`'s rules).
 pub(super) async fn read_query(
     conn: &mut ShadowConn,
     max_rows: usize,
+    max_bytes: usize,
     compare: &CompareOptions,
 ) -> Result<Result<ResultSet, ErrorFields>, ConnError> {
-    let mut rows = ResultBuilder::normalised(max_rows, compare);
+    let mut rows = ResultBuilder::normalised(max_rows, compare).with_max_bytes(max_bytes);
     loop {
         let Reply { tag, body } = conn.read_reply().await?;
         match tag {

@@ -88,11 +88,13 @@ use super::pipeline::{
 use super::replies::{read_control, read_query, read_until_ready, value_at};
 use super::statements::{statement_name, CACHED_PLAN_CHANGED};
 use crate::capture::tracker::Sample;
-use crate::diff::result::ResultSet;
+use crate::diff::result::{row_bytes, ResultSet};
+use crate::observability::metrics::RESULT_BYTES_EXCEEDED_TOTAL;
 use crate::diff::CompareOptions;
 use crate::protocol::error_response::ErrorFields;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Runs between two `DISCARD ALL` resets of a shadow connection.
@@ -160,6 +162,8 @@ pub struct RunSpec<'a> {
     pub lock_timeout: Duration,
     /// Rows kept per side.
     pub max_rows: usize,
+    /// Bytes of rows kept per side (`shadow.max_result_bytes`).
+    pub max_bytes: usize,
     /// The comparison options, so that rows beyond `max_rows` are digested
     /// under the same rules (ignored columns, numeric scale).
     pub compare: &'a CompareOptions,
@@ -170,22 +174,27 @@ pub struct RunSpec<'a> {
     pub baseline: bool,
 }
 
-/// What bounds a batch's transactions: the wall-clock budget and the
-/// watcher that makes a blocking transaction give way.
-#[derive(Clone, Copy)]
+/// What bounds a batch's transactions: the wall-clock budget, the watcher
+/// that makes a blocking transaction give way, and the bytes of result
+/// rows the batch may still keep.
 pub struct Limits<'a> {
     /// No transaction starts after this, and one still open is cancelled.
     pub deadline: Instant,
     /// Cancels transactions that block other backends.
     pub give_way: Option<&'a std::sync::Arc<GiveWay>>,
+    /// Bytes of rows the batch's sides may still keep
+    /// (`shadow.max_batch_result_bytes`); a sample's sides each keep at
+    /// most what is left when its first side starts.
+    pub result_bytes: AtomicUsize,
 }
 
 impl Limits<'_> {
-    /// A budget of `budget` from now, without a watcher.
+    /// A budget of `budget` from now, without a watcher or a byte bound.
     pub fn budget(budget: Duration) -> Self {
         Limits {
             deadline: Instant::now() + budget,
             give_way: None,
+            result_bytes: AtomicUsize::new(usize::MAX),
         }
     }
 }
@@ -403,7 +412,7 @@ async fn run_transaction(
     let watched = limits.give_way.and_then(|g| g.watch(conn));
     let cancel = conn.cancel.clone();
     let (exchanged, past_deadline) = {
-        let exchange = exchange(conn, &out, runs, &written);
+        let exchange = exchange(conn, &out, runs, &written, limits);
         tokio::pin!(exchange);
         tokio::select! {
             r = &mut exchange => (r, false),
@@ -478,10 +487,11 @@ async fn exchange(
     out: &[u8],
     runs: &[Run<'_>],
     written: &Written,
+    limits: &Limits<'_>,
 ) -> Result<Vec<Answered>, ConnError> {
     let resets_before = conn.runs / DISCARD_EVERY;
     conn.send(out).await?;
-    let (answers, failed_step) = read_transaction(conn, runs, written).await?;
+    let (answers, failed_step) = read_transaction(conn, runs, written, limits).await?;
     let status = read_until_ready(conn).await?;
     conn.runs += answers.len() as u64;
     let doubtful: Vec<u32> = failed_step
@@ -516,7 +526,12 @@ async fn read_transaction(
     conn: &mut ShadowConn,
     runs: &[Run<'_>],
     written: &Written,
+    limits: &Limits<'_>,
 ) -> Result<(Vec<Answered>, Option<usize>), ConnError> {
+    // The current run's bound on each of its sides: bytes, and rows (the
+    // rows its first side kept, once bytes cut that side short, so that
+    // identical results keep identical prefixes).
+    let mut side_bound = (0usize, 0usize);
     let mut answers: Vec<Answered> = Vec::with_capacity(written.runs);
     let mut snapshot_xmin = None;
     // Server clock readings: one before every side and one after the last,
@@ -537,9 +552,20 @@ async fn read_transaction(
             ));
         };
         match step {
-            Step::Query(_) => {
-                match read_query(conn, spec.max_rows, spec.compare).await? {
-                    Ok(rows) => answer.sides.push(SideResult::Rows(rows)),
+            Step::Query(side) => {
+                if side == 0 {
+                    let left = limits.result_bytes.load(Ordering::Relaxed);
+                    side_bound = (spec.max_bytes.min(left), spec.max_rows);
+                }
+                let (max_bytes, max_rows) = side_bound;
+                match read_query(conn, max_rows, max_bytes, spec.compare).await? {
+                    Ok(rows) => {
+                        if side == 0 && rows.truncated() && rows.rows.len() < max_rows {
+                            side_bound.1 = rows.rows.len();
+                        }
+                        note_kept_bytes(&rows, max_bytes, spec, limits, side == 0);
+                        answer.sides.push(SideResult::Rows(rows));
+                    }
                     Err(e) => {
                         answer.sides.push(SideResult::Error(e));
                         failed_step = Some(index);
@@ -582,6 +608,31 @@ async fn read_transaction(
         answer.snapshot_xmin = snapshot_xmin;
     }
     Ok((answers, failed_step))
+}
+
+/// Takes the bytes `rows` kept from the batch's budget, and counts a side
+/// cut short by a byte bound (`max_bytes`).
+fn note_kept_bytes(
+    rows: &ResultSet,
+    max_bytes: usize,
+    spec: &RunSpec<'_>,
+    limits: &Limits<'_>,
+    first_side: bool,
+) {
+    let kept: usize = rows.rows.iter().map(row_bytes).sum();
+    let _ = limits
+        .result_bytes
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            Some(left.saturating_sub(kept))
+        });
+    if first_side && rows.truncated() && rows.rows.len() < spec.max_rows {
+        let budget = if max_bytes < spec.max_bytes {
+            "batch"
+        } else {
+            "side"
+        };
+        metrics::counter!(RESULT_BYTES_EXCEEDED_TOTAL, "budget" => budget).increment(1);
+    }
 }
 
 /// Leaves the connection clean after a write: rolls back a failed

@@ -47,6 +47,7 @@ fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> RunSpec<'a> {
         statement_timeout: Duration::from_secs(5),
         lock_timeout: Duration::from_millis(100),
         max_rows: 100,
+        max_bytes: usize::MAX,
         compare,
         snapshot: Snapshot::Shared,
         baseline: false,
