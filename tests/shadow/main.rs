@@ -13,6 +13,7 @@ mod concurrency;
 mod extended;
 mod fixture;
 mod inconsistencies;
+mod leftovers;
 mod never_writes;
 mod noise;
 mod overload;
