@@ -14,6 +14,7 @@ mod extended;
 mod fixture;
 mod inconsistencies;
 mod leftovers;
+mod locks;
 mod never_writes;
 mod noise;
 mod overload;
