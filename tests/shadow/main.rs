@@ -15,6 +15,7 @@ mod fixture;
 mod inconsistencies;
 mod leftovers;
 mod locks;
+mod memory;
 mod never_writes;
 mod noise;
 mod overload;
