@@ -166,7 +166,9 @@ impl CancelKey {
         };
         match tokio::time::timeout(self.params.connect_timeout, sent).await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(pid = self.pid, %error, "shadow cancel request failed"),
+            Ok(Err(error)) => {
+                tracing::warn!(pid = self.pid, %error, "shadow cancel request failed")
+            }
             Err(_) => tracing::warn!(pid = self.pid, "shadow cancel request timed out"),
         }
     }
@@ -373,7 +375,9 @@ impl ShadowConn {
 
     /// The database the connection is logged in to.
     pub fn database(&self) -> &str {
-        self.cancel.as_ref().map_or("", |k| k.params.database.as_str())
+        self.cancel
+            .as_ref()
+            .map_or("", |k| k.params.database.as_str())
     }
 
     /// The backend's process id (0 before the server sent its key).

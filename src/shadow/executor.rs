@@ -12,11 +12,11 @@
 //! has its keys looked up again, and is compared once more if they changed.
 
 use super::conn::ConnError;
+use super::functions::FunctionCatalog;
+use super::give_way::GiveWay;
 use super::keys::KeyCatalog;
 use super::outcome::OutcomeKind;
 use super::pool::Pool;
-use super::functions::FunctionCatalog;
-use super::give_way::GiveWay;
 use super::run::{run_batch, Limits, RunResult, RunSpec, Snapshot};
 use super::verdict::Judged;
 use crate::capture::fingerprint::Fingerprint;
@@ -279,55 +279,6 @@ impl Executor {
         }
     }
 
-    /// Looks up, per database, the functions the planned `samples` call
-    /// whose volatility is not known (see [`FunctionCatalog::due`]).
-    async fn look_up_functions(&self, samples: &[&Sample], plans: &[CachedPlan]) {
-        let mut databases: Vec<&str> = Vec::new();
-        for sample in samples {
-            if !databases.contains(&sample.database.as_ref()) {
-                databases.push(&sample.database);
-            }
-        }
-        for database in databases {
-            let names = samples
-                .iter()
-                .zip(plans)
-                .filter(|(s, _)| s.database.as_ref() == database)
-                .filter_map(|(_, p)| p.as_ref().as_ref().ok())
-                .flat_map(|plan| plan.functions.iter());
-            let due = self.functions.due(database, names);
-            if due.is_empty() {
-                continue;
-            }
-            let looked_up = match self.pool.get(database).await {
-                Ok(mut conn) => {
-                    let lookup = self.functions.look_up(&mut conn, database, &due);
-                    let result = match tokio::time::timeout(self.run_limit(), lookup).await {
-                        Ok(result) => result.map_err(|e| e.to_string()),
-                        Err(_) => {
-                            conn.poisoned = true;
-                            Err(format!("timed out after {:?}", self.run_limit()))
-                        }
-                    };
-                    self.pool.put(database, conn);
-                    result
-                }
-                Err(e) => {
-                    self.note_refusal(&e);
-                    Err(e.to_string())
-                }
-            };
-            if let Err(error) = looked_up {
-                tracing::warn!(
-                    database,
-                    functions = due.len(),
-                    %error,
-                    "cannot look up function volatility in the catalog; skipping statements that call them for now"
-                );
-            }
-        }
-    }
-
     /// Plans `sample` with its relations' current keys on a blocking
     /// thread: a parse takes ~50 µs, pathological texts much longer, and
     /// neither may stall the runtime's workers.
@@ -348,7 +299,11 @@ impl Executor {
             .iter()
             .zip(samples)
             .map(|(p, sample)| match p.as_ref() {
-                Ok(plan) if self.functions.calls_volatile(&sample.database, &plan.functions) => {
+                Ok(plan)
+                    if self
+                        .functions
+                        .calls_volatile(&sample.database, &plan.functions) =>
+                {
                     Err(SkipReason::VolatileFunction)
                 }
                 Ok(plan) => Ok((plan, self.options_for(plan), self.draw_baseline())),
@@ -480,9 +435,11 @@ impl Executor {
     }
 
     /// A superuser login switches the shadow off, loudly, once.
-    fn note_refusal(&self, e: &ConnError) {
+    pub(super) fn note_refusal(&self, e: &ConnError) {
         if matches!(e, ConnError::Superuser { .. })
-            && !self.refused.swap(true, std::sync::atomic::Ordering::Relaxed)
+            && !self
+                .refused
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             tracing::error!(error = %e, "shadow switched off until restart");
         }
@@ -491,7 +448,7 @@ impl Executor {
     /// How long one run may take: the statement timeout bounds each
     /// statement on the server; this bounds the whole run against a
     /// silent network.
-    fn run_limit(&self) -> Duration {
+    pub(super) fn run_limit(&self) -> Duration {
         self.statement_timeout * 4 + Duration::from_secs(5)
     }
 

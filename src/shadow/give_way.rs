@@ -96,7 +96,10 @@ impl GiveWay {
             return None;
         }
         let watch = {
-            let mut databases = self.databases.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut databases = self
+                .databases
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             match databases.get(database) {
                 Some(watch) => watch.clone(),
                 None => {

@@ -17,6 +17,7 @@ pub mod executor;
 pub mod functions;
 pub mod give_way;
 pub mod keys;
+mod limits;
 pub mod outcome;
 mod pipeline;
 pub mod pool;

@@ -480,8 +480,14 @@ mod tests {
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
-        let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs, LEFT)
-            .expect("encodes");
+        let written = write_transaction(
+            &mut cache,
+            &SessionSettings::default(),
+            &mut out,
+            &runs,
+            LEFT,
+        )
+        .expect("encodes");
         assert_eq!(written.runs, 3, "the sample in another time zone waits");
         use Step::*;
         let expected = [
@@ -543,8 +549,14 @@ mod tests {
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
-        let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs, LEFT)
-            .expect("encodes");
+        let written = write_transaction(
+            &mut cache,
+            &SessionSettings::default(),
+            &mut out,
+            &runs,
+            LEFT,
+        )
+        .expect("encodes");
         let text = String::from_utf8_lossy(&out);
         for (name, value) in DETERMINISM {
             assert!(
@@ -563,6 +575,36 @@ mod tests {
     }
 
     #[test]
+    fn every_transaction_waits_briefly_for_locks_stays_within_its_budget_and_rolls_back() {
+        let compare = CompareOptions::default();
+        let settings = Arc::new(SessionSettings::default());
+        let samples = [sample("SELECT 1", 0, &settings)];
+        let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(both_sides).collect();
+        let runs = runs(&samples, &specs, &sides);
+        let mut cache = StatementCache::default();
+        let mut out = BytesMut::new();
+        write_transaction(
+            &mut cache,
+            &SessionSettings::default(),
+            &mut out,
+            &runs,
+            Duration::from_millis(300),
+        )
+        .expect("encodes");
+        let text = String::from_utf8_lossy(&out);
+        // Bound parameters: name and value follow each other.
+        assert!(text.contains("lock_timeout\0\0\0\x0250"), "{text:?}");
+        assert!(
+            text.contains("statement_timeout\0\0\0\x03300"),
+            "5 s cut to the 300 ms left: {text:?}"
+        );
+        assert!(text.contains("ROLLBACK"), "{text:?}");
+        assert!(!text.contains("COMMIT"), "never COMMIT: {text:?}");
+        assert!(text.contains("pg_advisory_unlock_all()"), "{text:?}");
+    }
+
+    #[test]
     fn a_later_sample_that_cannot_be_encoded_ends_the_transaction_before_it() {
         let compare = CompareOptions::default();
         let settings = Arc::new(SessionSettings::default());
@@ -576,8 +618,14 @@ mod tests {
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
-        let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs, LEFT)
-            .expect("the first sample encodes");
+        let written = write_transaction(
+            &mut cache,
+            &SessionSettings::default(),
+            &mut out,
+            &runs,
+            LEFT,
+        )
+        .expect("the first sample encodes");
         assert_eq!(written.runs, 1);
         assert_eq!(written.steps.last(), Some(&(0, Step::Control)), "ROLLBACK");
         let again = cache.prepare("public", "SELECT 2", &[0; 70_000]);

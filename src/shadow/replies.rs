@@ -51,7 +51,9 @@ pub(super) async fn read_query(
 
 /// Reads the rows of a simple Query up to its ReadyForQuery; a server
 /// error becomes a protocol error (only pgshadow's own queries use this).
-pub(super) async fn read_values(conn: &mut ShadowConn) -> Result<Vec<Vec<Option<Bytes>>>, ConnError> {
+pub(super) async fn read_values(
+    conn: &mut ShadowConn,
+) -> Result<Vec<Vec<Option<Bytes>>>, ConnError> {
     let mut rows = Vec::new();
     let mut error = None;
     loop {

@@ -79,22 +79,21 @@
 //! closed, since a cancel may reach the backend late.
 
 use super::conn::{ConnError, ShadowConn};
-use super::give_way::GiveWay;
-use crate::capture::skip::SkipReason;
+pub use super::limits::Limits;
+use super::limits::{cancel_at_deadline, given_up};
 pub use super::pipeline::MAX_WRITE_BYTES;
 use super::pipeline::{
     both_sides, protocol_error, sides_of, write_transaction, Run, Side, Step, Written,
 };
 use super::replies::{read_control, read_query, read_until_ready, value_at};
 use super::statements::{statement_name, CACHED_PLAN_CHANGED};
+use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
-use crate::diff::result::{row_bytes, ResultSet};
-use crate::observability::metrics::RESULT_BYTES_EXCEEDED_TOTAL;
+use crate::diff::result::ResultSet;
 use crate::diff::CompareOptions;
 use crate::protocol::error_response::ErrorFields;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Runs between two `DISCARD ALL` resets of a shadow connection.
@@ -172,31 +171,6 @@ pub struct RunSpec<'a> {
     /// Also run the old query a second time, after the new one, in the
     /// same snapshot (only with [`Snapshot::Shared`]): the A/A baseline.
     pub baseline: bool,
-}
-
-/// What bounds a batch's transactions: the wall-clock budget, the watcher
-/// that makes a blocking transaction give way, and the bytes of result
-/// rows the batch may still keep.
-pub struct Limits<'a> {
-    /// No transaction starts after this, and one still open is cancelled.
-    pub deadline: Instant,
-    /// Cancels transactions that block other backends.
-    pub give_way: Option<&'a std::sync::Arc<GiveWay>>,
-    /// Bytes of rows the batch's sides may still keep
-    /// (`shadow.max_batch_result_bytes`); a sample's sides each keep at
-    /// most what is left when its first side starts.
-    pub result_bytes: AtomicUsize,
-}
-
-impl Limits<'_> {
-    /// A budget of `budget` from now, without a watcher or a byte bound.
-    pub fn budget(budget: Duration) -> Self {
-        Limits {
-            deadline: Instant::now() + budget,
-            give_way: None,
-            result_bytes: AtomicUsize::new(usize::MAX),
-        }
-    }
 }
 
 /// Runs `sample` on `conn`.
@@ -392,7 +366,7 @@ async fn run_transaction(
     runs: &[Run<'_>],
     limits: &Limits<'_>,
 ) -> Vec<Result<Answered, ConnError>> {
-    let time_left = limits.deadline.saturating_duration_since(Instant::now());
+    let time_left = limits.time_left();
     if time_left.is_zero() {
         return vec![Err(ConnError::GaveUp(SkipReason::TransactionBudget))];
     }
@@ -411,28 +385,13 @@ async fn run_transaction(
     frontend::sync(&mut out);
     let watched = limits.give_way.and_then(|g| g.watch(conn));
     let cancel = conn.cancel.clone();
-    let (exchanged, past_deadline) = {
-        let exchange = exchange(conn, &out, runs, &written, limits);
-        tokio::pin!(exchange);
-        tokio::select! {
-            r = &mut exchange => (r, false),
-            () = tokio::time::sleep_until(limits.deadline.into()) => {
-                if let Some(key) = cancel {
-                    tokio::spawn(async move { key.cancel().await });
-                }
-                (exchange.await, true)
-            }
-        }
-    };
-    let gave_way = watched.as_ref().is_some_and(|w| w.gave_way());
-    drop(watched);
-    let given_up = if gave_way {
-        Some(SkipReason::GaveWay)
-    } else if past_deadline {
-        Some(SkipReason::TransactionBudget)
-    } else {
-        None
-    };
+    let (exchanged, past_deadline) = cancel_at_deadline(
+        limits.deadline,
+        cancel,
+        exchange(conn, &out, runs, &written, limits),
+    )
+    .await;
+    let given_up = given_up(watched, past_deadline);
     if given_up.is_some() {
         // A cancel may reach the backend after the transaction ended.
         conn.poisoned = true;
@@ -554,8 +513,7 @@ async fn read_transaction(
         match step {
             Step::Query(side) => {
                 if side == 0 {
-                    let left = limits.result_bytes.load(Ordering::Relaxed);
-                    side_bound = (spec.max_bytes.min(left), spec.max_rows);
+                    side_bound = (limits.side_bytes(spec.max_bytes), spec.max_rows);
                 }
                 let (max_bytes, max_rows) = side_bound;
                 match read_query(conn, max_rows, max_bytes, spec.compare).await? {
@@ -563,7 +521,7 @@ async fn read_transaction(
                         if side == 0 && rows.truncated() && rows.rows.len() < max_rows {
                             side_bound.1 = rows.rows.len();
                         }
-                        note_kept_bytes(&rows, max_bytes, spec, limits, side == 0);
+                        limits.take_kept(&rows, max_bytes, spec, side == 0);
                         answer.sides.push(SideResult::Rows(rows));
                     }
                     Err(e) => {
@@ -608,31 +566,6 @@ async fn read_transaction(
         answer.snapshot_xmin = snapshot_xmin;
     }
     Ok((answers, failed_step))
-}
-
-/// Takes the bytes `rows` kept from the batch's budget, and counts a side
-/// cut short by a byte bound (`max_bytes`).
-fn note_kept_bytes(
-    rows: &ResultSet,
-    max_bytes: usize,
-    spec: &RunSpec<'_>,
-    limits: &Limits<'_>,
-    first_side: bool,
-) {
-    let kept: usize = rows.rows.iter().map(row_bytes).sum();
-    let _ = limits
-        .result_bytes
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-            Some(left.saturating_sub(kept))
-        });
-    if first_side && rows.truncated() && rows.rows.len() < spec.max_rows {
-        let budget = if max_bytes < spec.max_bytes {
-            "batch"
-        } else {
-            "side"
-        };
-        metrics::counter!(RESULT_BYTES_EXCEEDED_TOTAL, "budget" => budget).increment(1);
-    }
 }
 
 /// Leaves the connection clean after a write: rolls back a failed

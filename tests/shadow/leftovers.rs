@@ -116,7 +116,10 @@ async fn a_listener_hears_only_the_application_and_no_shadow_backend_keeps_a_loc
     assert_eq!(got, expected, "exactly the application's notifications");
 
     let shadow_backends = count(&listener, SHADOW_BACKENDS).await;
-    assert!(shadow_backends > 0, "the shadow's connections are still open");
+    assert!(
+        shadow_backends > 0,
+        "the shadow's connections are still open"
+    );
     assert_eq!(
         count(&listener, SHADOW_LOCKS).await,
         0,
@@ -178,7 +181,12 @@ async fn a_volatile_user_function_is_skipped_and_a_stable_one_is_compared() {
     let app = connect(proxy.port).await;
     app.query(volatile, &[]).await.unwrap();
     wait_for_comparisons(&proxy, 1.0);
-    assert_eq!(comparisons(&proxy, "match"), 1.0, "{}", proxy.metrics_text());
+    assert_eq!(
+        comparisons(&proxy, "match"),
+        1.0,
+        "{}",
+        proxy.metrics_text()
+    );
     assert_eq!(skipped(&proxy, "volatile_function"), 0.0);
 }
 
@@ -256,7 +264,12 @@ async fn idle_shadow_connections_expire_and_never_exceed_the_global_cap() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     wait_for_comparisons(&proxy, 40.0);
-    assert_eq!(comparisons(&proxy, "match"), 40.0, "{}", proxy.metrics_text());
+    assert_eq!(
+        comparisons(&proxy, "match"),
+        40.0,
+        "{}",
+        proxy.metrics_text()
+    );
     assert_eq!(most, 1, "shadow connections seen at once");
 
     // Nothing to do: the idle connection is closed after the timeout.

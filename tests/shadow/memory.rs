@@ -12,9 +12,9 @@
 
 use crate::fixture;
 use crate::harness::{connect, wait_until, Pg, Proxy};
-use std::time::Duration;
 use crate::{comparisons, wait_for_comparisons};
 use futures_util::{pin_mut, TryStreamExt};
+use std::time::Duration;
 
 /// 10,000 rows of 20,000 bytes each.
 const BIG: &str = "SELECT g AS id, repeat(md5(g::text), 625) AS body \
@@ -63,8 +63,7 @@ async fn a_huge_result_sampled_32_times_stays_within_the_shadow_memory_budget() 
         }
         assert_eq!(n, 10_000, "the application's answer");
     }
-    let budget_skips =
-        || proxy.metric("pgshadow_skipped_total{reason=\"transaction_budget\"}");
+    let budget_skips = || proxy.metric("pgshadow_skipped_total{reason=\"transaction_budget\"}");
     wait_until(Duration::from_secs(120), || {
         (proxy.all_comparisons() + budget_skips() >= 1.0 + SAMPLES as f64).then_some(())
     })
