@@ -19,6 +19,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+/// At the cap, how often a waiting request looks for an idle connection
+/// again (one returned to the pool holds its permit).
+const CAP_RECHECK: Duration = Duration::from_millis(20);
+
 /// Idle connections by database, each with when it was returned.
 pub struct Pool {
     template: ConnParams,
@@ -56,32 +60,36 @@ impl Pool {
 
     /// An idle connection to `database`, or a new one.
     pub async fn get(&self, database: &str) -> Result<ShadowConn, ConnError> {
-        let reused = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(database)
-            .and_then(Vec::pop);
-        if let Some((conn, _)) = reused {
-            return Ok(conn);
-        }
-        let permit = match self.open.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                self.close_one_idle();
-                let wait = self.open.clone().acquire_owned();
-                match tokio::time::timeout(self.template.connect_timeout, wait).await {
-                    Ok(Ok(permit)) => permit,
-                    _ => {
-                        return Err(ConnError::Timeout {
-                            address: format!(
-                                "a free shadow connection (all shadow.max_connections = {} in use)",
-                                self.max_connections
-                            ),
-                            timeout: self.template.connect_timeout,
-                        })
-                    }
-                }
+        let started = Instant::now();
+        let permit = loop {
+            if let Some(conn) = self.take_idle(database) {
+                return Ok(conn);
+            }
+            if let Ok(permit) = self.open.clone().try_acquire_owned() {
+                break permit;
+            }
+            // At the cap: make room by closing another database's idle
+            // connection, or wait a moment for one to come back idle or
+            // be closed.
+            if self.close_one_idle() {
+                continue;
+            }
+            let left = self
+                .template
+                .connect_timeout
+                .saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(ConnError::Timeout {
+                    address: format!(
+                        "a free shadow connection (all shadow.max_connections = {} in use)",
+                        self.max_connections
+                    ),
+                    timeout: self.template.connect_timeout,
+                });
+            }
+            let wait = self.open.clone().acquire_owned();
+            if let Ok(Ok(permit)) = tokio::time::timeout(left.min(CAP_RECHECK), wait).await {
+                break permit;
             }
         };
         let mut params = self.template.clone();
@@ -89,6 +97,15 @@ impl Pool {
         let mut conn = ShadowConn::connect(&params).await?;
         conn.permit = Some(permit);
         Ok(conn)
+    }
+
+    fn take_idle(&self, database: &str) -> Option<ShadowConn> {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(database)
+            .and_then(Vec::pop)
+            .map(|(conn, _)| conn)
     }
 
     /// Returns a connection; poisoned ones are dropped (closed).
@@ -110,17 +127,19 @@ impl Pool {
     }
 
     /// Closes the longest-idle connection of any database, to free a
-    /// permit.
-    fn close_one_idle(&self) {
+    /// permit; false when none is idle.
+    fn close_one_idle(&self) -> bool {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let oldest = idle
             .iter()
             .filter_map(|(db, conns)| conns.first().map(|(_, at)| (db.clone(), *at)))
             .min_by_key(|(_, at)| *at);
-        if let Some((db, _)) = oldest {
-            if let Some(conns) = idle.get_mut(&db) {
+        match oldest.and_then(|(db, _)| idle.get_mut(&db)) {
+            Some(conns) if !conns.is_empty() => {
                 conns.remove(0);
+                true
             }
+            _ => false,
         }
     }
 

@@ -223,10 +223,7 @@ pub async fn run_batch(
 ) -> Vec<Result<RunResult, ConnError>> {
     let mut results = Vec::with_capacity(items.len());
     while results.len() < items.len() && !conn.poisoned {
-        if let Some(Err(ConnError::GaveUp(reason))) = results.last() {
-            // Given up (budget spent, gave way): so is the rest.
-            let reason = *reason;
-            results.resize_with(items.len(), || Err(ConnError::GaveUp(reason)));
+        if let Some(Err(ConnError::GaveUp(_))) = results.last() {
             break;
         }
         let rest = &items[results.len()..];
@@ -258,6 +255,12 @@ pub async fn run_batch(
         for r in run_transaction(conn, &runs, limits).await {
             results.push(r.map(RunResult::of_shared));
         }
+    }
+    if let Some(Err(ConnError::GaveUp(reason))) = results.last() {
+        // Given up (budget spent, gave way): so is the rest, on this
+        // connection or another.
+        let reason = *reason;
+        results.resize_with(items.len(), || Err(ConnError::GaveUp(reason)));
     }
     for (result, (sample, spec)) in results.iter_mut().zip(items) {
         if conn.poisoned {
