@@ -416,7 +416,7 @@ impl ShadowConn {
 
     /// A ParameterStatus: the setting's value from now on. (Within a
     /// sample's transaction the server reports its SET LOCAL values, and at
-    /// COMMIT the session's again, so once a sample has been read to its
+    /// ROLLBACK the session's again, so once a sample has been read to its
     /// ReadyForQuery this holds what the next transaction starts with.)
     fn note_parameter(&mut self, body: &[u8]) {
         if let Ok((name, value)) = parameter_status(body) {
