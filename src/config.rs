@@ -268,6 +268,38 @@ pub struct ShadowConfig {
     pub tls: Option<TlsMode>,
     /// CAs for the shadow connections; unset: `upstream.tls_root_cert`.
     pub tls_root_cert: Option<PathBuf>,
+    /// `lock_timeout` of every shadow statement: a shadow statement that
+    /// would wait this long for a lock (DDL holds or awaits it) gives up,
+    /// skipped as `lock_timeout`, so the shadow never queues behind DDL.
+    pub lock_timeout_ms: u64,
+    /// Wall-clock budget of a batch's shadow transaction(s): no transaction
+    /// is started once it is spent (samples left are skipped as
+    /// `transaction_budget`), one still open past it is cancelled, and
+    /// each statement's `statement_timeout` is cut to what is left of it.
+    pub max_transaction_ms: u64,
+    /// While shadow transactions are open, how often one connection per
+    /// database looks for backends they block (`pg_locks`,
+    /// `pg_blocking_pids`); a blocking shadow transaction is cancelled
+    /// (`gave_way`). 0 switches the check off.
+    pub give_way_check_ms: u64,
+    /// User-defined functions (lower-case names) replayed although the
+    /// catalog says they are VOLATILE; other statements calling a volatile
+    /// function outside pg_catalog are skipped as `volatile_function`.
+    pub allow_functions: Vec<String>,
+    /// Result rows kept per side at most in bytes; further rows are
+    /// compared through digests only (like rows beyond `compare.max_rows`).
+    pub max_result_bytes: usize,
+    /// Result rows kept at most in bytes over all sides of a batch; once
+    /// spent, later sides of the batch are compared through digests only.
+    pub max_batch_result_bytes: usize,
+    /// Bytes (SQL and parameters) of the samples waiting in the queue at
+    /// most; beyond, samples are skipped as `queue_full`.
+    pub max_queue_bytes: usize,
+    /// Idle shadow connections are closed after this long.
+    pub pool_idle_timeout_ms: u64,
+    /// Shadow connections open at most over all databases (the give-way
+    /// watchers' included).
+    pub max_connections: usize,
 }
 
 /// How the old and new query share a snapshot.
@@ -310,6 +342,15 @@ impl Default for ShadowConfig {
             baseline_rate: 0.01,
             tls: None,
             tls_root_cert: None,
+            lock_timeout_ms: 50,
+            max_transaction_ms: 500,
+            give_way_check_ms: 20,
+            allow_functions: Vec::new(),
+            max_result_bytes: 16 * 1024 * 1024,
+            max_batch_result_bytes: 64 * 1024 * 1024,
+            max_queue_bytes: 16 * 1024 * 1024,
+            pool_idle_timeout_ms: 60_000,
+            max_connections: 16,
         }
     }
 }
@@ -728,6 +769,52 @@ impl Config {
         check(
             s.statement_timeout_ms > 0,
             "shadow.statement_timeout_ms",
+            || "must be greater than 0".into(),
+        )?;
+        check(s.lock_timeout_ms > 0, "shadow.lock_timeout_ms", || {
+            "must be greater than 0 (0 would let the shadow wait for locks forever)".into()
+        })?;
+        check(
+            s.max_transaction_ms > 0,
+            "shadow.max_transaction_ms",
+            || "must be greater than 0".into(),
+        )?;
+        check(
+            s.give_way_check_ms <= 10_000,
+            "shadow.give_way_check_ms",
+            || format!("must be at most 10000 (10 s), got {}", s.give_way_check_ms),
+        )?;
+        check(
+            s.max_result_bytes >= 1024,
+            "shadow.max_result_bytes",
+            || format!("must be at least 1024, got {}", s.max_result_bytes),
+        )?;
+        check(
+            s.max_batch_result_bytes >= s.max_result_bytes,
+            "shadow.max_batch_result_bytes",
+            || {
+                format!(
+                    "must be at least shadow.max_result_bytes ({}), got {}",
+                    s.max_result_bytes, s.max_batch_result_bytes
+                )
+            },
+        )?;
+        check(
+            s.max_queue_bytes >= s.max_capture_bytes,
+            "shadow.max_queue_bytes",
+            || {
+                format!(
+                    "must be at least shadow.max_capture_bytes ({}), got {}",
+                    s.max_capture_bytes, s.max_queue_bytes
+                )
+            },
+        )?;
+        check(s.max_connections > 0, "shadow.max_connections", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            s.pool_idle_timeout_ms > 0,
+            "shadow.pool_idle_timeout_ms",
             || "must be greater than 0".into(),
         )?;
         check(

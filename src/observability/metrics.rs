@@ -76,6 +76,13 @@ pub const KEY_LOOKUP_RELATIONS_TOTAL: &str = "pgshadow_key_lookup_relations_tota
 /// Time of one catalog lookup of relation keys (one round trip for all
 /// the relations of a batch).
 pub const KEY_LOOKUP_SECONDS: &str = "pgshadow_key_lookup_seconds";
+/// Queries the give-way watchers ran (`pg_locks`/`pg_blocking_pids`, only
+/// while shadow transactions are open).
+pub const GIVE_WAY_CHECKS_TOTAL: &str = "pgshadow_give_way_checks_total";
+/// Shadow result sides whose rows stopped being kept in memory because of
+/// a byte budget, by `budget` (`side`: `shadow.max_result_bytes`, `batch`:
+/// `shadow.max_batch_result_bytes`); the rest was compared by digest.
+pub const RESULT_BYTES_EXCEEDED_TOTAL: &str = "pgshadow_result_bytes_exceeded_total";
 
 /// Bucket bounds of [`SHADOW_DURATION_SECONDS`], in seconds.
 pub const DURATION_BUCKETS: [f64; 12] = [
@@ -122,6 +129,16 @@ pub fn describe() {
         COMPARISONS_TOTAL,
         Unit::Count,
         "Shadow comparisons, by result (match, mismatch, noisy, old_error, new_error, both_error, timeout, rewrite_error, shadow_error)."
+    );
+    describe_counter!(
+        GIVE_WAY_CHECKS_TOTAL,
+        Unit::Count,
+        "Checks for backends blocked by open shadow transactions (shadow.give_way_check_ms)."
+    );
+    describe_counter!(
+        RESULT_BYTES_EXCEEDED_TOTAL,
+        Unit::Count,
+        "Shadow result sides compared by digest beyond a byte budget, by budget (side, batch)."
     );
     describe_counter!(
         SKIPPED_TOTAL,
