@@ -812,6 +812,20 @@ impl Config {
         check(s.max_connections > 0, "shadow.max_connections", || {
             "must be at least 1".into()
         })?;
+        // The give-way watcher needs a connection of its own while the
+        // workers hold theirs, or it waits exactly when it is needed.
+        check(
+            s.give_way_check_ms == 0 || s.max_connections > s.max_in_flight,
+            "shadow.max_connections",
+            || {
+                format!(
+                    "must be greater than shadow.max_in_flight ({}) so the give-way watcher \
+                     has a connection while every worker holds one, got {} \
+                     (or set shadow.give_way_check_ms = 0)",
+                    s.max_in_flight, s.max_connections
+                )
+            },
+        )?;
         check(
             s.pool_idle_timeout_ms > 0,
             "shadow.pool_idle_timeout_ms",
@@ -1187,6 +1201,10 @@ mod tests {
             ("[log]\nlevel = \"loud\"", "log.level"),
             ("[shadow]\nmax_in_flight = 0", "shadow.max_in_flight"),
             ("[shadow]\nmax_batch = 0", "shadow.max_batch"),
+            (
+                "[shadow]\nmax_in_flight = 4\nmax_connections = 4",
+                "shadow.max_connections",
+            ),
             (
                 "[shadow]\nbatch_window_ms = 60000",
                 "shadow.batch_window_ms",
