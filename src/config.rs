@@ -88,6 +88,10 @@ pub struct ListenConfig {
     /// Largest message body a client may send, in bytes. Larger messages
     /// are refused with SQLSTATE 08P01. Defaults to Postgres's own limit.
     pub max_message_bytes: usize,
+    /// Client connections served at once; beyond, a new client gets
+    /// SQLSTATE 53300 and is closed (a cancel request is still routed).
+    /// 0 means no limit.
+    pub max_client_connections: usize,
     /// Time a new client has to send its StartupMessage (or cancel request).
     pub startup_timeout_ms: u64,
     /// On SIGTERM/SIGINT, how long open sessions may keep running before
@@ -122,6 +126,7 @@ impl Default for ListenConfig {
         Self {
             address: SocketAddr::from(([127, 0, 0, 1], 6432)),
             max_message_bytes: POSTGRES_MAX_MESSAGE_BYTES,
+            max_client_connections: 10_000,
             startup_timeout_ms: 15_000,
             shutdown_timeout_ms: 30_000,
             worker_threads: 0,
@@ -240,6 +245,11 @@ pub struct ShadowConfig {
     /// Largest Query/Parse/Bind message copied for capture; larger
     /// statements are skipped as `too_large` (they still run normally).
     pub max_capture_bytes: usize,
+    /// Bytes of named prepared statements one session's capture remembers
+    /// (text, name, parameter types); statements prepared beyond are not
+    /// tracked and their executions are skipped as `too_large`. The relay
+    /// forwards them all the same.
+    pub max_session_statement_bytes: usize,
     /// Re-run a mismatch once in a fresh snapshot before reporting it, and
     /// say whether it was confirmed.
     pub recheck_mismatches: bool,
@@ -258,6 +268,38 @@ pub struct ShadowConfig {
     pub tls: Option<TlsMode>,
     /// CAs for the shadow connections; unset: `upstream.tls_root_cert`.
     pub tls_root_cert: Option<PathBuf>,
+    /// `lock_timeout` of every shadow statement: a shadow statement that
+    /// would wait this long for a lock (DDL holds or awaits it) gives up,
+    /// skipped as `lock_timeout`, so the shadow never queues behind DDL.
+    pub lock_timeout_ms: u64,
+    /// Wall-clock budget of a batch's shadow transaction(s): no transaction
+    /// is started once it is spent (samples left are skipped as
+    /// `transaction_budget`), one still open past it is cancelled, and
+    /// each statement's `statement_timeout` is cut to what is left of it.
+    pub max_transaction_ms: u64,
+    /// While shadow transactions are open, how often one connection per
+    /// database looks for backends they block (`pg_locks`,
+    /// `pg_blocking_pids`); a blocking shadow transaction is cancelled
+    /// (`gave_way`). 0 switches the check off.
+    pub give_way_check_ms: u64,
+    /// User-defined functions (lower-case names) replayed although the
+    /// catalog says they are VOLATILE; other statements calling a volatile
+    /// function outside pg_catalog are skipped as `volatile_function`.
+    pub allow_functions: Vec<String>,
+    /// Result rows kept per side at most in bytes; further rows are
+    /// compared through digests only (like rows beyond `compare.max_rows`).
+    pub max_result_bytes: usize,
+    /// Result rows kept at most in bytes over all sides of a batch; once
+    /// spent, later sides of the batch are compared through digests only.
+    pub max_batch_result_bytes: usize,
+    /// Bytes (SQL and parameters) of the samples waiting in the queue at
+    /// most; beyond, samples are skipped as `queue_full`.
+    pub max_queue_bytes: usize,
+    /// Idle shadow connections are closed after this long.
+    pub pool_idle_timeout_ms: u64,
+    /// Shadow connections open at most over all databases (the give-way
+    /// watchers' included).
+    pub max_connections: usize,
 }
 
 /// How the old and new query share a snapshot.
@@ -293,12 +335,22 @@ impl Default for ShadowConfig {
             deny_functions: Vec::new(),
             table_map: BTreeMap::new(),
             max_capture_bytes: 1024 * 1024,
+            max_session_statement_bytes: crate::capture::tracker::DEFAULT_STATEMENT_BUDGET,
             recheck_mismatches: true,
             plan_cache_size: 10_000,
             snapshot: SnapshotMode::Shared,
             baseline_rate: 0.01,
             tls: None,
             tls_root_cert: None,
+            lock_timeout_ms: 50,
+            max_transaction_ms: 500,
+            give_way_check_ms: 20,
+            allow_functions: Vec::new(),
+            max_result_bytes: 16 * 1024 * 1024,
+            max_batch_result_bytes: 64 * 1024 * 1024,
+            max_queue_bytes: 16 * 1024 * 1024,
+            pool_idle_timeout_ms: 60_000,
+            max_connections: 16,
         }
     }
 }
@@ -447,6 +499,14 @@ pub struct StoreConfig {
     /// `keep` (default): examples keep parameters and row values for
     /// on-call; `hash`: they are replaced by keyed hashes before writing.
     pub values: StoreValues,
+    /// Longest any one store operation (a batch write, an admin query, the
+    /// writer's upkeep) may take; past it the operation fails, the admin
+    /// API answers 503 and the writer keeps its batch for a retry.
+    pub op_timeout_ms: u64,
+    /// Outcomes the writer holds in memory while the store cannot be
+    /// written; beyond, further outcomes are dropped and counted
+    /// (`pgshadow_store_dropped_total`) until a write succeeds.
+    pub max_pending_outcomes: u64,
 }
 
 /// `store.values`: what examples keep of production values.
@@ -473,6 +533,8 @@ impl Default for StoreConfig {
             queue_capacity: 10_000,
             max_ids_per_incident: 10_000,
             values: StoreValues::Keep,
+            op_timeout_ms: 5_000,
+            max_pending_outcomes: 100_000,
         }
     }
 }
@@ -724,6 +786,66 @@ impl Config {
             "shadow.statement_timeout_ms",
             || "must be greater than 0".into(),
         )?;
+        check(s.lock_timeout_ms > 0, "shadow.lock_timeout_ms", || {
+            "must be greater than 0 (0 would let the shadow wait for locks forever)".into()
+        })?;
+        check(
+            s.max_transaction_ms > 0,
+            "shadow.max_transaction_ms",
+            || "must be greater than 0".into(),
+        )?;
+        check(
+            s.give_way_check_ms <= 10_000,
+            "shadow.give_way_check_ms",
+            || format!("must be at most 10000 (10 s), got {}", s.give_way_check_ms),
+        )?;
+        check(
+            s.max_result_bytes >= 1024,
+            "shadow.max_result_bytes",
+            || format!("must be at least 1024, got {}", s.max_result_bytes),
+        )?;
+        check(
+            s.max_batch_result_bytes >= s.max_result_bytes,
+            "shadow.max_batch_result_bytes",
+            || {
+                format!(
+                    "must be at least shadow.max_result_bytes ({}), got {}",
+                    s.max_result_bytes, s.max_batch_result_bytes
+                )
+            },
+        )?;
+        check(
+            s.max_queue_bytes >= s.max_capture_bytes,
+            "shadow.max_queue_bytes",
+            || {
+                format!(
+                    "must be at least shadow.max_capture_bytes ({}), got {}",
+                    s.max_capture_bytes, s.max_queue_bytes
+                )
+            },
+        )?;
+        check(s.max_connections > 0, "shadow.max_connections", || {
+            "must be at least 1".into()
+        })?;
+        // The give-way watcher needs a connection of its own while the
+        // workers hold theirs, or it waits exactly when it is needed.
+        check(
+            s.give_way_check_ms == 0 || s.max_connections > s.max_in_flight,
+            "shadow.max_connections",
+            || {
+                format!(
+                    "must be greater than shadow.max_in_flight ({}) so the give-way watcher \
+                     has a connection while every worker holds one, got {} \
+                     (or set shadow.give_way_check_ms = 0)",
+                    s.max_in_flight, s.max_connections
+                )
+            },
+        )?;
+        check(
+            s.pool_idle_timeout_ms > 0,
+            "shadow.pool_idle_timeout_ms",
+            || "must be greater than 0".into(),
+        )?;
         check(
             !s.old_search_path.trim().is_empty(),
             "shadow.old_search_path",
@@ -738,6 +860,16 @@ impl Config {
             s.max_capture_bytes >= 1024,
             "shadow.max_capture_bytes",
             || format!("must be at least 1024, got {}", s.max_capture_bytes),
+        )?;
+        check(
+            s.max_session_statement_bytes >= 1024,
+            "shadow.max_session_statement_bytes",
+            || {
+                format!(
+                    "must be at least 1024, got {}",
+                    s.max_session_statement_bytes
+                )
+            },
         )?;
         check(s.plan_cache_size > 0, "shadow.plan_cache_size", || {
             "must be at least 1".into()
@@ -913,6 +1045,14 @@ impl Config {
         at_least_1(s.flush_max_outcomes >= 1, "store.flush_max_outcomes")?;
         at_least_1(s.queue_capacity >= 1, "store.queue_capacity")?;
         at_least_1(s.max_ids_per_incident >= 1, "store.max_ids_per_incident")?;
+        at_least_1(s.op_timeout_ms >= 1, "store.op_timeout_ms")?;
+        if s.op_timeout_ms > 600_000 {
+            return Err((
+                "store.op_timeout_ms",
+                format!("must be at most 600000, got {}", s.op_timeout_ms),
+            ));
+        }
+        at_least_1(s.max_pending_outcomes >= 1, "store.max_pending_outcomes")?;
         if self.shadow.enabled {
             if let Some(var) = &s.password_env {
                 if std::env::var_os(var).is_none() {
@@ -1105,6 +1245,10 @@ mod tests {
             ("[log]\nlevel = \"loud\"", "log.level"),
             ("[shadow]\nmax_in_flight = 0", "shadow.max_in_flight"),
             ("[shadow]\nmax_batch = 0", "shadow.max_batch"),
+            (
+                "[shadow]\nmax_in_flight = 4\nmax_connections = 4",
+                "shadow.max_connections",
+            ),
             (
                 "[shadow]\nbatch_window_ms = 60000",
                 "shadow.batch_window_ms",

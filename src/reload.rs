@@ -310,7 +310,7 @@ macro_rules! diff_section {
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     diff_section!(out, "listen", old.listen, new.listen;
-        address, max_message_bytes, startup_timeout_ms, shutdown_timeout_ms, worker_threads,
+        address, max_message_bytes, max_client_connections, startup_timeout_ms, shutdown_timeout_ms, worker_threads,
         tls_cert, tls_key, tls_mode);
     diff_section!(out, "upstream", old.upstream, new.upstream;
         host, port, connect_timeout_ms, tls, tls_root_cert);
@@ -319,12 +319,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     diff_section!(out, "shadow", old.shadow, new_shadow;
         host, port, user, password_env, old_search_path, new_search_path, max_in_flight,
         queue_capacity, statement_timeout_ms, first_executions, deny_functions, table_map,
-        max_capture_bytes, recheck_mismatches, plan_cache_size, snapshot, tls, tls_root_cert);
+        max_capture_bytes, max_session_statement_bytes, recheck_mismatches, plan_cache_size, snapshot, tls, tls_root_cert);
     diff_section!(out, "tiebreak", old.tiebreak, new.tiebreak;
         enabled, default_column, columns, apply_to_primary);
     diff_section!(out, "compare", old.compare, new.compare;
         ignore_columns, max_rows, float_tolerance, numeric_scale, strict_types, max_reported);
-    diff_section!(out, "store", old.store, new.store; url, values);
+    diff_section!(out, "store", old.store, new.store; url, values, op_timeout_ms, max_pending_outcomes);
     diff_section!(out, "admin", old.admin, new.admin;
         address, token, token_env, allowed_hosts, tls_cert, tls_key);
     diff_section!(out, "log", old.log, new.log; level, format, values);

@@ -71,13 +71,25 @@ impl ApiError {
         )
     }
 
-    /// 500 for a store that failed; logged, since it is ours to fix.
+    /// 503 for a store that cannot be reached or did not answer within
+    /// `store.op_timeout_ms` (try again later), 500 for any other failure;
+    /// logged either way, since it is ours to fix.
     pub fn store(e: StoreError) -> Self {
         tracing::warn!(error = %e, "admin request failed in the mismatch store");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("mismatch store: {e}"),
-        )
+        if e.is_unavailable() {
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "mismatch store unavailable: {e}; the proxy keeps serving applications, \
+                     try again later"
+                ),
+            )
+        } else {
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("mismatch store: {e}"),
+            )
+        }
     }
 
     fn no_incident(id: &str) -> Self {

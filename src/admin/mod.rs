@@ -4,7 +4,8 @@
 //! never touches the relay. What it serves:
 //!
 //! - `/metrics` (Prometheus text), `/healthz` (the process is up) and
-//!   `/readyz` (the upstream and the mismatch store answer): [`health`];
+//!   `/readyz` (the relay can serve: the upstream answers; the mismatch
+//!   store is reported, never required): [`health`];
 //! - the JSON API under `/api/`: incidents (list, show, their differing
 //!   row ids as JSON or CSV, ack, mute, unmute),
 //!   coverage, and the sampling controls (rate, kill switch): [`api`];
@@ -139,6 +140,8 @@ struct Inner {
     metrics: MetricsSource,
     upstream_host: String,
     upstream_port: u16,
+    /// The proxy's listening address, when served beside it.
+    listener: Option<SocketAddr>,
     /// How long `/readyz` waits for a TCP connection to the upstream.
     ready_timeout: Duration,
     /// `shadow.sample_rate` from the file, shown while there is no shadow.
@@ -176,6 +179,7 @@ impl AdminState {
                 metrics: MetricsSource::new(metrics, shadow.clone()),
                 upstream_host: config.upstream.host.clone(),
                 upstream_port: config.upstream.port,
+                listener: None,
                 ready_timeout: config.upstream.connect_timeout().min(READY_TIMEOUT),
                 configured_sample_rate: config.shadow.sample_rate,
                 token,
@@ -228,6 +232,10 @@ impl AdminServer {
             proxy.shadow().cloned(),
             proxy.store_writer().cloned(),
         )?;
+        let mut state = state;
+        if let (Some(inner), Ok(address)) = (Arc::get_mut(&mut state.inner), proxy.local_addr()) {
+            inner.listener = Some(address);
+        }
         let mut server = Self::bind_with(config.admin.address, state).await?;
         server.tls = tls;
         Ok(server)

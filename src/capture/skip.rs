@@ -44,11 +44,23 @@ pub enum SkipReason {
     /// (`random()`, `clock_timestamp()`, `gen_random_uuid()`, …) outside
     /// ORDER BY: every comparison would differ.
     Nondeterministic,
+    /// Calls a user-defined function the catalog says is VOLATILE (and
+    /// `shadow.allow_functions` does not list): replaying it could have
+    /// effects.
+    VolatileFunction,
+    /// A shadow statement waited `shadow.lock_timeout_ms` for a lock (DDL
+    /// holds or awaits it) and gave up.
+    LockTimeout,
+    /// The batch's `shadow.max_transaction_ms` was spent before the sample
+    /// ran (or while it ran: the transaction was cancelled).
+    TransactionBudget,
+    /// The shadow transaction blocked another backend and was cancelled.
+    GaveWay,
 }
 
 impl SkipReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [SkipReason; 13] = [
+    pub const ALL: [SkipReason; 17] = [
         SkipReason::NotRead,
         SkipReason::Unparsable,
         SkipReason::MultiStatement,
@@ -62,6 +74,10 @@ impl SkipReason {
         SkipReason::Disabled,
         SkipReason::TooLarge,
         SkipReason::Nondeterministic,
+        SkipReason::VolatileFunction,
+        SkipReason::LockTimeout,
+        SkipReason::TransactionBudget,
+        SkipReason::GaveWay,
     ];
 
     /// The reason's position in [`SkipReason::ALL`], for per-reason arrays.
@@ -85,6 +101,10 @@ impl SkipReason {
             SkipReason::Disabled => "disabled",
             SkipReason::TooLarge => "too_large",
             SkipReason::Nondeterministic => "nondeterministic",
+            SkipReason::VolatileFunction => "volatile_function",
+            SkipReason::LockTimeout => "lock_timeout",
+            SkipReason::TransactionBudget => "transaction_budget",
+            SkipReason::GaveWay => "gave_way",
         }
     }
 }

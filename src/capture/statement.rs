@@ -6,6 +6,7 @@
 use super::fingerprint::Fingerprint;
 use super::lexer::{self, Lexed};
 use super::skip::SkipReason;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -154,6 +155,87 @@ impl RecentStatements {
             self.next = (self.next + 1) % RECENT;
         }
         statement
+    }
+}
+
+/// Named statements kept per session at most; beyond, new ones are not
+/// tracked (their executions are skipped as `too_large`).
+const MAX_TRACKED_STATEMENTS: usize = 10_000;
+
+/// Default byte budget of [`NamedStatements`]
+/// (`shadow.max_session_statement_bytes`).
+pub const DEFAULT_STATEMENT_BUDGET: usize = 4 * 1024 * 1024;
+
+/// What one remembered statement costs beyond its name, text and parameter
+/// types: the map entry, the `Arc` and the statement's fixed fields.
+const STATEMENT_OVERHEAD: usize = 128;
+
+/// A session's named prepared statements, bounded in number and in bytes,
+/// so that a client preparing without end cannot grow the proxy: a
+/// statement that does not fit is simply not remembered. (The relay
+/// forwards it all the same; only its capture is given up.)
+#[derive(Debug)]
+pub(super) struct NamedStatements {
+    map: HashMap<Vec<u8>, Arc<Statement>>,
+    /// What `map` holds, in [`remembered_bytes`].
+    bytes: usize,
+    /// Most `bytes` may reach.
+    budget: usize,
+}
+
+/// Bytes a named statement is charged against the session's budget.
+fn remembered_bytes(name: &[u8], statement: &Statement) -> usize {
+    name.len()
+        + statement.sql.as_deref().map_or(0, str::len)
+        + 4 * statement.param_types.len()
+        + STATEMENT_OVERHEAD
+}
+
+impl NamedStatements {
+    /// No statements, at most `budget` bytes of them.
+    pub(super) fn new(budget: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// Bytes remembered now.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The statement called `name`.
+    pub(super) fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
+        self.map.get(name)
+    }
+
+    /// Whether `name` is remembered.
+    #[cfg(test)]
+    pub(super) fn contains(&self, name: &[u8]) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// Remembers `statement` as `name` (which must not be in use) if it
+    /// fits; returns whether it did.
+    pub(super) fn insert(&mut self, name: &[u8], statement: Arc<Statement>) -> bool {
+        let cost = remembered_bytes(name, &statement);
+        if self.map.len() >= MAX_TRACKED_STATEMENTS || self.bytes + cost > self.budget {
+            return false;
+        }
+        self.bytes += cost;
+        self.map.insert(name.to_vec(), statement);
+        true
+    }
+
+    /// Forgets `name`, giving its bytes back.
+    pub(super) fn remove(&mut self, name: &[u8]) {
+        if let Some(statement) = self.map.remove(name) {
+            self.bytes = self
+                .bytes
+                .saturating_sub(remembered_bytes(name, &statement));
+        }
     }
 }
 

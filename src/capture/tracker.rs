@@ -20,7 +20,10 @@ pub use super::sample::{Sample, SessionSettings};
 use super::fingerprint::Fingerprint;
 use super::lexer;
 use super::skip::{SkipReason, SkipTally};
-use super::statement::{ineligible, Facts, LastBound, RecentStatements, SessionEffect, Statement};
+pub use super::statement::DEFAULT_STATEMENT_BUDGET;
+use super::statement::{
+    ineligible, Facts, LastBound, NamedStatements, RecentStatements, SessionEffect, Statement,
+};
 use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend::{self, tag as fe};
 use bytes::Bytes;
@@ -39,10 +42,6 @@ const SKIP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// part of the relay's per-transaction capture cost. A session that runs
 /// one transaction a second therefore hands its skips over every 16 s.
 const CLOCK_EVERY_IDLE_READY: u32 = 16;
-
-/// Statements kept per session at most; beyond, new named statements are
-/// not tracked (their executions are skipped as `too_large`).
-const MAX_TRACKED_STATEMENTS: usize = 10_000;
 
 /// Where the tracker sends its decisions: the sampler and the shadow queue.
 pub trait SampleGate {
@@ -93,7 +92,8 @@ pub struct Tracker<G: SampleGate> {
     gate: G,
     database: Arc<str>,
     settings: Arc<SessionSettings>,
-    statements: HashMap<Vec<u8>, Arc<Statement>>,
+    /// Named statements, bounded in number and bytes.
+    statements: NamedStatements,
     unnamed_statement: Option<Arc<Statement>>,
     /// The latest Parses by text: a repeated Parse finds its statement.
     recent: RecentStatements,
@@ -125,7 +125,7 @@ impl<G: SampleGate> Tracker<G> {
             gate,
             database: Arc::from(database),
             settings: Arc::new(settings),
-            statements: HashMap::new(),
+            statements: NamedStatements::new(DEFAULT_STATEMENT_BUDGET),
             unnamed_statement: None,
             recent: RecentStatements::default(),
             last_bound: None,
@@ -139,6 +139,19 @@ impl<G: SampleGate> Tracker<G> {
             skips_flushed_at: Instant::now(),
             idle_readies: 0,
         }
+    }
+
+    /// Bounds the bytes of named statements the session remembers
+    /// (`shadow.max_session_statement_bytes`). The unnamed statement and
+    /// the few recent ones are bounded apart (by `shadow.max_capture_bytes`).
+    pub fn with_statement_budget(mut self, bytes: usize) -> Self {
+        self.statements = NamedStatements::new(bytes);
+        self
+    }
+
+    /// Bytes of named statements remembered now.
+    pub fn statement_bytes(&self) -> usize {
+        self.statements.bytes()
     }
 
     /// A reported setting changed (ParameterStatus).
@@ -196,9 +209,8 @@ impl<G: SampleGate> Tracker<G> {
         let statement = self.recent.get_or_prepare(parse.sql, parse.param_types);
         if parse.name.is_empty() {
             self.unnamed_statement = Some(statement);
-        } else if self.statements.len() < MAX_TRACKED_STATEMENTS {
-            self.last_bound = None;
-            self.statements.insert(parse.name.to_vec(), statement);
+        } else {
+            self.remember(parse.name, statement);
         }
         self.expected
             .push_back(Expected::Parse(Target::of(parse.name)));
@@ -455,6 +467,21 @@ impl<G: SampleGate> Tracker<G> {
                 Some(Expected::Bind(portal)) => self.forget_portal(portal.name()),
                 _ => {}
             }
+        }
+    }
+
+    /// Keeps a named statement, within the session's bounds
+    /// ([`NamedStatements`]); one beyond is not tracked, and its executions
+    /// are skipped as `too_large` when bound.
+    fn remember(&mut self, name: &[u8], statement: Arc<Statement>) {
+        // A name still in use is an error the server reports; the old
+        // statement is let go either way.
+        self.forget_statement(name);
+        if !self.statements.insert(name, statement) {
+            tracing::debug!(
+                remembered = self.statements.bytes(),
+                "prepared statement not tracked: the session's statement budget is spent"
+            );
         }
     }
 

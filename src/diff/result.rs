@@ -62,6 +62,12 @@ impl ResultSet {
 #[derive(Debug)]
 pub struct ResultBuilder {
     max_rows: usize,
+    /// Bytes of kept rows at most (values plus [`ROW_OVERHEAD`] a row).
+    max_bytes: usize,
+    /// Bytes of the rows kept so far.
+    kept_bytes: usize,
+    /// A row was digested because `max_bytes` was reached.
+    bytes_exceeded: bool,
     set: ResultSet,
     /// Set for [`normalised`](Self::normalised) builders.
     digest_rules: Option<DigestRules>,
@@ -81,6 +87,9 @@ impl ResultBuilder {
     pub fn new(max_rows: usize) -> Self {
         Self {
             max_rows,
+            max_bytes: usize::MAX,
+            kept_bytes: 0,
+            bytes_exceeded: false,
             set: ResultSet::default(),
             digest_rules: None,
         }
@@ -102,6 +111,23 @@ impl ResultBuilder {
         }
     }
 
+    /// Also keeps rows only while they hold at most `max_bytes` in all;
+    /// the rest is digested like rows beyond `max_rows`.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Bytes of the rows kept (values plus [`ROW_OVERHEAD`] a row).
+    pub fn kept_bytes(&self) -> usize {
+        self.kept_bytes
+    }
+
+    /// Whether rows were digested because the byte bound was reached.
+    pub fn bytes_exceeded(&self) -> bool {
+        self.bytes_exceeded
+    }
+
     /// Sets the columns (from RowDescription).
     pub fn columns(&mut self, columns: Vec<Column>) {
         if let Some(rules) = &mut self.digest_rules {
@@ -117,9 +143,18 @@ impl ResultBuilder {
     /// Adds one row.
     pub fn push(&mut self, row: Row) {
         self.set.total_rows += 1;
-        if self.set.rows.len() < self.max_rows {
+        let bytes = row_bytes(&row);
+        let fits = self.kept_bytes.saturating_add(bytes) <= self.max_bytes
+            // Once a row was digested, all later ones are: the kept rows
+            // stay a prefix.
+            && !self.bytes_exceeded;
+        if self.set.rows.len() < self.max_rows && fits {
+            self.kept_bytes += bytes;
             self.set.rows.push(row);
         } else {
+            if !fits && self.set.rows.len() < self.max_rows {
+                self.bytes_exceeded = true;
+            }
             let h = match self.shape() {
                 Some(shape) => shape.hash(&row),
                 None => row_hash(&row),
@@ -139,6 +174,18 @@ impl ResultBuilder {
         self.set.tail.normalised = self.shape().is_some();
         self.set
     }
+}
+
+/// What a kept row costs beyond its values' bytes (the row's vector and
+/// each value's handle), for byte bounds.
+pub const ROW_OVERHEAD: usize = 24;
+
+/// The bytes a kept row holds, as byte bounds count them.
+pub fn row_bytes(row: &Row) -> usize {
+    row.iter()
+        .map(|v| v.as_ref().map_or(0, |b| b.len()) + 32)
+        .sum::<usize>()
+        + ROW_OVERHEAD
 }
 
 /// Folds one row hash into the order-sensitive digest.

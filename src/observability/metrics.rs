@@ -44,6 +44,12 @@ pub const CONFIG_RELOADS_TOTAL: &str = "pgshadow_config_reloads_total";
 pub const STORE_DROPPED_TOTAL: &str = "pgshadow_store_dropped_total";
 /// Batches the store writer failed to write (kept and retried).
 pub const STORE_WRITE_ERRORS_TOTAL: &str = "pgshadow_store_write_errors_total";
+/// 1 while the mismatch store answers, 0 since an operation on it failed
+/// or timed out (until one succeeds). Readiness does not depend on it.
+pub const STORE_UP: &str = "pgshadow_store_up";
+/// Store operations that failed or timed out, by `op`
+/// ([`crate::store::StoreOp::label`]).
+pub const STORE_ERRORS_TOTAL: &str = "pgshadow_store_errors_total";
 /// Incidents open in the store (mutes past their end count as open). With
 /// several instances sharing a PostgreSQL store every instance reports the
 /// same store-wide number: aggregate with `max`, not `sum`.
@@ -73,6 +79,13 @@ pub const KEY_LOOKUP_RELATIONS_TOTAL: &str = "pgshadow_key_lookup_relations_tota
 /// Time of one catalog lookup of relation keys (one round trip for all
 /// the relations of a batch).
 pub const KEY_LOOKUP_SECONDS: &str = "pgshadow_key_lookup_seconds";
+/// Queries the give-way watchers ran (`pg_locks`/`pg_blocking_pids`, only
+/// while shadow transactions are open).
+pub const GIVE_WAY_CHECKS_TOTAL: &str = "pgshadow_give_way_checks_total";
+/// Shadow result sides whose rows stopped being kept in memory because of
+/// a byte budget, by `budget` (`side`: `shadow.max_result_bytes`, `batch`:
+/// `shadow.max_batch_result_bytes`); the rest was compared by digest.
+pub const RESULT_BYTES_EXCEEDED_TOTAL: &str = "pgshadow_result_bytes_exceeded_total";
 
 /// Bucket bounds of [`SHADOW_DURATION_SECONDS`], in seconds.
 pub const DURATION_BUCKETS: [f64; 12] = [
@@ -121,6 +134,16 @@ pub fn describe() {
         "Shadow comparisons, by result (match, mismatch, noisy, old_error, new_error, both_error, timeout, rewrite_error, shadow_error)."
     );
     describe_counter!(
+        GIVE_WAY_CHECKS_TOTAL,
+        Unit::Count,
+        "Checks for backends blocked by open shadow transactions (shadow.give_way_check_ms)."
+    );
+    describe_counter!(
+        RESULT_BYTES_EXCEEDED_TOTAL,
+        Unit::Count,
+        "Shadow result sides compared by digest beyond a byte budget, by budget (side, batch)."
+    );
+    describe_counter!(
         SKIPPED_TOTAL,
         Unit::Count,
         "Statements not compared, by reason."
@@ -154,6 +177,16 @@ pub fn describe() {
         STORE_WRITE_ERRORS_TOTAL,
         Unit::Count,
         "Mismatch store batch writes that failed (the batch is kept and retried)."
+    );
+    describe_gauge!(
+        STORE_UP,
+        Unit::Count,
+        "1 while the mismatch store answers, 0 since an operation on it failed or timed out."
+    );
+    describe_counter!(
+        STORE_ERRORS_TOTAL,
+        Unit::Count,
+        "Mismatch store operations that failed or timed out, by op (open, write, read, status, maintain, retention)."
     );
     describe_gauge!(
         INCIDENTS_OPEN,

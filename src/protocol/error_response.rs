@@ -12,6 +12,8 @@ pub mod sqlstate {
     pub const CONNECTION_FAILURE: &str = "08006";
     /// `admin_shutdown`: the proxy is shutting down.
     pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// `too_many_connections`: beyond `listen.max_client_connections`.
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
     /// `feature_not_supported`.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// `invalid_authorization_specification`: what PostgreSQL answers when

@@ -57,6 +57,25 @@ pub fn is_frontend_tag(t: u8) -> bool {
     )
 }
 
+/// The name of a message type that has no body (Terminate, Sync, Flush),
+/// for the error a client gets when it sends one with a body anyway.
+/// Checked on the header alone, so such a message is refused before any
+/// of its announced body is read, let alone held.
+pub fn bodyless_name(t: u8) -> Option<&'static str> {
+    match t {
+        tag::TERMINATE => Some("Terminate"),
+        tag::SYNC => Some("Sync"),
+        tag::FLUSH => Some("Flush"),
+        _ => None,
+    }
+}
+
+/// Largest message a client may send before its session is ready: the
+/// password, SASL and GSS responses, bounded like Postgres bounds them
+/// (`PG_MAX_AUTH_TOKEN_LENGTH`). An unauthenticated peer can therefore make
+/// the proxy hold at most this much of one message.
+pub const MAX_AUTH_MESSAGE_LEN: usize = 65_535;
+
 /// Whether the server answers this message with exactly one ReadyForQuery.
 pub fn expects_ready_for_query(t: u8) -> bool {
     matches!(t, tag::QUERY | tag::SYNC | tag::FUNCTION_CALL)

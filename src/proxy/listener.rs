@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use super::cancel::CancelRegistry;
 use super::session;
+use super::slots::{Admission, ConnectionSlots};
 use crate::rewrite::PlanCache;
 use crate::shadow::{primary_rules, Shadow, ShadowError};
 use crate::tls::server::POSTGRES_ALPN;
@@ -98,10 +99,21 @@ impl Proxy {
         metrics::gauge!(INCIDENTS_OPEN).set(0.0);
         metrics::counter!(STORE_DROPPED_TOTAL).increment(0);
         let store = if config.shadow.enabled {
-            // Opened before anything is served: a store that cannot be
-            // opened is a configuration error the operator must see now.
-            let store = Store::from_config(&config.store).await?;
-            tracing::info!(store = %store.url(), "mismatch store open");
+            // A store configured wrong (bad URL, missing password, newer
+            // schema) stops the proxy now; one that only cannot be reached
+            // (a read-only path, its server down) does not: the relay
+            // serves, outcomes wait or are dropped and counted, and the
+            // writer keeps trying.
+            let (store, unreachable) = Store::from_config_or_later(&config.store).await?;
+            match unreachable {
+                None => tracing::info!(store = %store.url(), "mismatch store open"),
+                Some(e) => tracing::error!(
+                    store = %store.url(),
+                    error = %e,
+                    "mismatch store unreachable: serving without it, retrying in the background \
+                     (pgshadow_store_up = 0)"
+                ),
+            }
             let (tx, rx) = mpsc::channel(config.store.queue_capacity);
             let writer = StoreWriter::start(store, WriterOptions::from_config(&config.store), rx);
             Some((writer, tx))
@@ -173,13 +185,19 @@ impl Proxy {
         let Proxy { listener, ctx } = self;
         let sessions = TaskTracker::new();
         let next_conn_id = AtomicU64::new(1);
+        let slots = ConnectionSlots::new(ctx.config.listen.max_client_connections);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let conn_id = next_conn_id.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!(CLIENT_CONNECTIONS_TOTAL).increment(1);
-                        sessions.spawn(session::serve(ctx.clone(), conn_id, stream, peer));
+                        match slots.admit() {
+                            Admission::Dropped => session::drop_beyond_limit(peer, slots.limit()),
+                            admission => {
+                                sessions.spawn(session::serve(ctx.clone(), conn_id, stream, peer, admission));
+                            }
+                        }
                     }
                     Err(e) => {
                         // Usually EMFILE: back off instead of spinning; the

@@ -10,6 +10,7 @@ mod handshake;
 mod listener;
 mod relay;
 mod session;
+mod slots;
 mod upstream;
 
 pub use listener::{Proxy, ProxyError};

@@ -27,6 +27,7 @@ use super::cancel;
 use super::handshake::{self, ClientTls, HandshakeError, Opening};
 use super::listener::ProxyContext;
 use super::relay::{self, RelayContext, RelayEnd, SessionState, Traffic};
+use super::slots::Admission;
 use super::upstream;
 
 /// Why a client connection ended: a bounded set, used as a metric label
@@ -57,6 +58,9 @@ pub enum SessionEnd {
     ServerFailed,
     /// The proxy shut down.
     Shutdown,
+    /// Beyond `listen.max_client_connections`: refused with SQLSTATE 53300
+    /// (or, with too many refusals in progress, closed at once).
+    TooManyConnections,
 }
 
 impl SessionEnd {
@@ -74,6 +78,7 @@ impl SessionEnd {
             SessionEnd::ServerClosed => "server_closed",
             SessionEnd::ServerFailed => "server_failed",
             SessionEnd::Shutdown => "shutdown",
+            SessionEnd::TooManyConnections => "too_many_connections",
         }
     }
 }
@@ -84,6 +89,7 @@ pub(crate) async fn serve(
     conn_id: u64,
     client: TcpStream,
     peer: SocketAddr,
+    admission: Admission,
 ) {
     let span = tracing::info_span!(
         "session",
@@ -98,7 +104,8 @@ pub(crate) async fn serve(
         metrics::gauge!(CLIENT_CONNECTIONS).increment(1.0);
         let started = Instant::now();
         let traffic = Traffic::default();
-        let end = run(&ctx, client, &traffic).await;
+        let end = run(&ctx, client, &traffic, &admission).await;
+        drop(admission);
         metrics::gauge!(CLIENT_CONNECTIONS).decrement(1.0);
         metrics::counter!(SESSIONS_ENDED_TOTAL, "reason" => end.label()).increment(1);
         tracing::info!(
@@ -113,7 +120,23 @@ pub(crate) async fn serve(
     .await
 }
 
-async fn run(ctx: &ProxyContext, client: TcpStream, traffic: &Traffic) -> SessionEnd {
+/// A connection beyond `listen.max_client_connections` while too many
+/// refusals are already in progress: closed without a word (dropping the
+/// stream closes it), but counted and logged like any other session end.
+pub(crate) fn drop_beyond_limit(peer: SocketAddr, limit: usize) {
+    let end = SessionEnd::TooManyConnections;
+    metrics::counter!(SESSIONS_ENDED_TOTAL, "reason" => end.label()).increment(1);
+    // Debug only: under a connection flood this is one line per attempt;
+    // the counter shows it.
+    tracing::debug!(%peer, limit, reason = end.label(), "connection closed at once: too many connections and refusals in progress");
+}
+
+async fn run(
+    ctx: &ProxyContext,
+    client: TcpStream,
+    traffic: &Traffic,
+    admission: &Admission,
+) -> SessionEnd {
     let config = &ctx.config;
     if let Err(e) = client.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY on the client socket");
@@ -134,6 +157,19 @@ async fn run(ctx: &ProxyContext, client: TcpStream, traffic: &Traffic) -> Sessio
         }
         Opening::Startup(startup) => startup,
     };
+    if matches!(admission, Admission::Refused(_)) {
+        let limit = config.listen.max_client_connections;
+        let err = ProxyError::fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            format!("too many connections to pgshadow (listen.max_client_connections = {limit})"),
+        );
+        tracing::info!(
+            limit,
+            "client refused: listen.max_client_connections reached"
+        );
+        send_error(&mut client, &err).await;
+        return SessionEnd::TooManyConnections;
+    }
     let span = tracing::Span::current();
     span.record("tls", client.is_tls());
     span.record("user", startup.user());
@@ -172,6 +208,7 @@ async fn run(ctx: &ProxyContext, client: TcpStream, traffic: &Traffic) -> Sessio
             settings.set(name, value);
         }
         Tracker::new(shadow.session_gate(), startup.database(), settings)
+            .with_statement_budget(config.shadow.max_session_statement_bytes)
     });
     let relay_ctx = RelayContext {
         max_client_message: config.listen.max_message_bytes,

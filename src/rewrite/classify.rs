@@ -33,8 +33,14 @@ pub(crate) fn has_stable_order(query: &Query) -> bool {
 }
 
 /// Checks `statement` and returns the first reason, in the order of
-/// [`SkipReason`]'s documentation, why it must not be replayed.
-pub(crate) fn classify(statement: &Statement, rules: &RewriteRules) -> Result<(), SkipReason> {
+/// [`SkipReason`]'s documentation, why it must not be replayed; else the
+/// (lower-cased, unqualified, distinct) names of the functions it calls,
+/// for the shadow to look up their volatility in the catalog: a
+/// user-defined function is not on any list here.
+pub(crate) fn classify(
+    statement: &Statement,
+    rules: &RewriteRules,
+) -> Result<Vec<String>, SkipReason> {
     if !matches!(statement, Statement::Query(_)) {
         return Err(SkipReason::NotRead);
     }
@@ -47,6 +53,7 @@ pub(crate) fn classify(statement: &Statement, rules: &RewriteRules) -> Result<()
         session_dependent: false,
         limit_without_order: false,
         volatile_calls: 0,
+        functions: Vec::new(),
     };
     let _ = statement.visit(&mut findings);
     // `ORDER BY random()` only shuffles (and is compared unordered); a
@@ -71,7 +78,7 @@ pub(crate) fn classify(statement: &Statement, rules: &RewriteRules) -> Result<()
     } else if findings.volatile_calls > in_order_by {
         Err(SkipReason::Nondeterministic)
     } else {
-        Ok(())
+        Ok(findings.functions)
     }
 }
 
@@ -121,6 +128,8 @@ struct Findings<'a> {
     limit_without_order: bool,
     /// Calls to functions whose result changes from call to call.
     volatile_calls: usize,
+    /// Names of the functions called, distinct.
+    functions: Vec<String>,
 }
 
 impl Findings<'_> {
@@ -134,6 +143,9 @@ impl Findings<'_> {
         }
         if is_volatile(&name) {
             self.volatile_calls += 1;
+        }
+        if !name.is_empty() && !self.functions.contains(&name) {
+            self.functions.push(name);
         }
     }
 

@@ -171,6 +171,10 @@ pub struct Plan {
     pub key_choices: Vec<Option<Key>>,
     /// `old_sql` or `new_sql` differs from the input text.
     pub rewritten: bool,
+    /// The functions the statement calls (lower-cased unqualified names,
+    /// distinct): the shadow skips it when one is a user-defined VOLATILE
+    /// function ([`crate::shadow::functions`]).
+    pub functions: Arc<[String]>,
 }
 
 /// Classifies `sql` and plans its replay with the keys of the
@@ -219,7 +223,7 @@ fn plan_tokens(
         // An empty text is nothing to compare.
         (None, _) => return Err(SkipReason::NotRead),
     };
-    classify::classify(&statement, rules)?;
+    let functions = classify::classify(&statement, rules)?;
     let Statement::Query(query) = statement else {
         return Err(SkipReason::NotRead);
     };
@@ -261,6 +265,7 @@ fn plan_tokens(
         relations: Arc::from(relations),
         key_choices,
         rewritten,
+        functions: Arc::from(functions),
     })
 }
 

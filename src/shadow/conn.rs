@@ -50,6 +50,21 @@ pub enum ConnError {
     /// The server sent something that is not valid protocol.
     #[error("shadow connection: invalid reply from the server: {0}")]
     Protocol(String),
+    /// The role is a superuser: the shadow refuses to run as one.
+    #[error(
+        "shadow role {user:?} is a superuser; pgshadow refuses to replay statements as one \
+         (a superuser's functions can write files, signal backends and bypass row security). \
+         Create a read-only role and set shadow.user to it: \
+         CREATE ROLE pgshadow_reader LOGIN PASSWORD '…'; GRANT pg_read_all_data TO pgshadow_reader; \
+         (before PostgreSQL 14: GRANT USAGE ON SCHEMA <old>, <new> and GRANT SELECT ON ALL TABLES IN SCHEMA <old>, <new>), \
+         and REVOKE from it anything beyond reading: \
+         REVOKE pg_write_all_data, pg_signal_backend, pg_execute_server_program, pg_write_server_files FROM pgshadow_reader"
+    )]
+    Superuser { user: String },
+    /// The sample was given up on purpose, never run or cancelled: the
+    /// reason it is counted under.
+    #[error("shadow sample given up: {0}")]
+    GaveUp(crate::capture::skip::SkipReason),
 }
 
 impl ConnError {
@@ -78,6 +93,8 @@ impl ConnError {
                 what: what.clone(),
             },
             ConnError::Protocol(what) => ConnError::Protocol(what.clone()),
+            ConnError::Superuser { user } => ConnError::Superuser { user: user.clone() },
+            ConnError::GaveUp(reason) => ConnError::GaveUp(*reason),
         }
     }
 }
@@ -116,6 +133,47 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+/// What cancels the statement a connection is running: its backend's
+/// key (BackendKeyData), sent on a connection of its own.
+#[derive(Clone)]
+pub struct CancelKey {
+    /// The backend's process id.
+    pub pid: i32,
+    secret: i32,
+    params: std::sync::Arc<ConnParams>,
+}
+
+impl CancelKey {
+    /// Sends a CancelRequest (over TLS when the connections use it). The
+    /// server answers nothing; errors are only logged.
+    pub async fn cancel(&self) {
+        let sent = async {
+            let stream = TcpStream::connect((self.params.host.as_str(), self.params.port)).await?;
+            let mut stream = self
+                .params
+                .tls
+                .negotiate(stream)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let mut out = BytesMut::new();
+            frontend::cancel_request(self.pid, self.secret, &mut out);
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+            // The server closes the connection once it has the request.
+            let mut sink = [0u8; 1];
+            let _ = stream.read(&mut sink).await;
+            Ok::<(), std::io::Error>(())
+        };
+        match tokio::time::timeout(self.params.connect_timeout, sent).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(pid = self.pid, %error, "shadow cancel request failed")
+            }
+            Err(_) => tracing::warn!(pid = self.pid, "shadow cancel request timed out"),
+        }
+    }
+}
+
 /// A logged-in connection.
 pub struct ShadowConn {
     stream: Stream,
@@ -133,6 +191,12 @@ pub struct ShadowConn {
     /// The session settings in effect, as the server last reported them
     /// (ParameterStatus): a sample sets only those it needs changed.
     pub(crate) settings: SessionSettings,
+    /// The backend's cancel key, once the server sent it.
+    pub(crate) cancel: Option<CancelKey>,
+    /// The server reported `is_superuser = on` at login.
+    superuser: bool,
+    /// This connection's share of `shadow.max_connections`.
+    pub(crate) permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ShadowConn {
@@ -140,6 +204,11 @@ impl ShadowConn {
     pub async fn connect(params: &ConnParams) -> Result<ShadowConn, ConnError> {
         let address = params.address();
         match tokio::time::timeout(params.connect_timeout, Self::login(params)).await {
+            // Checked on every login (the server reports it unasked), so a
+            // role made superuser later is refused too.
+            Ok(Ok(conn)) if conn.superuser => Err(ConnError::Superuser {
+                user: params.user.clone(),
+            }),
             Ok(result) => result,
             Err(_) => Err(ConnError::Timeout {
                 address,
@@ -172,6 +241,9 @@ impl ShadowConn {
             writes: 0,
             statements: Default::default(),
             settings: SessionSettings::default(),
+            cancel: None,
+            superuser: false,
+            permit: None,
         };
         let mut out = BytesMut::new();
         frontend::startup_message(
@@ -274,7 +346,17 @@ impl ShadowConn {
                 }
                 b'Z' => return Ok(conn),
                 b'S' => conn.note_parameter(&reply.body),
-                _ => {} // BackendKeyData, notices
+                b'K' => {
+                    let mut r = BodyReader::new(&reply.body);
+                    let pid = r.i32("backend pid").map_err(protocol)?;
+                    let secret = r.i32("backend secret").map_err(protocol)?;
+                    conn.cancel = Some(CancelKey {
+                        pid,
+                        secret,
+                        params: std::sync::Arc::new(params.clone()),
+                    });
+                }
+                _ => {} // notices
             }
         }
     }
@@ -289,6 +371,18 @@ impl ShadowConn {
     /// instead of returned to the pool).
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+
+    /// The database the connection is logged in to.
+    pub fn database(&self) -> &str {
+        self.cancel
+            .as_ref()
+            .map_or("", |k| k.params.database.as_str())
+    }
+
+    /// The backend's process id (0 before the server sent its key).
+    pub fn pid(&self) -> i32 {
+        self.cancel.as_ref().map_or(0, |k| k.pid)
     }
 
     /// Writes bytes to the server.
@@ -322,10 +416,13 @@ impl ShadowConn {
 
     /// A ParameterStatus: the setting's value from now on. (Within a
     /// sample's transaction the server reports its SET LOCAL values, and at
-    /// COMMIT the session's again, so once a sample has been read to its
+    /// ROLLBACK the session's again, so once a sample has been read to its
     /// ReadyForQuery this holds what the next transaction starts with.)
     fn note_parameter(&mut self, body: &[u8]) {
         if let Ok((name, value)) = parameter_status(body) {
+            if name == "is_superuser" {
+                self.superuser = value == "on";
+            }
             self.settings.set(&name, &value);
         }
     }

@@ -12,11 +12,13 @@
 //! has its keys looked up again, and is compared once more if they changed.
 
 use super::conn::ConnError;
+use super::functions::FunctionCatalog;
+use super::give_way::GiveWay;
 use super::keys::KeyCatalog;
 use super::latency::{LatencyBook, SlowerRule};
 use super::outcome::OutcomeKind;
 use super::pool::Pool;
-use super::run::{run_batch, RunResult, RunSpec, Snapshot};
+use super::run::{run_batch, Limits, RunResult, RunSpec, Snapshot};
 use super::verdict::Judged;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
@@ -33,14 +35,28 @@ pub struct Executor {
     pub(super) plans: Arc<PlanCache>,
     /// Relation keys from the catalog.
     pub(super) keys: Arc<KeyCatalog>,
+    /// Which user-defined functions are volatile.
+    pub(super) functions: FunctionCatalog,
     /// Whether keys are looked up at all (`tiebreak.enabled`).
     pub(super) catalog: bool,
     /// Fingerprints whose A/A runs differed: their differences are noisy.
     pub(super) noisy: Mutex<HashSet<Fingerprint>>,
-    pub(super) pool: Pool,
+    pub(super) pool: Arc<Pool>,
+    /// Cancels shadow transactions that block other backends.
+    pub(super) give_way: Arc<GiveWay>,
+    /// Set once a shadow connection turned out to log in as a superuser:
+    /// the shadow then runs nothing until restarted.
+    pub(super) refused: std::sync::atomic::AtomicBool,
     pub(super) old_search_path: String,
     pub(super) new_search_path: String,
     pub(super) statement_timeout: Duration,
+    pub(super) lock_timeout: Duration,
+    /// `shadow.max_transaction_ms`.
+    pub(super) transaction_budget: Duration,
+    /// `shadow.max_result_bytes`.
+    pub(super) max_result_bytes: usize,
+    /// `shadow.max_batch_result_bytes`.
+    pub(super) max_batch_result_bytes: usize,
     pub(super) max_rows: usize,
     pub(super) snapshot: Snapshot,
     pub(super) recheck: bool,
@@ -64,7 +80,7 @@ pub enum Handled {
 impl Executor {
     /// An executor for `config`, planning with `plans` and logging in with
     /// `pool`.
-    pub fn new(config: &Config, plans: Arc<PlanCache>, pool: Pool) -> Self {
+    pub fn new(config: &Config, plans: Arc<PlanCache>, pool: Arc<Pool>) -> Self {
         let c = &config.compare;
         let s = &config.shadow;
         let statement_timeout = Duration::from_millis(s.statement_timeout_ms);
@@ -81,12 +97,22 @@ impl Executor {
         Self {
             plans,
             keys: Arc::new(keys),
+            functions: FunctionCatalog::new(
+                &s.allow_functions,
+                Duration::from_secs(config.tiebreak.key_cache_seconds),
+            ),
             catalog: config.tiebreak.enabled,
             noisy: Mutex::new(HashSet::new()),
+            give_way: GiveWay::new(pool.clone(), Duration::from_millis(s.give_way_check_ms)),
             pool,
+            refused: Default::default(),
             old_search_path: s.old_search_path.clone(),
             new_search_path: s.new_search_path.clone(),
             statement_timeout,
+            lock_timeout: Duration::from_millis(s.lock_timeout_ms),
+            transaction_budget: Duration::from_millis(s.max_transaction_ms),
+            max_result_bytes: s.max_result_bytes,
+            max_batch_result_bytes: s.max_batch_result_bytes,
             max_rows: c.max_rows,
             snapshot,
             recheck: s.recheck_mismatches,
@@ -116,8 +142,15 @@ impl Executor {
     /// recheck of a mismatch, a comparison with changed keys) run one by
     /// one.
     pub async fn handle_batch(&self, samples: &[Sample]) -> Vec<Handled> {
+        if self.refused.load(std::sync::atomic::Ordering::Relaxed) {
+            return samples
+                .iter()
+                .map(|_| Handled::Skipped(SkipReason::Disabled))
+                .collect();
+        }
         let samples: Vec<&Sample> = samples.iter().collect();
         let plans = self.plan_all(&samples, None).await;
+        self.look_up_functions(&samples, &plans).await;
         let judged = self.compare_all(&samples, &plans).await;
         // A relation changed or lacks a column the plan appended: look its
         // keys up again, and compare again where they changed.
@@ -268,7 +301,15 @@ impl Executor {
     async fn compare_all(&self, samples: &[&Sample], plans: &[CachedPlan]) -> Vec<Judged> {
         let planned: Vec<Result<(&Plan, CompareOptions, bool), SkipReason>> = plans
             .iter()
-            .map(|p| match p.as_ref() {
+            .zip(samples)
+            .map(|(p, sample)| match p.as_ref() {
+                Ok(plan)
+                    if self
+                        .functions
+                        .calls_volatile(&sample.database, &plan.functions) =>
+                {
+                    Err(SkipReason::VolatileFunction)
+                }
                 Ok(plan) => Ok((plan, self.options_for(plan), self.draw_baseline())),
                 Err(reason) => Err(*reason),
             })
@@ -321,6 +362,8 @@ impl Executor {
             .collect();
         let mut results: Vec<Option<Result<RunResult, ConnError>>> =
             specs.iter().map(|_| None).collect();
+        // One budget for the whole batch, over all its databases.
+        let limits = self.limits();
         let mut databases: Vec<&str> = Vec::new();
         for (sample, _) in &specs {
             if !databases.contains(&sample.database.as_ref()) {
@@ -335,7 +378,7 @@ impl Executor {
             while let Some(rest) = group.get(done..).filter(|rest| !rest.is_empty()) {
                 let batch: Vec<(&Sample, RunSpec<'_>)> =
                     rest.iter().map(|&i| specs[i].clone()).collect();
-                let mut got = self.run_on_one_connection(database, &batch).await;
+                let mut got = self.run_on_one_connection(database, &batch, &limits).await;
                 if got.is_empty() {
                     got.push(Err(not_run()));
                 }
@@ -359,13 +402,17 @@ impl Executor {
         &self,
         database: &str,
         batch: &[(&Sample, RunSpec<'_>)],
+        limits: &Limits<'_>,
     ) -> Vec<Result<RunResult, ConnError>> {
         let mut conn = match self.pool.get(database).await {
             Ok(conn) => conn,
-            Err(e) => return batch.iter().map(|_| Err(e.again())).collect(),
+            Err(e) => {
+                self.note_refusal(&e);
+                return batch.iter().map(|_| Err(e.again())).collect();
+            }
         };
         let limit = self.run_limit() * u32::try_from(batch.len()).unwrap_or(u32::MAX);
-        match tokio::time::timeout(limit, run_batch(&mut conn, batch)).await {
+        match tokio::time::timeout(limit, run_batch(&mut conn, batch, limits)).await {
             Ok(results) => {
                 self.pool.put(database, conn);
                 results
@@ -389,10 +436,31 @@ impl Executor {
         }
     }
 
+    /// A fresh transaction budget and batch byte bound, with the give-way
+    /// watcher.
+    pub(super) fn limits(&self) -> Limits<'_> {
+        Limits {
+            give_way: Some(&self.give_way),
+            result_bytes: self.max_batch_result_bytes.into(),
+            ..Limits::budget(self.transaction_budget)
+        }
+    }
+
+    /// A superuser login switches the shadow off, loudly, once.
+    pub(super) fn note_refusal(&self, e: &ConnError) {
+        if matches!(e, ConnError::Superuser { .. })
+            && !self
+                .refused
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::error!(error = %e, "shadow switched off until restart");
+        }
+    }
+
     /// How long one run may take: the statement timeout bounds each
     /// statement on the server; this bounds the whole run against a
     /// silent network.
-    fn run_limit(&self) -> Duration {
+    pub(super) fn run_limit(&self) -> Duration {
         self.statement_timeout * 4 + Duration::from_secs(5)
     }
 
@@ -410,7 +478,9 @@ impl Executor {
             old_search_path: &self.old_search_path,
             new_search_path: &self.new_search_path,
             statement_timeout: self.statement_timeout,
+            lock_timeout: self.lock_timeout,
             max_rows: self.max_rows,
+            max_bytes: self.max_result_bytes,
             compare: options,
             snapshot: self.snapshot,
             baseline: baseline && self.snapshot == Snapshot::Shared,
@@ -426,7 +496,7 @@ impl Executor {
         spec: RunSpec<'_>,
     ) -> Result<RunResult, ConnError> {
         let one = [(sample, spec)];
-        self.run_on_one_connection(&sample.database, &one)
+        self.run_on_one_connection(&sample.database, &one, &self.limits())
             .await
             .pop()
             .unwrap_or_else(|| Err(not_run()))

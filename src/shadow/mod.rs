@@ -14,8 +14,11 @@
 
 pub mod conn;
 pub mod executor;
+pub mod functions;
+pub mod give_way;
 pub mod keys;
 pub mod latency;
+mod limits;
 pub mod outcome;
 mod pipeline;
 pub mod plans;
@@ -67,6 +70,10 @@ pub struct Shadow {
     sampler: Sampler,
     queue: mpsc::Sender<Sample>,
     queue_capacity: usize,
+    /// Bytes of the samples in the queue ([`queued_bytes`]), bounded by
+    /// `shadow.max_queue_bytes`.
+    queue_bytes: std::sync::atomic::AtomicUsize,
+    max_queue_bytes: usize,
     capture_limit: usize,
     /// Statements executed and skipped, per thread shard.
     counts: StatementCounts,
@@ -120,6 +127,8 @@ impl Shadow {
                 tls,
             },
             s.max_in_flight,
+            s.max_connections,
+            Duration::from_millis(s.pool_idle_timeout_ms),
         );
         let executor = Arc::new(Executor::new(
             config,
@@ -142,6 +151,8 @@ impl Shadow {
             ),
             queue: tx,
             queue_capacity: s.queue_capacity,
+            queue_bytes: Default::default(),
+            max_queue_bytes: s.max_queue_bytes,
             capture_limit: s.max_capture_bytes,
             counts: StatementCounts::new(),
             queue_depth: metrics::gauge!(QUEUE_DEPTH),
@@ -175,6 +186,29 @@ impl Shadow {
     fn update_queue_depth(&self) {
         let depth = self.queue_capacity.saturating_sub(self.queue.capacity());
         self.queue_depth.set(depth as f64);
+    }
+
+    /// Counts `sample`'s bytes into the queue's, unless that would pass
+    /// `shadow.max_queue_bytes`.
+    fn reserve_queue_bytes(&self, sample: &Sample) -> bool {
+        use std::sync::atomic::Ordering;
+        let bytes = queued_bytes(sample);
+        self.queue_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                queued
+                    .checked_add(bytes)
+                    .filter(|&total| total <= self.max_queue_bytes)
+            })
+            .is_ok()
+    }
+
+    fn release_queue_bytes(&self, bytes: usize) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .queue_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                Some(queued.saturating_sub(bytes))
+            });
     }
 
     fn count_skip(&self, reason: SkipReason) {
@@ -228,15 +262,25 @@ impl SampleGate for SessionGate {
         let shadow = &self.shadow;
         let reason = match shadow.sampler.admit() {
             Err(reason) => reason,
-            Ok(()) => match shadow.queue.try_send(sample) {
-                Ok(()) => {
-                    shadow.update_queue_depth();
-                    return Ok(());
+            Ok(()) if !shadow.reserve_queue_bytes(&sample) => SkipReason::QueueFull,
+            Ok(()) => {
+                let bytes = queued_bytes(&sample);
+                match shadow.queue.try_send(sample) {
+                    Ok(()) => {
+                        shadow.update_queue_depth();
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        shadow.release_queue_bytes(bytes);
+                        match e {
+                            mpsc::error::TrySendError::Full(_) => SkipReason::QueueFull,
+                            // The dispatcher is gone (shutdown): nothing to
+                            // compare with.
+                            mpsc::error::TrySendError::Closed(_) => SkipReason::Disabled,
+                        }
+                    }
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => SkipReason::QueueFull,
-                // The dispatcher is gone (shutdown): nothing to compare with.
-                Err(mpsc::error::TrySendError::Closed(_)) => SkipReason::Disabled,
-            },
+            }
         };
         self.skip(reason);
         Err(reason)
@@ -310,6 +354,7 @@ async fn dispatch(
             take_waiting(&mut rx, &mut batch, batching.max_batch);
         }
         shadow.update_queue_depth();
+        shadow.release_queue_bytes(batch.iter().map(queued_bytes).sum());
         flowing = !batch.is_empty();
         if batch.is_empty() {
             continue;
@@ -330,6 +375,20 @@ async fn dispatch(
             }
         });
     }
+}
+
+/// What a waiting sample holds, as `shadow.max_queue_bytes` counts it: its
+/// text, parameters and a fixed share for the rest.
+fn queued_bytes(sample: &Sample) -> usize {
+    const OVERHEAD: usize = 256;
+    sample.sql.len()
+        + sample
+            .params
+            .iter()
+            .map(|p| p.as_ref().map_or(0, |b| b.len()) + 32)
+            .sum::<usize>()
+        + 4 * sample.param_types.len()
+        + OVERHEAD
 }
 
 /// Moves samples waiting in the queue into `batch`, up to `max` in all.

@@ -1,7 +1,7 @@
 //! Writing a batch's transaction into a pipeline.
 //!
 //! The bytes of one transaction (BEGIN, each sample's settings and sides,
-//! the unlock, COMMIT; see [`super::run`]) are appended to an output
+//! the unlock, ROLLBACK; see [`super::run`]) are appended to an output
 //! buffer; the caller adds the Sync. What is written is remembered in a
 //! [`Written`], for reading the replies and for cleaning up the statement
 //! cache after a failure.
@@ -14,6 +14,7 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A transaction takes no more samples once it holds this many bytes (a
 /// single sample may be larger). The whole write is sent before any reply
@@ -86,6 +87,7 @@ impl Run<'_> {
         self.spec.snapshot == Snapshot::Shared
             && other.spec.snapshot == Snapshot::Shared
             && self.spec.statement_timeout == other.spec.statement_timeout
+            && self.spec.lock_timeout == other.spec.lock_timeout
             && (Arc::ptr_eq(&a.settings, &b.settings) || a.settings == b.settings)
     }
 }
@@ -93,7 +95,7 @@ impl Run<'_> {
 /// What a step of the pipeline is, for reading its replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
-    /// BEGIN or COMMIT: only its error matters.
+    /// BEGIN or ROLLBACK: only its error matters.
     Control,
     /// A statement before a side (setting its search_path) or after the
     /// last one, whose first value is the server's clock: the sides are
@@ -109,14 +111,14 @@ pub(super) enum Step {
 
 /// Statements the first run of a transaction may need prepared: BEGIN,
 /// settings, the search_path switch under either search_path, unlock,
-/// COMMIT and two sides.
+/// ROLLBACK and two sides.
 pub(super) const STATEMENTS_PER_TRANSACTION: usize = 8;
 
 /// A transaction written into the pipeline.
 #[derive(Debug)]
 pub(super) struct Written {
     /// Its steps, in order, each with the index of the run it belongs to
-    /// (BEGIN to the first, the unlock and COMMIT to the last).
+    /// (BEGIN to the first, the unlock and ROLLBACK to the last).
     pub steps: Vec<(usize, Step)>,
     /// Per step, the statement it binds (`None`: parsed unnamed).
     pub used: Vec<Option<Prepared>>,
@@ -142,7 +144,9 @@ impl Written {
 /// Appends one transaction to `out` (without the Sync): the first of
 /// `runs` and as many of the following as may share it (same settings,
 /// until [`MAX_WRITE_BYTES`]). `cache` is the connection's statement
-/// cache and `conn_settings` the settings the connection has in effect.
+/// cache and `conn_settings` the settings the connection has in effect;
+/// no statement's `statement_timeout` exceeds `time_left` (of the
+/// transaction budget).
 /// A run after the first whose parameters cannot be encoded ends the
 /// transaction before it (it then fails alone as the first of the next).
 pub(super) fn write_transaction(
@@ -150,6 +154,7 @@ pub(super) fn write_transaction(
     conn_settings: &SessionSettings,
     out: &mut BytesMut,
     runs: &[Run<'_>],
+    time_left: Duration,
 ) -> Result<Written, ConnError> {
     let Some(first) = runs.first() else {
         return Err(ConnError::Protocol("empty shadow transaction".into()));
@@ -166,6 +171,7 @@ pub(super) fn write_transaction(
         search_path: "",
         steps: Vec::with_capacity(8 + 4 * runs.len()),
         used: Vec::with_capacity(8 + 4 * runs.len()),
+        time_left,
     };
     let first_run = pipe
         .begin()
@@ -218,6 +224,8 @@ struct Pipeline<'c, 's> {
     steps: Vec<(usize, Step)>,
     /// Per step, the statement it binds (`None`: parsed unnamed).
     used: Vec<Option<Prepared>>,
+    /// What is left of the transaction budget: the statement timeout's cap.
+    time_left: Duration,
 }
 
 impl<'s> Pipeline<'_, 's> {
@@ -239,8 +247,13 @@ impl<'s> Pipeline<'_, 's> {
         for (i, side) in run.sides.iter().enumerate() {
             match conn_settings {
                 Some(conn_settings) if i == 0 => {
-                    let timeout = run.spec.statement_timeout.as_millis().max(1).to_string();
-                    let mut names = vec![("statement_timeout", timeout.as_str())];
+                    let timeout = run.spec.statement_timeout.min(self.time_left);
+                    let timeout = timeout.as_millis().max(1).to_string();
+                    let lock_timeout = run.spec.lock_timeout.as_millis().max(1).to_string();
+                    let mut names = vec![
+                        ("statement_timeout", timeout.as_str()),
+                        ("lock_timeout", lock_timeout.as_str()),
+                    ];
                     names.extend(DETERMINISM);
                     names.extend(run.sample.settings.changes_from(conn_settings));
                     names.push(("search_path", side.search_path));
@@ -262,15 +275,18 @@ impl<'s> Pipeline<'_, 's> {
         Ok(())
     }
 
-    /// The unlock (with the clock that ends the last side) and COMMIT,
-    /// both counted to the last run, `last`.
+    /// The unlock (with the clock that ends the last side) and ROLLBACK,
+    /// both counted to the last run, `last`. Never COMMIT: what a function
+    /// a statement called may have queued for commit (a NOTIFY) is
+    /// discarded; session-level advisory locks survive a rollback, hence
+    /// the unlock.
     fn end(&mut self, last: usize) -> Result<(), ConnError> {
         self.control(
             "SELECT extract(epoch FROM clock_timestamp())::text, pg_advisory_unlock_all()",
             &[],
         )?;
         self.steps.push((last, Step::Mark));
-        self.control("COMMIT", &[])?;
+        self.control("ROLLBACK", &[])?;
         self.steps.push((last, Step::Control));
         Ok(())
     }
@@ -391,7 +407,10 @@ mod tests {
     use crate::capture::fingerprint::Fingerprint;
     use crate::diff::CompareOptions;
     use bytes::Bytes;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
+
+    /// What is left of the transaction budget in these tests.
+    const LEFT: Duration = Duration::from_secs(1);
 
     fn prepared(id: u32, parse: bool) -> Option<Prepared> {
         Some(Prepared { id, parse })
@@ -417,7 +436,9 @@ mod tests {
             old_search_path: "public",
             new_search_path: "v2",
             statement_timeout: Duration::from_secs(5),
+            lock_timeout: Duration::from_millis(50),
             max_rows: 10,
+            max_bytes: usize::MAX,
             compare,
             snapshot: Snapshot::Shared,
             baseline: false,
@@ -465,8 +486,14 @@ mod tests {
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
-        let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs)
-            .expect("encodes");
+        let written = write_transaction(
+            &mut cache,
+            &SessionSettings::default(),
+            &mut out,
+            &runs,
+            LEFT,
+        )
+        .expect("encodes");
         assert_eq!(written.runs, 3, "the sample in another time zone waits");
         use Step::*;
         let expected = [
@@ -491,7 +518,7 @@ mod tests {
         let parsed = written.used.iter().flatten().filter(|p| p.parse).count();
         assert_eq!(
             parsed, 10,
-            "BEGIN, settings, the switch under either search_path, unlock, COMMIT \
+            "BEGIN, settings, the switch under either search_path, unlock, ROLLBACK \
              and two texts under two search_paths, each parsed once"
         );
         let switches: Vec<u32> = written
@@ -528,8 +555,14 @@ mod tests {
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
-        let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs)
-            .expect("encodes");
+        let written = write_transaction(
+            &mut cache,
+            &SessionSettings::default(),
+            &mut out,
+            &runs,
+            LEFT,
+        )
+        .expect("encodes");
         let text = String::from_utf8_lossy(&out);
         for (name, value) in DETERMINISM {
             assert!(
@@ -548,6 +581,36 @@ mod tests {
     }
 
     #[test]
+    fn every_transaction_waits_briefly_for_locks_stays_within_its_budget_and_rolls_back() {
+        let compare = CompareOptions::default();
+        let settings = Arc::new(SessionSettings::default());
+        let samples = [sample("SELECT 1", 0, &settings)];
+        let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(both_sides).collect();
+        let runs = runs(&samples, &specs, &sides);
+        let mut cache = StatementCache::default();
+        let mut out = BytesMut::new();
+        write_transaction(
+            &mut cache,
+            &SessionSettings::default(),
+            &mut out,
+            &runs,
+            Duration::from_millis(300),
+        )
+        .expect("encodes");
+        let text = String::from_utf8_lossy(&out);
+        // Bound parameters: name and value follow each other.
+        assert!(text.contains("lock_timeout\0\0\0\x0250"), "{text:?}");
+        assert!(
+            text.contains("statement_timeout\0\0\0\x03300"),
+            "5 s cut to the 300 ms left: {text:?}"
+        );
+        assert!(text.contains("ROLLBACK"), "{text:?}");
+        assert!(!text.contains("COMMIT"), "never COMMIT: {text:?}");
+        assert!(text.contains("pg_advisory_unlock_all()"), "{text:?}");
+    }
+
+    #[test]
     fn a_later_sample_that_cannot_be_encoded_ends_the_transaction_before_it() {
         let compare = CompareOptions::default();
         let settings = Arc::new(SessionSettings::default());
@@ -561,10 +624,16 @@ mod tests {
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
-        let written = write_transaction(&mut cache, &SessionSettings::default(), &mut out, &runs)
-            .expect("the first sample encodes");
+        let written = write_transaction(
+            &mut cache,
+            &SessionSettings::default(),
+            &mut out,
+            &runs,
+            LEFT,
+        )
+        .expect("the first sample encodes");
         assert_eq!(written.runs, 1);
-        assert_eq!(written.steps.last(), Some(&(0, Step::Control)), "COMMIT");
+        assert_eq!(written.steps.last(), Some(&(0, Step::Control)), "ROLLBACK");
         let again = cache.prepare("public", "SELECT 2", &[0; 70_000]);
         assert!(
             again.is_some_and(|p| p.parse),
@@ -576,6 +645,7 @@ mod tests {
             &SessionSettings::default(),
             &mut alone,
             &runs[1..],
+            LEFT,
         );
         assert!(failed.is_err(), "as the first of a transaction it fails");
     }

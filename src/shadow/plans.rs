@@ -30,11 +30,6 @@ use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
 use std::time::Duration;
 
-/// `lock_timeout` of the EXPLAIN transaction: planning takes
-/// AccessShareLock on every relation, and the shadow never queues behind
-/// DDL.
-pub const EXPLAIN_LOCK_TIMEOUT: Duration = Duration::from_millis(50);
-
 /// What to explain.
 #[derive(Debug, Clone, Copy)]
 pub struct ExplainSpec<'a> {
@@ -48,6 +43,9 @@ pub struct ExplainSpec<'a> {
     pub new_search_path: &'a str,
     /// Per-statement timeout.
     pub statement_timeout: Duration,
+    /// `shadow.lock_timeout_ms`: planning takes AccessShareLock on every
+    /// relation, and the shadow never queues behind DDL.
+    pub lock_timeout: Duration,
 }
 
 /// A side's plan (the JSON text EXPLAIN printed) or the server's error.
@@ -67,7 +65,7 @@ pub async fn explain_both(
         &[],
     )?;
     let timeout = spec.statement_timeout.as_millis().max(1).to_string();
-    let lock_timeout = EXPLAIN_LOCK_TIMEOUT.as_millis().to_string();
+    let lock_timeout = spec.lock_timeout.as_millis().max(1).to_string();
     // The settings the timed runs had (no parallel plans), so the plans
     // are those that were timed.
     let [(a, a_value), (b, b_value)] = DETERMINISM;

@@ -27,13 +27,15 @@ pub(super) async fn read_control(
 }
 
 /// Reads the replies of one side's query up to its completion, keeping
-/// `max_rows` rows (the rest digested under `compare`'s rules).
+/// `max_rows` rows holding at most `max_bytes` (the rest digested under
+/// `compare`'s rules).
 pub(super) async fn read_query(
     conn: &mut ShadowConn,
     max_rows: usize,
+    max_bytes: usize,
     compare: &CompareOptions,
 ) -> Result<Result<ResultSet, ErrorFields>, ConnError> {
-    let mut rows = ResultBuilder::normalised(max_rows, compare);
+    let mut rows = ResultBuilder::normalised(max_rows, compare).with_max_bytes(max_bytes);
     loop {
         let Reply { tag, body } = conn.read_reply().await?;
         match tag {
@@ -44,6 +46,28 @@ pub(super) async fn read_query(
             b'Z' => return Err(out_of_step(conn)),
             _ => {} // ParseComplete, BindComplete, NoData
         }
+    }
+}
+
+/// Reads the rows of a simple Query up to its ReadyForQuery; a server
+/// error becomes a protocol error (only pgshadow's own queries use this).
+pub(super) async fn read_values(
+    conn: &mut ShadowConn,
+) -> Result<Vec<Vec<Option<Bytes>>>, ConnError> {
+    let mut rows = Vec::new();
+    let mut error = None;
+    loop {
+        let Reply { tag, body } = conn.read_reply().await?;
+        match tag {
+            b'D' => rows.push(data_row(&body)?),
+            b'E' => error = Some(server_error(&body)),
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    match error {
+        Some(e) => Err(ConnError::Protocol(format!("{} {}", e.code, e.message))),
+        None => Ok(rows),
     }
 }
 

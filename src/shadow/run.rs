@@ -7,7 +7,8 @@
 //! BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
 //! SELECT txid_snapshot_xmin(txid_current_snapshot())::text,   -- takes the snapshot
 //!        <clock>,                  -- extract(epoch FROM clock_timestamp()): times the sides
-//!        set_config('statement_timeout', $1, true),
+//!        set_config('statement_timeout', $1, true),   -- at most the budget left
+//!        set_config('lock_timeout', …, true),   -- never queue behind DDL
 //!        set_config('synchronize_seqscans', 'off', true), …   -- deterministic row order
 //!        set_config('TimeZone', $2, true), …   -- the client's settings this connection lacks
 //!        set_config('search_path', <old>, true)
@@ -22,7 +23,7 @@
 //! <new query 2>
 //! …
 //! SELECT <clock>, pg_advisory_unlock_all()
-//! COMMIT
+//! ROLLBACK
 //! Sync
 //! ```
 //!
@@ -38,7 +39,7 @@
 //! statement on its own.
 //!
 //! Why one transaction for many samples: a transaction of its own per
-//! sample (BEGIN, COMMIT, unlock, a Sync and a flush each) cost the
+//! sample (BEGIN, ROLLBACK, unlock, a Sync and a flush each) cost the
 //! database a third more than the sample's statements need, and one reply
 //! flush per sample woke the worker once per sample. With one Sync the
 //! server flushes once per batch (bar results larger than its send
@@ -48,9 +49,12 @@
 //! quoted into SQL, and only where the client's value differs from the
 //! connection's own (as the server reported it): changing a reported
 //! setting costs the server a ParameterStatus message on the way in and
-//! another at COMMIT. Settings vanish at COMMIT; `pg_advisory_unlock_all()`
+//! another at the end. Settings vanish at ROLLBACK; `pg_advisory_unlock_all()`
 //! releases any session-level advisory lock a function the statement called
-//! may have taken, so the connection goes back to the pool holding nothing.
+//! may have taken (a rollback does not), so the connection goes back to the
+//! pool holding nothing. The transaction ends with ROLLBACK, never COMMIT:
+//! a notification a function queued is discarded. When the transaction
+//! fails before the unlock, the clean-up runs the unlock after its ROLLBACK.
 //! (Every [`DISCARD_EVERY`] runs the connection is also reset with
 //! `DISCARD ALL`, which bounds any other session state a user function
 //! might leave behind.)
@@ -61,14 +65,29 @@
 //! after it, which never ran, are run again in a new transaction: one
 //! sample's failure never becomes another's. A cached plan that no longer
 //! fits its relation (0A000) is prepared afresh and its sample run again.
+//!
+//! **Never in a migration's way** (DESIGN §4). Every statement runs with a
+//! short `lock_timeout` (`shadow.lock_timeout_ms`): a side that would wait
+//! for a lock is skipped as `lock_timeout`. A batch has a wall-clock budget
+//! (`shadow.max_transaction_ms`, [`Limits`]): no transaction starts once it
+//! is spent, statement timeouts are cut to what is left, and a transaction
+//! still open at the deadline is cancelled (CancelRequest with the
+//! backend's key); its unfinished samples and the batch's rest are skipped
+//! as `transaction_budget`. A transaction that blocks another backend is
+//! cancelled by the watcher ([`super::give_way`]); its unfinished samples
+//! are skipped as `gave_way`. A cancelled transaction's connection is
+//! closed, since a cancel may reach the backend late.
 
 use super::conn::{ConnError, ShadowConn};
+pub use super::limits::Limits;
+use super::limits::{cancel_at_deadline, given_up};
 pub use super::pipeline::MAX_WRITE_BYTES;
 use super::pipeline::{
     both_sides, protocol_error, sides_of, write_transaction, Run, Side, Step, Written,
 };
 use super::replies::{read_control, read_query, read_until_ready, value_at};
 use super::statements::{statement_name, CACHED_PLAN_CHANGED};
+use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
 use crate::diff::result::ResultSet;
 use crate::diff::CompareOptions;
@@ -140,8 +159,12 @@ pub struct RunSpec<'a> {
     pub new_search_path: &'a str,
     /// Per-statement timeout.
     pub statement_timeout: Duration,
+    /// Per-statement lock timeout.
+    pub lock_timeout: Duration,
     /// Rows kept per side.
     pub max_rows: usize,
+    /// Bytes of rows kept per side (`shadow.max_result_bytes`).
+    pub max_bytes: usize,
     /// The comparison options, so that rows beyond `max_rows` are digested
     /// under the same rules (ignored columns, numeric scale).
     pub compare: &'a CompareOptions,
@@ -161,10 +184,11 @@ pub async fn run(
     conn: &mut ShadowConn,
     sample: &Sample,
     spec: &RunSpec<'_>,
+    limits: &Limits<'_>,
 ) -> Result<RunResult, ConnError> {
-    let first = run_once(conn, sample, spec).await?;
+    let first = run_once(conn, sample, spec, limits).await?;
     if first.is_stale() {
-        return rerun(conn, sample, spec).await;
+        return rerun(conn, sample, spec, limits).await;
     }
     Ok(first)
 }
@@ -210,9 +234,13 @@ impl RunResult {
 pub async fn run_batch(
     conn: &mut ShadowConn,
     items: &[(&Sample, RunSpec<'_>)],
+    limits: &Limits<'_>,
 ) -> Vec<Result<RunResult, ConnError>> {
     let mut results = Vec::with_capacity(items.len());
     while results.len() < items.len() && !conn.poisoned {
+        if let Some(Err(ConnError::GaveUp(_))) = results.last() {
+            break;
+        }
         let rest = &items[results.len()..];
         if rest
             .iter()
@@ -220,7 +248,7 @@ pub async fn run_batch(
         {
             // Two transactions per sample: one at a time.
             for (sample, spec) in rest {
-                let r = run(conn, sample, spec).await;
+                let r = run(conn, sample, spec, limits).await;
                 let failed = r.is_err();
                 results.push(r);
                 if failed || conn.poisoned {
@@ -239,16 +267,23 @@ pub async fn run_batch(
                 sides,
             })
             .collect();
-        for (r, (_, spec)) in run_transaction(conn, &runs).await.into_iter().zip(rest) {
+        let answers = run_transaction(conn, &runs, limits).await;
+        for (r, (_, spec)) in answers.into_iter().zip(rest) {
             results.push(r.map(|r| RunResult::of_shared(r, spec)));
         }
+    }
+    if let Some(Err(ConnError::GaveUp(reason))) = results.last() {
+        // Given up (budget spent, gave way): so is the rest, on this
+        // connection or another.
+        let reason = *reason;
+        results.resize_with(items.len(), || Err(ConnError::GaveUp(reason)));
     }
     for (result, (sample, spec)) in results.iter_mut().zip(items) {
         if conn.poisoned {
             break;
         }
         if result.as_ref().is_ok_and(RunResult::is_stale) {
-            *result = rerun(conn, sample, spec).await;
+            *result = rerun(conn, sample, spec, limits).await;
         }
     }
     results
@@ -259,8 +294,9 @@ async fn rerun(
     conn: &mut ShadowConn,
     sample: &Sample,
     spec: &RunSpec<'_>,
+    limits: &Limits<'_>,
 ) -> Result<RunResult, ConnError> {
-    let mut again = run_once(conn, sample, spec).await?;
+    let mut again = run_once(conn, sample, spec, limits).await?;
     again.relation_changed = true;
     Ok(again)
 }
@@ -269,16 +305,17 @@ async fn run_once(
     conn: &mut ShadowConn,
     sample: &Sample,
     spec: &RunSpec<'_>,
+    limits: &Limits<'_>,
 ) -> Result<RunResult, ConnError> {
     let [old, new] = both_sides(spec);
     match spec.snapshot {
         Snapshot::Shared => Ok(RunResult::of_shared(
-            run_alone(conn, sample, spec, &sides_of(spec)).await?,
+            run_alone(conn, sample, spec, &sides_of(spec), limits).await?,
             spec,
         )),
         Snapshot::Separate => {
-            let mut first = run_alone(conn, sample, spec, &[old]).await?;
-            let mut second = run_alone(conn, sample, spec, &[new]).await?;
+            let mut first = run_alone(conn, sample, spec, &[old], limits).await?;
+            let mut second = run_alone(conn, sample, spec, &[new], limits).await?;
             Ok(RunResult {
                 old: first.sides.pop().unwrap_or_else(|| not_run(&first.failure)),
                 new: second
@@ -303,7 +340,7 @@ struct Answered {
     /// because something before it failed.
     sides: Vec<SideResult>,
     /// The error of a statement of pgshadow's own that stopped the run
-    /// (BEGIN, a setting, a search_path switch, the unlock, COMMIT).
+    /// (BEGIN, a setting, a search_path switch, the unlock, ROLLBACK).
     failure: Option<ErrorFields>,
     snapshot_xmin: Option<u64>,
     /// Per side that ran, how long it took.
@@ -326,13 +363,14 @@ async fn run_alone(
     sample: &Sample,
     spec: &RunSpec<'_>,
     sides: &[Side<'_>],
+    limits: &Limits<'_>,
 ) -> Result<Answered, ConnError> {
     let one = Run {
         sample,
         spec,
         sides,
     };
-    run_transaction(conn, &[one])
+    run_transaction(conn, &[one], limits)
         .await
         .into_iter()
         .next()
@@ -347,22 +385,78 @@ async fn run_alone(
 async fn run_transaction(
     conn: &mut ShadowConn,
     runs: &[Run<'_>],
+    limits: &Limits<'_>,
 ) -> Vec<Result<Answered, ConnError>> {
+    let time_left = limits.time_left();
+    if time_left.is_zero() {
+        return vec![Err(ConnError::GaveUp(SkipReason::TransactionBudget))];
+    }
     let mut out = BytesMut::new();
-    let written = match write_transaction(&mut conn.statements, &conn.settings, &mut out, runs) {
+    let written = match write_transaction(
+        &mut conn.statements,
+        &conn.settings,
+        &mut out,
+        runs,
+        time_left,
+    ) {
         Ok(written) => written,
         // Nothing of it reaches the server; the first run fails alone.
         Err(e) => return vec![Err(e)],
     };
     frontend::sync(&mut out);
-    match exchange(conn, &out, runs, &written).await {
-        Ok(answers) => answers.into_iter().map(Ok).collect(),
+    let watched = limits.give_way.and_then(|g| g.watch(conn));
+    let cancel = conn.cancel.clone();
+    let (exchanged, past_deadline) = cancel_at_deadline(
+        limits.deadline,
+        cancel,
+        exchange(conn, &out, runs, &written, limits),
+    )
+    .await;
+    let given_up = given_up(watched, past_deadline);
+    if given_up.is_some() {
+        // A cancel may reach the backend after the transaction ended.
+        conn.poisoned = true;
+    }
+    match exchanged {
+        Ok(answers) => give_up_unfinished(answers, runs, &written, given_up),
         Err(e) => {
             // The replies and the connection are out of step from here on.
             conn.poisoned = true;
-            vec![Err(e)]
+            vec![Err(given_up.map_or(e, ConnError::GaveUp))]
         }
     }
+}
+
+/// The results of a transaction's runs. When it was cancelled
+/// (`given_up`), the run the cancel interrupted and those written after it
+/// are given up for that reason; runs that finished before keep theirs.
+fn give_up_unfinished(
+    answers: Vec<Answered>,
+    runs: &[Run<'_>],
+    written: &Written,
+    given_up: Option<SkipReason>,
+) -> Vec<Result<Answered, ConnError>> {
+    let Some(reason) = given_up else {
+        return answers.into_iter().map(Ok).collect();
+    };
+    let mut results: Vec<Result<Answered, ConnError>> = Vec::with_capacity(written.runs);
+    for (answer, run) in answers.into_iter().zip(runs) {
+        let finished = answer.sides.len() == run.sides.len()
+            && answer
+                .sides
+                .iter()
+                .all(|side| matches!(side, SideResult::Rows(_)));
+        if finished {
+            results.push(Ok(answer));
+        } else {
+            results.push(Err(ConnError::GaveUp(reason)));
+            break;
+        }
+    }
+    if results.len() < written.runs {
+        results.push(Err(ConnError::GaveUp(reason)));
+    }
+    results
 }
 
 /// Sends `out` (the `written` transaction) and reads what its runs
@@ -373,10 +467,11 @@ async fn exchange(
     out: &[u8],
     runs: &[Run<'_>],
     written: &Written,
+    limits: &Limits<'_>,
 ) -> Result<Vec<Answered>, ConnError> {
     let resets_before = conn.runs / DISCARD_EVERY;
     conn.send(out).await?;
-    let (answers, failed_step) = read_transaction(conn, runs, written).await?;
+    let (answers, failed_step) = read_transaction(conn, runs, written, limits).await?;
     let status = read_until_ready(conn).await?;
     conn.runs += answers.len() as u64;
     let doubtful: Vec<u32> = failed_step
@@ -385,7 +480,7 @@ async fn exchange(
     let last = answers.len().checked_sub(1);
     if let Some((answer, run)) = last.and_then(|i| answers.get(i).zip(runs.get(i))) {
         if answer.failure.is_some() && answer.sides.len() == run.sides.len() {
-            // Every side ran but the unlock or COMMIT failed: the results
+            // Every side ran but the unlock or ROLLBACK failed: the results
             // stand, the connection is not trusted any more.
             conn.poisoned = true;
         }
@@ -411,7 +506,12 @@ async fn read_transaction(
     conn: &mut ShadowConn,
     runs: &[Run<'_>],
     written: &Written,
+    limits: &Limits<'_>,
 ) -> Result<(Vec<Answered>, Option<usize>), ConnError> {
+    // The current run's bound on each of its sides: bytes, and rows (the
+    // rows its first side kept, once bytes cut that side short, so that
+    // identical results keep identical prefixes).
+    let mut side_bound = (0usize, 0usize);
     let mut answers: Vec<Answered> = Vec::with_capacity(written.runs);
     let mut snapshot_xmin = None;
     // Server clock readings: one before every side and one after the last,
@@ -432,9 +532,19 @@ async fn read_transaction(
             ));
         };
         match step {
-            Step::Query(_) => {
-                match read_query(conn, spec.max_rows, spec.compare).await? {
-                    Ok(rows) => answer.sides.push(SideResult::Rows(rows)),
+            Step::Query(side) => {
+                if side == 0 {
+                    side_bound = (limits.side_bytes(spec.max_bytes), spec.max_rows);
+                }
+                let (max_bytes, max_rows) = side_bound;
+                match read_query(conn, max_rows, max_bytes, spec.compare).await? {
+                    Ok(rows) => {
+                        if side == 0 && rows.truncated() && rows.rows.len() < max_rows {
+                            side_bound.1 = rows.rows.len();
+                        }
+                        limits.take_kept(&rows, max_bytes, spec, side == 0);
+                        answer.sides.push(SideResult::Rows(rows));
+                    }
                     Err(e) => {
                         answer.sides.push(SideResult::Error(e));
                         failed_step = Some(index);
@@ -454,7 +564,7 @@ async fn read_transaction(
                     _ => {}
                 },
                 Err(e) => {
-                    // BEGIN, a setting, a switch, the unlock or COMMIT
+                    // BEGIN, a setting, a switch, the unlock or ROLLBACK
                     // failed: that is the shadow's problem, not the
                     // schemas'. Sides that already ran keep their results.
                     answer.failure = Some(e);
@@ -480,13 +590,17 @@ async fn read_transaction(
 }
 
 /// Leaves the connection clean after a write: rolls back a failed
-/// transaction (`status` is the last ReadyForQuery's), and closes and
-/// forgets the `doubtful` statements.
+/// transaction (`status` is the last ReadyForQuery's) and releases the
+/// advisory locks its unlock never got to, and closes and forgets the
+/// `doubtful` statements.
 async fn settle(conn: &mut ShadowConn, status: u8, doubtful: &[u32]) -> Result<(), ConnError> {
     let mut cleanup = BytesMut::new();
     let mut replies = 0;
     if status != b'I' {
-        frontend::query("ROLLBACK", &mut cleanup).map_err(protocol_error)?;
+        // The transaction failed before its unlock: a session-level
+        // advisory lock a function took survives the rollback.
+        frontend::query("ROLLBACK; SELECT pg_advisory_unlock_all()", &mut cleanup)
+            .map_err(protocol_error)?;
         replies += 1;
     }
     for &id in doubtful {

@@ -104,6 +104,7 @@ impl Executor {
             old_search_path: &self.old_search_path,
             new_search_path: &self.new_search_path,
             statement_timeout: self.statement_timeout,
+            lock_timeout: self.lock_timeout,
         };
         let mut conn = match self.pool.get(&sample.database).await {
             Ok(conn) => conn,

@@ -1,7 +1,7 @@
 //! Prepared statements a shadow connection keeps between samples.
 //!
 //! Every sample runs the same handful of statements of pgshadow's own
-//! (BEGIN, the settings, the search_path switch, the unlock, COMMIT) and,
+//! (BEGIN, the settings, the search_path switch, the unlock, ROLLBACK) and,
 //! for a busy fingerprint, the same old and new query again and again.
 //! Parsing, analysing and planning them anew each time is most of what a
 //! sample costs the database, so each connection prepares them once under

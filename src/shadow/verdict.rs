@@ -33,6 +33,8 @@ use crate::rewrite::Plan;
 use std::sync::PoisonError;
 use std::time::Duration;
 
+/// SQLSTATE of `lock_not_available`, which `lock_timeout` raises.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
 /// SQLSTATE of `query_canceled`, which a statement timeout raises.
 const QUERY_CANCELED: &str = "57014";
 /// SQLSTATE of `undefined_column`: a key column the plan appended may be
@@ -82,6 +84,9 @@ impl Executor {
         let mut outcome = self.outcome_shell(sample, plan);
         let first = match first {
             Ok(r) => r,
+            // Given up to stay out of a migration's way: counted, not an
+            // outcome.
+            Err(ConnError::GaveUp(reason)) => return Judged::skipped(reason),
             Err(e) => {
                 outcome.kind = OutcomeKind::ShadowError;
                 outcome.detail = Some(e.to_string());
@@ -95,6 +100,15 @@ impl Executor {
         let mut suspect = first.relation_changed;
         self.judge_run(sample, plan, options, first, &mut outcome)
             .await;
+        if [&outcome.old_error, &outcome.new_error]
+            .into_iter()
+            .flatten()
+            .any(|e| e.code == LOCK_NOT_AVAILABLE)
+        {
+            // A side waited shadow.lock_timeout_ms for a lock (DDL holds
+            // or awaits it): the shadow stepped aside.
+            return Judged::skipped(SkipReason::LockTimeout);
+        }
         suspect |= [&outcome.old_error, &outcome.new_error]
             .into_iter()
             .flatten()

@@ -29,6 +29,7 @@
 
 mod batch;
 mod db;
+mod health;
 pub mod ids;
 pub mod model;
 mod ops;
@@ -38,6 +39,7 @@ mod schema;
 mod sqlite;
 pub mod writer;
 
+pub use health::{StoreHealth, StoreOp};
 pub use ids::{IdChange, IncidentIds, IncidentRowId};
 pub use model::{
     format_utc, incident_id, mismatch_rate_upper_bound, now_ms, plan_outline, Coverage,
@@ -55,7 +57,10 @@ use ops::Limits;
 use postgres::PostgresStore;
 use sqlite::{ready, SqliteStore};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
+use tokio::sync::OnceCell;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, Error)]
@@ -102,6 +107,38 @@ pub enum StoreError {
     /// The SQLite store's thread has stopped.
     #[error("the SQLite mismatch store's thread has stopped")]
     Closed,
+    /// An operation did not finish within `store.op_timeout_ms`.
+    #[error("the mismatch store did not answer within {ms} ms ({op}; store.op_timeout_ms)")]
+    Timeout {
+        /// What the operation was doing ([`StoreOp::label`]).
+        op: &'static str,
+        /// The timeout.
+        ms: u64,
+    },
+    /// The SQLite store's thread is still busy with earlier operations that
+    /// timed out (a hung disk): new ones are refused rather than queued.
+    #[error("the SQLite mismatch store is still busy with {0} earlier operations")]
+    Busy(usize),
+}
+
+impl StoreError {
+    /// Whether the error says the store cannot be reached or does not
+    /// answer (as opposed to a bad URL, a newer schema or bad data): the
+    /// store is down, and the admin API answers 503.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Open { .. }
+            | StoreError::Sqlite(_)
+            | StoreError::Closed
+            | StoreError::Timeout { .. }
+            | StoreError::Busy(_) => true,
+            StoreError::Postgres(e) => e.as_db_error().is_none() || e.is_closed(),
+            StoreError::BadUrl { .. }
+            | StoreError::MissingPassword(_)
+            | StoreError::TooNew { .. }
+            | StoreError::Corrupt(_) => false,
+        }
+    }
 }
 
 /// Options of an open store (from `[store]`).
@@ -118,6 +155,8 @@ pub struct StoreOptions {
     pub retention_days: u64,
     /// PostgreSQL password, when not in the URL (`store.password_env`).
     pub password: Option<String>,
+    /// Longest any one operation may take (`store.op_timeout_ms`).
+    pub op_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -129,18 +168,28 @@ impl Default for StoreOptions {
             max_incidents: c.max_incidents,
             retention_days: c.retention_days,
             password: None,
+            op_timeout: Duration::from_millis(c.op_timeout_ms),
         }
     }
 }
 
 /// The mismatch store: one of the two backends. Cheap to clone; clones
 /// share the connection (the SQLite thread, the PostgreSQL client).
+///
+/// Every operation is bounded by `store.op_timeout_ms` and reports to the
+/// store's [`StoreHealth`]. A store that could not be opened at startup
+/// ([`Store::open_or_later`]) is opened by the first operation that
+/// succeeds in doing so.
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
+    backend: Arc<OnceCell<Backend>>,
+    /// What opening needs, for a store not open yet.
+    opening: Arc<(String, StoreOptions)>,
     limits: Limits,
     retention_days: u64,
     url: String,
+    op_timeout: Duration,
+    health: StoreHealth,
 }
 
 #[derive(Clone)]
@@ -149,22 +198,27 @@ enum Backend {
     Postgres(PostgresStore),
 }
 
-/// Runs one [`ops`] function on whichever backend this is. On SQLite the
-/// operation runs (and completes) on the store's thread; its inputs must
-/// be owned, so callers clone them first.
+/// Runs one [`ops`] function on whichever backend this is, within the
+/// operation timeout, opening the store first if it is not open yet. On
+/// SQLite the operation runs (and completes) on the store's thread; its
+/// inputs must be owned, so callers clone them first.
 macro_rules! on_backend {
-    ($store:expr, $db:ident => $op:expr) => {
-        match &$store.backend {
-            Backend::Sqlite(s) => s.run(move |$db| ready($op)).await,
-            Backend::Postgres(p) => {
-                let mut session = p.session().await?;
-                let result = {
-                    let $db = &mut session.db();
-                    $op.await
-                };
-                session.finish(result)
-            }
-        }
+    ($store:expr, $op:expr, $db:ident => $body:expr) => {
+        $store
+            .timed($op, async {
+                match $store.backend().await? {
+                    Backend::Sqlite(s) => s.run(move |$db| ready($body)).await,
+                    Backend::Postgres(p) => {
+                        let mut session = p.session().await?;
+                        let result = {
+                            let $db = &mut session.db();
+                            $body.await
+                        };
+                        session.finish(result)
+                    }
+                }
+            })
+            .await
     };
 }
 
@@ -173,36 +227,101 @@ impl Store {
     /// `sqlite://FILE` (relative to the working directory, or
     /// `sqlite:///absolute/path`) or `postgres://user@host:port/db`.
     pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
-        let limits = Limits {
-            max_examples: options.max_examples,
-            max_ids: options.max_ids_per_incident,
-            max_incidents: options.max_incidents.max(1),
-        };
-        let (backend, shown) = if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
+        let store = Self::unopened(url, options)?;
+        store.timed(StoreOp::Open, store.backend()).await?;
+        Ok(store)
+    }
+
+    /// Like [`Store::open`], but a store that is configured right and only
+    /// cannot be reached now (a read-only path, a PostgreSQL server down)
+    /// is returned all the same, with the reason: it is opened by a later
+    /// operation (the writer retries with backoff). Errors of
+    /// configuration (bad URL, missing password, a newer schema) are
+    /// returned as errors.
+    pub async fn open_or_later(
+        url: &str,
+        options: StoreOptions,
+    ) -> Result<(Store, Option<StoreError>), StoreError> {
+        let store = Self::unopened(url, options)?;
+        match store.timed(StoreOp::Open, store.backend()).await {
+            Ok(_) => Ok((store, None)),
+            Err(e) if e.is_unavailable() => Ok((store, Some(e))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn unopened(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let shown = match url.strip_prefix("sqlite://") {
+            Some("") => {
                 return Err(StoreError::BadUrl {
                     url: url.into(),
                     reason: "no file name after sqlite://".into(),
-                });
+                })
             }
-            let store = SqliteStore::open(PathBuf::from(path)).await?;
-            (Backend::Sqlite(store), url.to_owned())
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = PostgresStore::open(url, options.password.clone()).await?;
-            let shown = store.display().to_owned();
-            (Backend::Postgres(store), shown)
-        } else {
-            return Err(StoreError::BadUrl {
-                url: url.into(),
-                reason: "must start with sqlite:// or postgres://".into(),
-            });
+            Some(_) => url.to_owned(),
+            None if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                postgres::display_url(url)
+            }
+            None => {
+                return Err(StoreError::BadUrl {
+                    url: url.into(),
+                    reason: "must start with sqlite:// or postgres://".into(),
+                })
+            }
         };
         Ok(Store {
-            backend,
-            limits,
+            backend: Arc::new(OnceCell::new()),
+            limits: Limits {
+                max_examples: options.max_examples,
+                max_ids: options.max_ids_per_incident,
+                max_incidents: options.max_incidents.max(1),
+            },
             retention_days: options.retention_days,
             url: shown,
+            op_timeout: options.op_timeout,
+            health: StoreHealth::new(false),
+            opening: Arc::new((url.to_owned(), options)),
         })
+    }
+
+    /// The open backend, opening it if needed (one attempt at a time).
+    async fn backend(&self) -> Result<&Backend, StoreError> {
+        self.backend
+            .get_or_try_init(|| async {
+                let (url, options) = &*self.opening;
+                match url.strip_prefix("sqlite://") {
+                    Some(path) => Ok(Backend::Sqlite(
+                        SqliteStore::open(PathBuf::from(path)).await?,
+                    )),
+                    None => Ok(Backend::Postgres(
+                        PostgresStore::open(url, options.password.clone()).await?,
+                    )),
+                }
+            })
+            .await
+    }
+
+    /// Runs `operation` within `store.op_timeout_ms` and records how it
+    /// ended in the store's health.
+    async fn timed<T>(
+        &self,
+        op: StoreOp,
+        operation: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = match tokio::time::timeout(self.op_timeout, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout {
+                op: op.label(),
+                ms: self.op_timeout.as_millis() as u64,
+            }),
+        };
+        self.health.record(op, &result);
+        result
+    }
+
+    /// The store's last known health (`pgshadow_store_up`).
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
     }
 
     /// Opens the store `[store]` describes.
@@ -213,14 +332,33 @@ impl Store {
             }
             None => None,
         };
-        let options = StoreOptions {
+        Self::open(&config.url, Self::options(config, password)).await
+    }
+
+    /// Opens the store `[store]` describes, or returns it unopened when it
+    /// cannot be reached now ([`Store::open_or_later`]): the proxy serves
+    /// without a store rather than not at all.
+    pub async fn from_config_or_later(
+        config: &StoreConfig,
+    ) -> Result<(Store, Option<StoreError>), StoreError> {
+        let password = match &config.password_env {
+            Some(var) => {
+                Some(std::env::var(var).map_err(|_| StoreError::MissingPassword(var.clone()))?)
+            }
+            None => None,
+        };
+        Self::open_or_later(&config.url, Self::options(config, password)).await
+    }
+
+    fn options(config: &StoreConfig, password: Option<String>) -> StoreOptions {
+        StoreOptions {
             max_examples: config.max_examples,
             max_ids_per_incident: config.max_ids_per_incident,
             max_incidents: config.max_incidents,
             retention_days: config.retention_days,
             password,
-        };
-        Self::open(&config.url, options).await
+            op_timeout: Duration::from_millis(config.op_timeout_ms),
+        }
     }
 
     /// The store's address, without any password: for logs and errors.
@@ -228,9 +366,9 @@ impl Store {
         &self.url
     }
 
-    /// Checks that the store answers (for `/readyz`).
+    /// Checks that the store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_backend!(self, db => queries::ping(db))
+        on_backend!(self, StoreOp::Read, db => queries::ping(db))
     }
 
     /// Incidents matching `filter`, most recently seen first.
@@ -239,14 +377,14 @@ impl Store {
         filter: &IncidentFilter,
     ) -> Result<Vec<Incident>, StoreError> {
         let (filter, now) = (filter.clone(), now_ms());
-        on_backend!(self, db => queries::list_incidents(db, &filter, now))
+        on_backend!(self, StoreOp::Read, db => queries::list_incidents(db, &filter, now))
     }
 
     /// One incident with its examples (oldest first); `None` if there is
     /// no incident with this id.
     pub async fn incident(&self, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
         let (id, now) = (id.to_owned(), now_ms());
-        on_backend!(self, db => queries::incident_detail(db, &id, now))
+        on_backend!(self, StoreOp::Read, db => queries::incident_detail(db, &id, now))
     }
 
     /// The differing row ids incident `id` kept, most recently seen first,
@@ -257,7 +395,7 @@ impl Store {
         limit: u64,
     ) -> Result<Option<IncidentIds>, StoreError> {
         let id = id.to_owned();
-        on_backend!(self, db => ids::incident_ids(db, &id, limit))
+        on_backend!(self, StoreOp::Read, db => ids::incident_ids(db, &id, limit))
     }
 
     /// Acknowledges an incident (ending any mute): it keeps counting but
@@ -300,7 +438,7 @@ impl Store {
     ) -> Result<Option<Incident>, StoreError> {
         let (id, now) = (id.to_owned(), now_ms());
         let (reason, by) = (reason.map(str::to_owned), by.map(str::to_owned));
-        on_backend!(self, db => async {
+        on_backend!(self, StoreOp::Status, db => async {
             let found = ops::set_status(
                 db, &id, status, until_ms, reason.as_deref(), by.as_deref(), now,
             )
@@ -317,14 +455,14 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<Coverage>, StoreError> {
         let fingerprint = fingerprint.map(str::to_owned);
-        on_backend!(self, db => queries::coverage(db, fingerprint.as_deref(), limit))
+        on_backend!(self, StoreOp::Read, db => queries::coverage(db, fingerprint.as_deref(), limit))
     }
 
     /// Incidents currently open (mutes past their end count as open): the
     /// value of `pgshadow_incidents_open`.
     pub async fn open_incident_count(&self) -> Result<u64, StoreError> {
         let now = now_ms();
-        on_backend!(self, db => queries::open_incident_count(db, now))
+        on_backend!(self, StoreOp::Maintain, db => queries::open_incident_count(db, now))
     }
 
     /// Adds `n` executions of `fingerprint` skipped for `reason` to its
@@ -344,7 +482,7 @@ impl Store {
     /// Ends the mutes that are over; returns the incidents reopened.
     pub async fn reopen_expired_mutes(&self) -> Result<Vec<Incident>, StoreError> {
         let now = now_ms();
-        on_backend!(self, db => async {
+        on_backend!(self, StoreOp::Maintain, db => async {
             let mut reopened = Vec::new();
             for id in ops::reopen_expired_mutes(db, now).await? {
                 reopened.extend(queries::incident(db, &id, now).await?);
@@ -357,24 +495,27 @@ impl Store {
     pub async fn expire(&self) -> Result<Expired, StoreError> {
         let days = i64::try_from(self.retention_days).unwrap_or(i64::MAX / 86_400_000);
         let cutoff = now_ms().saturating_sub(days.saturating_mul(86_400_000));
-        on_backend!(self, db => ops::expire(db, cutoff))
+        on_backend!(self, StoreOp::Retention, db => ops::expire(db, cutoff))
     }
 
     /// Writes one batch in one transaction; returns the ids of the
     /// incidents it opened.
     pub(crate) async fn write_batch(&self, batch: &Batch) -> Result<Vec<String>, StoreError> {
         let limits = self.limits;
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                let batch = batch.clone();
-                s.run(move |db| ready(ops::write_batch(db, &batch, limits)))
-                    .await
+        self.timed(StoreOp::Write, async {
+            match self.backend().await? {
+                Backend::Sqlite(s) => {
+                    let batch = batch.clone();
+                    s.run(move |db| ready(ops::write_batch(db, &batch, limits)))
+                        .await
+                }
+                Backend::Postgres(p) => {
+                    let mut session = p.session().await?;
+                    let result = ops::write_batch(&mut session.db(), batch, limits).await;
+                    session.finish(result)
+                }
             }
-            Backend::Postgres(p) => {
-                let mut session = p.session().await?;
-                let result = ops::write_batch(&mut session.db(), batch, limits).await;
-                session.finish(result)
-            }
-        }
+        })
+        .await
     }
 }

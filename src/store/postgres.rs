@@ -103,11 +103,6 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// `postgres://user@host:port/db`, without password.
-    pub(crate) fn display(&self) -> &str {
-        &self.inner.display
-    }
-
     /// Exclusive use of the connection, (re)connecting if needed.
     pub(crate) async fn session(&self) -> Result<PgSession<'_>, StoreError> {
         let mut guard = self.inner.connection.lock().await;
@@ -140,13 +135,28 @@ impl PostgresStore {
                 statements: HashMap::new(),
             });
         }
-        Ok(PgSession { guard })
+        Ok(PgSession {
+            guard,
+            finished: false,
+        })
     }
 }
 
 /// The connection, held for one operation.
 pub(crate) struct PgSession<'a> {
     guard: MutexGuard<'a, Option<Connected>>,
+    /// [`PgSession::finish`] ran. A session dropped without it was cut
+    /// short (`store.op_timeout_ms`), maybe inside a transaction: its
+    /// connection is dropped, which makes the server roll back.
+    finished: bool,
+}
+
+impl Drop for PgSession<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            *self.guard = None;
+        }
+    }
 }
 
 impl PgSession<'_> {
@@ -163,6 +173,7 @@ impl PgSession<'_> {
         if result.is_err() {
             *self.guard = None;
         }
+        self.finished = true;
         result
     }
 }
@@ -359,6 +370,15 @@ fn display(config: &Config) -> String {
     let user = config.get_user().unwrap_or("");
     let db = config.get_dbname().unwrap_or(user);
     format!("postgres://{user}@{host}:{port}/{db}")
+}
+
+/// `postgres://user@host:port/db` for `url`, without password, before
+/// (or without) connecting.
+pub(crate) fn display_url(url: &str) -> String {
+    let (rest, _, _) = split_tls_params(url);
+    Config::from_str(&rest)
+        .map(|c| display(&c))
+        .unwrap_or_else(|_| redact(url))
 }
 
 /// The URL with any password replaced, for error messages.

@@ -19,7 +19,8 @@ use rusqlite::Connection;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::pin;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -29,11 +30,19 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Job = Box<dyn FnOnce(&mut SqliteDb) + Send>;
 
+/// Operations queued for the store's thread at most. Callers stop waiting
+/// after `store.op_timeout_ms`, but a job already sent still runs: on a
+/// hung disk, further jobs are refused ([`StoreError::Busy`]) instead of
+/// piling up in memory.
+const MAX_QUEUED_JOBS: usize = 16;
+
 /// Handle to the store's thread. Clones share it; the thread ends when the
 /// last clone is dropped.
 #[derive(Clone)]
 pub(crate) struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    /// Jobs sent and not finished yet.
+    queued: Arc<AtomicUsize>,
 }
 
 impl SqliteStore {
@@ -67,7 +76,10 @@ impl SqliteStore {
                 message: format!("cannot start the store thread: {e}"),
             })?;
         opened_rx.await.map_err(|_| StoreError::Closed)??;
-        Ok(SqliteStore { jobs })
+        Ok(SqliteStore {
+            jobs,
+            queued: Arc::default(),
+        })
     }
 
     /// Runs `f` on the store's thread and returns its result.
@@ -75,12 +87,22 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut SqliteDb) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let queued = self.queued.fetch_add(1, Ordering::Relaxed);
+        if queued >= MAX_QUEUED_JOBS {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Busy(queued));
+        }
         let (tx, rx) = oneshot::channel();
+        let done = self.queued.clone();
         self.jobs
             .send(Box::new(move |db| {
                 let _ = tx.send(f(db));
+                done.fetch_sub(1, Ordering::Relaxed);
             }))
-            .map_err(|_| StoreError::Closed)?;
+            .map_err(|_| {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                StoreError::Closed
+            })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -183,5 +205,46 @@ impl Db for SqliteDb {
             out.push(DbRow(values));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_store_thread_refuses_jobs_beyond_its_queue_instead_of_holding_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("store.db"))
+            .await
+            .unwrap();
+        // The first job hangs the thread (a disk that does not answer).
+        let (release, hung) = mpsc::channel::<()>();
+        let blocker = store.clone();
+        let mut waiting = vec![tokio::spawn(async move {
+            blocker
+                .run(move |_| {
+                    let _ = hung.recv();
+                    Ok(())
+                })
+                .await
+        })];
+        for _ in 1..MAX_QUEUED_JOBS {
+            let s = store.clone();
+            waiting.push(tokio::spawn(async move { s.run(|_| Ok(())).await }));
+        }
+        while store.queued.load(Ordering::Relaxed) < MAX_QUEUED_JOBS {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            store.run(|_| Ok(())).await,
+            Err(StoreError::Busy(n)) if n == MAX_QUEUED_JOBS
+        ));
+        release.send(()).unwrap();
+        for job in waiting {
+            job.await.unwrap().unwrap();
+        }
+        assert_eq!(store.queued.load(Ordering::Relaxed), 0);
+        store.run(|_| Ok(())).await.unwrap();
     }
 }

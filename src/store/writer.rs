@@ -16,12 +16,19 @@
 //! `store.retention_days`.
 //!
 //! A failed write keeps the batch and retries it with the next one, so a
-//! store restart loses nothing; only when the pending batch grows beyond
-//! [`MAX_PENDING`] distinct rows is it dropped (and counted).
+//! store restart loses nothing; while the store stays unwritable, at most
+//! `store.max_pending_outcomes` outcomes are held and further ones are
+//! dropped and counted, and a pending batch grown beyond [`MAX_PENDING`]
+//! distinct rows is dropped (and counted) too. Every store operation is
+//! bounded by `store.op_timeout_ms`, so a hung store never blocks this
+//! task for longer; a write that timed out is retried, so if it did
+//! commit late its outcomes are counted twice (at least once, never lost
+//! silently). A store that could not be opened at startup is opened by the
+//! first retry that succeeds; the relay never waits for any of it.
 
 use super::batch::{Batch, IncidentDelta};
 use super::model::{now_ms, Incident, IncidentEvent, IncidentNotice, Signature};
-use super::Store;
+use super::{Store, StoreError};
 use crate::capture::skip::SkipCounts;
 use crate::config::{StoreConfig, StoreValues};
 use crate::observability::metrics::{
@@ -69,6 +76,9 @@ pub struct WriterOptions {
     pub max_ids: usize,
     /// Whether examples keep values or their hashes (`store.values`).
     pub values: StoreValues,
+    /// Outcomes held while the store cannot be written
+    /// (`store.max_pending_outcomes`); beyond, new ones are dropped.
+    pub max_pending_outcomes: u64,
 }
 
 impl WriterOptions {
@@ -80,6 +90,7 @@ impl WriterOptions {
             max_examples: usize::try_from(config.max_examples).unwrap_or(usize::MAX),
             max_ids: usize::try_from(config.max_ids_per_incident).unwrap_or(usize::MAX),
             values: config.values,
+            max_pending_outcomes: config.max_pending_outcomes.max(1),
         }
     }
 }
@@ -130,8 +141,11 @@ impl StoreWriter {
                 events: events.clone(),
                 skips: skips.clone(),
                 batch: Batch::default(),
-                failing: false,
-                retry_at: None,
+                // A store not reached at startup is retried like one
+                // that failed.
+                failing: !store.health().is_up(),
+                dropping: false,
+                retry_at: (!store.health().is_up()).then(|| Instant::now() + MIN_BACKOFF),
                 backoff: MIN_BACKOFF,
             }
             .run(outcomes, stop.clone()),
@@ -187,6 +201,8 @@ struct Writer {
     batch: Batch,
     /// The last write failed (logged once, until one succeeds).
     failing: bool,
+    /// Outcomes are being dropped (logged once per outage).
+    dropping: bool,
     /// While failing: no new attempt before this.
     retry_at: Option<Instant>,
     /// Wait before the next attempt after another failure.
@@ -211,7 +227,9 @@ impl Writer {
                 biased;
                 _ = stop.cancelled() => break,
                 _ = flush.tick() => self.flush(false).await,
-                _ = maintenance.tick() => {
+                // While the store is failing, upkeep waits for the next
+                // write to succeed: it would only time out again.
+                _ = maintenance.tick(), if !self.failing => {
                     self.maintain().await;
                     if last_retention.elapsed() >= RETENTION_INTERVAL {
                         last_retention = Instant::now();
@@ -219,6 +237,9 @@ impl Writer {
                     }
                 }
                 received = outcomes.recv() => match received {
+                    Some(_) if self.failing && self.batch.outcomes >= self.options.max_pending_outcomes => {
+                        self.drop_outcome();
+                    }
                     Some(outcome) => {
                         let outcome = self.options.stored_form(outcome);
                         let o = &self.options;
@@ -252,6 +273,9 @@ impl Writer {
             self.batch.add_skips(fingerprint, reason, n, now);
         }
         if self.batch.is_empty() {
+            if self.failing {
+                self.probe().await;
+            }
             return;
         }
         match self.store.write_batch(&self.batch).await {
@@ -259,6 +283,7 @@ impl Writer {
                 if self.failing {
                     tracing::info!(store = %self.store.url(), "mismatch store writable again");
                     self.failing = false;
+                    self.dropping = false;
                 }
                 self.retry_at = None;
                 self.backoff = MIN_BACKOFF;
@@ -278,16 +303,7 @@ impl Writer {
             }
             Err(e) => {
                 metrics::counter!(STORE_WRITE_ERRORS_TOTAL).increment(1);
-                if !self.failing {
-                    tracing::warn!(
-                        error = %e,
-                        store = %self.store.url(),
-                        "cannot write to the mismatch store; keeping outcomes in memory and retrying"
-                    );
-                    self.failing = true;
-                }
-                self.retry_at = Some(Instant::now() + self.backoff);
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.failed(&e);
                 if self.batch.distinct() > MAX_PENDING {
                     let lost = std::mem::take(&mut self.batch);
                     let lost = lost.outcomes + lost.verdicts;
@@ -298,6 +314,53 @@ impl Writer {
                     );
                 }
             }
+        }
+    }
+
+    /// After a failed operation: logged once per outage, the next attempt
+    /// spaced out (up to 30 s), upkeep paused.
+    fn failed(&mut self, e: &StoreError) {
+        if !self.failing {
+            tracing::warn!(
+                error = %e,
+                store = %self.store.url(),
+                "cannot write to the mismatch store; keeping outcomes in memory and retrying"
+            );
+            self.failing = true;
+        }
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// While failing with nothing to write: asks the store something cheap,
+    /// so that it is found again (and `pgshadow_store_up` goes back to 1)
+    /// without waiting for an outcome.
+    async fn probe(&mut self) {
+        match self.store.open_incident_count().await {
+            Ok(open) => {
+                tracing::info!(store = %self.store.url(), "mismatch store reachable again");
+                metrics::gauge!(INCIDENTS_OPEN).set(open as f64);
+                self.failing = false;
+                self.dropping = false;
+                self.retry_at = None;
+                self.backoff = MIN_BACKOFF;
+            }
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    /// Drops one outcome: the store has been unwritable for
+    /// `store.max_pending_outcomes` outcomes. Logged once per outage.
+    fn drop_outcome(&mut self) {
+        metrics::counter!(STORE_DROPPED_TOTAL).increment(1);
+        if !self.dropping {
+            self.dropping = true;
+            tracing::error!(
+                pending = self.batch.outcomes,
+                store = %self.store.url(),
+                "mismatch store unwritable: store.max_pending_outcomes outcomes are waiting, \
+                 further outcomes are dropped until a write succeeds"
+            );
         }
     }
 
@@ -348,6 +411,10 @@ impl Writer {
                         &incident, summary,
                     )));
                 }
+            }
+            Err(e) if e.is_unavailable() => {
+                self.failed(&e);
+                return;
             }
             Err(e) => tracing::debug!(error = %e, "cannot end expired mutes"),
         }

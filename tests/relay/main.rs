@@ -6,6 +6,7 @@
 mod harness;
 
 mod auth;
+mod budgets;
 mod cancel;
 mod differential;
 mod failures;

@@ -12,7 +12,7 @@ use pgshadow::capture::fingerprint::Fingerprint;
 use pgshadow::capture::tracker::{Sample, SessionSettings};
 use pgshadow::diff::CompareOptions;
 use pgshadow::shadow::conn::{ConnParams, ShadowConn};
-use pgshadow::shadow::run::{run_batch, RunResult, RunSpec, SideResult, Snapshot};
+use pgshadow::shadow::run::{run_batch, Limits, RunResult, RunSpec, SideResult, Snapshot};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,9 @@ fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> RunSpec<'a> {
         old_search_path: "public",
         new_search_path: "v2",
         statement_timeout: Duration::from_secs(5),
+        lock_timeout: Duration::from_millis(100),
         max_rows: 100,
+        max_bytes: usize::MAX,
         compare,
         snapshot: Snapshot::Shared,
         baseline: false,
@@ -77,7 +79,7 @@ async fn run_all(
     let items: Vec<(&Sample, RunSpec<'_>)> =
         samples.iter().map(|s| (s, spec(s, compare))).collect();
     let before = conn.writes();
-    let results = run_batch(conn, &items).await;
+    let results = run_batch(conn, &items, &Limits::budget(Duration::from_secs(10))).await;
     assert_eq!(
         results.len(),
         samples.len(),
@@ -345,11 +347,12 @@ async fn with_the_new_side_first_each_result_still_belongs_to_its_side() {
             (s, spec)
         })
         .collect();
-    let results: Vec<RunResult> = run_batch(&mut conn, &items)
-        .await
-        .into_iter()
-        .map(|r| r.expect("runs"))
-        .collect();
+    let results: Vec<RunResult> =
+        run_batch(&mut conn, &items, &Limits::budget(Duration::from_secs(10)))
+            .await
+            .into_iter()
+            .map(|r| r.expect("runs"))
+            .collect();
     for run in &results[..2] {
         assert!(run.new_first);
         assert_eq!(first_column(&run.old), ["old"]);

@@ -47,7 +47,13 @@ async fn start() -> (Pg, Proxy, Client) {
          GRANT SELECT, INSERT, UPDATE, DELETE ON ledger, visits TO {SHADOW_ROLE};
          GRANT USAGE, SELECT, UPDATE ON SEQUENCE ticket_seq, visits_id_seq TO {SHADOW_ROLE};"
     ));
-    let proxy = Proxy::start(pg.port(), &fixture::shadow_config(""));
+    // Both functions are VOLATILE: unlisted, statements calling them are
+    // skipped (volatile_function, see leftovers.rs). Listed, they run, and
+    // these tests show what stops them: READ ONLY and the unlock.
+    let proxy = Proxy::start(
+        pg.port(),
+        &fixture::shadow_config("allow_functions = [\"record_visit\", \"share_lock\"]"),
+    );
     let client = connect(proxy.port).await;
     client
         .query(

@@ -93,7 +93,11 @@ async fn a_wrong_shadow_password_is_a_shadow_error() {
     assert!(line.contains("28P01"), "{line}");
 
     // The right password works: the shadow's own SCRAM-SHA-256 and MD5
-    // logins.
+    // logins (as roles that are not superusers: the shadow refuses those).
+    pg.sql(&format!(
+        "ALTER ROLE {SCRAM_USER} NOSUPERUSER; ALTER ROLE {MD5_USER} NOSUPERUSER;
+         GRANT pg_read_all_data TO {SCRAM_USER}, {MD5_USER};"
+    ));
     for (user, password) in [(SCRAM_USER, SCRAM_PASSWORD), (MD5_USER, MD5_PASSWORD)] {
         let config =
             fixture::shadow_config(&format!("password_env = \"SHADOW_PW\"\nuser = \"{user}\""));

@@ -383,3 +383,48 @@ fn skips_waiting_past_the_interval_go_out_at_every_sixteenth_idle_ready() {
         Some(&u64::from(CLOCK_EVERY_IDLE_READY))
     );
 }
+
+#[test]
+fn named_statements_beyond_the_byte_budget_are_not_remembered_and_their_executions_skipped() {
+    let r = Recorder::default();
+    let mut t = tracker(&r).with_statement_budget(2_000);
+    let sql = |i: usize| format!("SELECT {i} AS n, '{}' AS padding", "x".repeat(300));
+    for i in 0..10 {
+        t.on_parse(&parse(&format!("s{i}"), &sql(i), &[]));
+        server(&mut t, b"1");
+    }
+    let kept = t.statement_bytes();
+    assert!(kept <= 2_000 && kept > 1_000, "{kept} bytes remembered");
+    let remembered = (0..10)
+        .filter(|i| t.statements.contains(format!("s{i}").as_bytes()))
+        .count();
+    assert!((2..10).contains(&remembered), "{remembered} remembered");
+
+    // Every statement is executed: the remembered ones are sampled, the
+    // others skipped as too_large.
+    for i in 0..10 {
+        t.on_bind(&bind("", &format!("s{i}"), &[]));
+        t.on_execute(&execute(""));
+        server(&mut t, b"2DC");
+    }
+    t.on_untracked(b'S');
+    server(&mut t, b"Z");
+    assert_eq!(r.submitted.borrow().len(), remembered);
+    assert_eq!(
+        r.skipped
+            .borrow()
+            .iter()
+            .filter(|&&s| s == SkipReason::TooLarge)
+            .count(),
+        10 - remembered
+    );
+
+    // Closing one frees its bytes for the next.
+    t.on_close(&[b"S".as_slice(), &cstr("s0")].concat());
+    server(&mut t, b"3");
+    assert!(t.statement_bytes() < kept);
+    t.on_parse(&parse("t9", &sql(9), &[]));
+    server(&mut t, b"1");
+    assert!(t.statements.contains(b"t9"));
+    assert_eq!(t.statement_bytes(), kept, "the same size as s0");
+}

@@ -1,7 +1,11 @@
 //! What the relay does with the messages it looks at.
 //!
 //! - From the client: the type byte of every message (it must be a
-//!   frontend type), Terminate (a clean goodbye), and, when statement
+//!   frontend type), the header of Terminate, Sync and Flush (which carry
+//!   no body: one announced is refused with 08P01 before it is read), the
+//!   length of every message before authentication has completed (at most
+//!   [`frontend::MAX_AUTH_MESSAGE_LEN`], so an unauthenticated peer cannot
+//!   make the proxy hold more), Terminate (a clean goodbye), and, when statement
 //!   capture is on, copies of Query, Parse, Bind, Execute and Close.
 //! - From the server: Authentication (channel binding is stripped from
 //!   SASL offers), BackendKeyData (registered for cancel routing),
@@ -92,10 +96,28 @@ impl FrameHandler for ClientMessages<'_> {
     }
 
     fn on_header(&mut self, header: Header) -> Result<Disposition, ClientViolation> {
+        if let Some(name) = frontend::bodyless_name(header.tag) {
+            if header.body_len > 0 {
+                return Err(ClientViolation(format!(
+                    "invalid {name} message: it announces a body of {} bytes, but {name} \
+                     has none",
+                    header.body_len
+                )));
+            }
+        }
         if header.tag == client_tag::TERMINATE {
             return Ok(Disposition::Inspect);
         }
         let mut s = lock(self.state);
+        if s.phase == Phase::Authenticating && header.body_len > frontend::MAX_AUTH_MESSAGE_LEN {
+            return Err(ClientViolation(format!(
+                "message type {} of {} bytes before authentication completed exceeds the \
+                 limit of {} bytes",
+                TagDisplay(header.tag),
+                header.body_len,
+                frontend::MAX_AUTH_MESSAGE_LEN
+            )));
+        }
         s.sent_since_ready = true;
         if header.tag == client_tag::PASSWORD && s.channel_binding_stripped {
             // The SASLInitialResponse that answers the stripped offer.
@@ -359,172 +381,4 @@ impl ServerMessages<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::framing::{encode_message, Framer};
-    use bytes::BytesMut;
-    use proptest::prelude::*;
-
-    /// Feeds `input` in pieces through a framer with `handler`, as a pump
-    /// does, and returns the forwarded bytes and whether it failed.
-    fn relay<H: FrameHandler>(input: &[u8], cuts: &[usize], handler: &mut H) -> (Vec<u8>, bool) {
-        let mut framer = Framer::new();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        let mut start = 0;
-        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-        ends.push(input.len());
-        ends.sort_unstable();
-        for end in ends {
-            buf.extend_from_slice(&input[start..end.max(start)]);
-            start = end.max(start);
-            match framer.advance(&mut buf, handler) {
-                Ok(a) => {
-                    out.extend_from_slice(&buf.split_to(a.forward));
-                    if a.stop {
-                        return (out, false);
-                    }
-                }
-                Err(_) => return (out, true),
-            }
-        }
-        (out, false)
-    }
-
-    fn frontend_message() -> impl Strategy<Value = Vec<u8>> {
-        (
-            proptest::sample::select(b"BCdcfDEHFPpQS".to_vec()),
-            proptest::collection::vec(any::<u8>(), 0..300),
-        )
-            .prop_map(|(tag, body)| encode_message(tag, &body))
-    }
-
-    fn backend_message() -> impl Strategy<Value = Vec<u8>> {
-        (
-            proptest::sample::select(b"RKZESCDTAN123dcGHsnItVv".to_vec()),
-            proptest::collection::vec(any::<u8>(), 0..300),
-        )
-            .prop_map(|(tag, body)| encode_message(tag, &body))
-    }
-
-    proptest! {
-        #[test]
-        fn valid_client_streams_pass_through_unchanged_at_any_chunking(
-            msgs in proptest::collection::vec(frontend_message(), 1..30),
-            cuts in proptest::collection::vec(any::<usize>(), 0..20),
-        ) {
-            let input = msgs.concat();
-            let state = Mutex::new(SessionState::new(None));
-            let mut handler = ClientMessages { state: &state, max_body_len: 1 << 20, capture_limit: 0, primary_rewrites: None };
-            let (out, failed) = relay(&input, &cuts, &mut handler);
-            prop_assert!(!failed);
-            prop_assert_eq!(out, input);
-            let expected_ready = msgs.iter().filter(|m| frontend::expects_ready_for_query(m[0])).count();
-            prop_assert_eq!(lock(&state).awaiting_ready as usize, expected_ready);
-        }
-
-        #[test]
-        fn random_client_bytes_never_panic(
-            input in proptest::collection::vec(any::<u8>(), 0..2000),
-            cuts in proptest::collection::vec(any::<usize>(), 0..20),
-        ) {
-            let state = Mutex::new(SessionState::new(None));
-            let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0, primary_rewrites: None };
-            let (out, _) = relay(&input, &cuts, &mut handler);
-            prop_assert!(input.starts_with(&out));
-        }
-
-        #[test]
-        fn mutated_client_streams_never_panic(
-            msgs in proptest::collection::vec(frontend_message(), 1..20),
-            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
-            cuts in proptest::collection::vec(any::<usize>(), 0..20),
-        ) {
-            let mut input = msgs.concat();
-            for (at, x) in flips {
-                let i = at % input.len();
-                input[i] ^= x;
-            }
-            let state = Mutex::new(SessionState::new(None));
-            let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0, primary_rewrites: None };
-            let (out, _) = relay(&input, &cuts, &mut handler);
-            prop_assert!(input.starts_with(&out));
-        }
-
-        #[test]
-        fn random_and_mutated_server_streams_never_panic(
-            msgs in proptest::collection::vec(backend_message(), 0..20),
-            noise in proptest::collection::vec(any::<u8>(), 0..500),
-            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
-            cuts in proptest::collection::vec(any::<usize>(), 0..20),
-        ) {
-            let mut input = msgs.concat();
-            input.extend(noise);
-            if !input.is_empty() {
-                for (at, x) in flips {
-                    let i = at % input.len();
-                    input[i] ^= x;
-                }
-            }
-            let state = Mutex::new(SessionState::new(None));
-            let registry = CancelRegistry::default();
-            let mut handler = ServerMessages {
-                state: &state,
-                cancel_registry: &registry,
-                upstream_addr: SocketAddr::from(([127, 0, 0, 1], 5432)),
-                capturing: false,
-            };
-            let _ = relay(&input, &cuts, &mut handler);
-        }
-    }
-
-    #[test]
-    fn ready_for_query_settles_the_busy_state() {
-        let state = Mutex::new(SessionState::new(None));
-        let registry = CancelRegistry::default();
-        let mut server = ServerMessages {
-            state: &state,
-            cancel_registry: &registry,
-            upstream_addr: SocketAddr::from(([127, 0, 0, 1], 5432)),
-            capturing: false,
-        };
-        let mut client = ClientMessages {
-            state: &state,
-            max_body_len: 1 << 20,
-            capture_limit: 0,
-            primary_rewrites: None,
-        };
-        let ready = encode_message(b'Z', b"I");
-        relay(&ready, &[], &mut server);
-        assert_eq!(lock(&state).phase, Phase::Ready);
-        assert!(lock(&state).idle());
-        // Two pipelined queries: busy until both are answered.
-        relay(
-            &[
-                encode_message(b'Q', b"SELECT 1\0"),
-                encode_message(b'Q', b"SELECT 2\0"),
-            ]
-            .concat(),
-            &[],
-            &mut client,
-        );
-        assert_eq!(lock(&state).awaiting_ready, 2);
-        relay(&ready, &[], &mut server);
-        assert!(lock(&state).busy());
-        relay(&ready, &[], &mut server);
-        assert!(!lock(&state).busy());
-        // An extended batch flushed without Sync keeps the session busy.
-        relay(
-            &[
-                encode_message(b'E', b"\0\0\0\0\0"),
-                encode_message(b'H', b""),
-            ]
-            .concat(),
-            &[],
-            &mut client,
-        );
-        assert!(lock(&state).busy());
-        relay(&[encode_message(b'Z', b"T")].concat(), &[], &mut server);
-        assert!(!lock(&state).idle(), "a transaction is open");
-    }
-}
+mod tests;
