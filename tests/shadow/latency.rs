@@ -45,8 +45,13 @@ fn orders(pg: &Pg, with_index: bool) {
     pg.sql("VACUUM v2.orders");
 }
 
+/// Every read sampled; a transaction budget that a batch of sequential
+/// scans on a loaded machine stays within (the budget is not what these
+/// tests are about).
 fn config() -> String {
-    "[shadow]\nenabled = true\nsample_rate = 1.0\nuser = \"pgshadow\"\nbaseline_rate = 0.0\n".into()
+    "[shadow]\nenabled = true\nsample_rate = 1.0\nuser = \"pgshadow\"\nbaseline_rate = 0.0\n\
+     max_transaction_ms = 10000\n"
+        .into()
 }
 
 fn api(proxy: &Proxy, path: &str) -> Value {
