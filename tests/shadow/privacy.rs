@@ -133,7 +133,13 @@ async fn with_store_values_hash_the_store_keeps_no_values_either() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(pg.port(), &config(dir.path(), "values = \"hash\"\n"));
     run_reads(&proxy).await;
-    let list = http_get(proxy.admin_port, "/api/incidents");
+    // The two mismatches may be stored by two batches.
+    let list = wait_until(Duration::from_secs(30), || {
+        let list = http_get(proxy.admin_port, "/api/incidents");
+        let v: serde_json::Value = serde_json::from_str(&list).ok()?;
+        (v["incidents"].as_array()?.len() >= 2).then_some(list)
+    })
+    .unwrap_or_else(|| http_get(proxy.admin_port, "/api/incidents"));
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
     let incidents = v["incidents"].as_array().unwrap();
     assert!(incidents.len() >= 2, "{list}");
