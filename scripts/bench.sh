@@ -193,7 +193,7 @@ shadow_section() {
 enabled = true
 sample_rate = $rate
 first_executions = $first
-user = "postgres"
+user = "pgshadow_reader"
 old_search_path = "public"
 new_search_path = "v2"
 queue_capacity = 1024
@@ -437,6 +437,9 @@ if [[ -n $RUN_SHADOW ]]; then
     # and new return the same rows and any mismatch is pgshadow's fault.
     log "creating schema v2 (views on the pgbench tables)"
     "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" >/dev/null <<'SQL'
+-- The shadow refuses a superuser: it logs in as a reader (trust, no password).
+CREATE ROLE pgshadow_reader LOGIN;
+GRANT pg_read_all_data TO pgshadow_reader;
 CREATE SCHEMA v2;
 CREATE VIEW v2.pgbench_accounts AS SELECT * FROM public.pgbench_accounts;
 CREATE VIEW v2.pgbench_branches AS SELECT * FROM public.pgbench_branches;
@@ -782,7 +785,7 @@ if [[ -n $RUN_RELAY ]]; then
 fi
 SHADOW_FACTS=(
     "- Runs: pgbench -n -S -M $SHADOW_MODE -c $SHADOW_CLIENTS -j $SHADOW_JOBS -T $SECONDS_PER_RUN, scale $SCALE, against four pgshadow instances, one per configuration (same binary and configuration except \`[shadow]\`, $( ((SHADOW_RESTART > 0)) && printf 'restarted before every round and warmed for %ss' "$SHADOW_RESTART" || printf 'all running throughout'), own listen and admin ports; $ROUNDS round(s) in a balanced order (per 4 rounds each configuration runs once in every position and once right after every other), ${WARMUP}s warm-up per configuration, ${PAUSE}s pause between runs"
-    "- Shadow on: \`user = \"postgres\"\` (the cluster superuser, trust), \`old_search_path = \"public\"\`, \`new_search_path = \"v2\"\`, \`max_in_flight = 2\` (the default), \`queue_capacity = 1024\`, \`first_executions = 0\` with sample_rate 0 and 3 (the default) otherwise; other keys at their defaults. Schema v2 holds one view \`SELECT * FROM public.<table>\` per pgbench table, so this is an A/A comparison: every comparison must match"
+    "- Shadow on: \`user = \"pgshadow_reader\"\` (a role with pg_read_all_data, trust; the shadow refuses a superuser), \`old_search_path = \"public\"\`, \`new_search_path = \"v2\"\`, \`max_in_flight = 2\` (the default), \`queue_capacity = 1024\`, \`first_executions = 0\` with sample_rate 0 and 3 (the default) otherwise; other keys at their defaults. Schema v2 holds one view \`SELECT * FROM public.<table>\` per pgbench table, so this is an A/A comparison: every comparison must match"
     "- Shadow counters: the instance's /metrics ($([[ -n $CURL ]] && echo curl || echo "bash /dev/tcp")) read right before each run and, after pgbench exits, once the shadow is idle again (queue depth 0 and no comparison finished for 0.3 s); the report shows the differences, so they belong to that run (including the comparisons of its samples that finished after pgbench exited: \"drain\"). TPS and CPU cover pgbench's run only"
 )
 
@@ -1067,6 +1070,7 @@ shadow_report() {
           drop[$1] = drop[$1] " " $17; mism[$1] += $15; oth[$1] += $16; runs[$1]++
           drops[$1] = drops[$1] (drops[$1] == "" ? "" : " / ") $17
           if ($17 + 0 == 0) nodrop[$1]++
+          if ($2 + 0 > 0 && $13 + 0 == 0) nocmp[$1]++
           if ($1 != "shadow-off") { allmism += $15; alloth += $16 } }
         END {
           n = split(order, cfg, " "); split(labels, lab, "\t")
@@ -1097,6 +1101,7 @@ shadow_report() {
           printf "- sample_rate 0.01: TPS ≥ 0.97 × shadow off, by the paired per-round ratio: %.3f × (± %.3f; ratio of medians %.3f ×) → %s\n", pm["rate-0.01"], pse["rate-0.01"], rt["rate-0.01"], verdict(pm["rate-0.01"] >= 0.97)
           printf "- sample_rate 1.0: average latency ≤ 1.5 × shadow off: %.3f × → %s\n", rl["rate-1"], verdict(rl["rate-1"] <= 1.5)
           printf "- sample_rate 1.0: the excess is shed and counted (dropped > 0 in every run): dropped %s → %s\n", drops["rate-1"], verdict(runs["rate-1"] > 0 && nodrop["rate-1"] == 0)
+          printf "- sample_rate 0.01 and 1.0: every run compared samples (comparisons > 0; none means the shadow is off, e.g. refused its role): %d and %d runs without → %s\n", nocmp["rate-0.01"], nocmp["rate-1"], verdict(runs["rate-1"] > 0 && nocmp["rate-0.01"] + nocmp["rate-1"] == 0)
           printf "- A/A (views on the same tables): 0 mismatches over all shadow-on runs: %d mismatches, %d other outcomes (errors, timeouts) → %s\n", allmism, alloth, verdict(allmism == 0)
         }' "$SHADOW_RESULTS"
     echo

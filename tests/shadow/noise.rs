@@ -50,15 +50,17 @@ async fn a_statement_that_differs_from_itself_is_noisy_and_opens_no_incident() {
         proxy.metric("pgshadow_baselines_total{result=\"differ\"}") >= 1.0,
         "{text}"
     );
+    // The log reader may lag behind the metric: wait for the line of the
+    // noisy comparison (logged after the label), then count the labels.
+    let line = proxy.wait_for_log(Duration::from_secs(5), |l| {
+        l.contains("shadow comparison noisy")
+    });
     let labelled = proxy
         .logs()
         .iter()
         .filter(|l| l.contains("statement labelled noisy"))
         .count();
     assert_eq!(labelled, 1, "labelled once, then remembered");
-    let line = proxy.wait_for_log(Duration::from_secs(5), |l| {
-        l.contains("shadow comparison noisy")
-    });
     assert!(line.contains("old_vs_old="), "{line}");
     // Shown in the coverage, never as an incident.
     let coverage = crate::harness::wait_until(Duration::from_secs(10), || {
