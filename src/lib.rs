@@ -11,6 +11,7 @@
 //! - [`proxy`]: listener, session, relay, cancel routing;
 //! - [`capture`]: statement tracking, fingerprints, skip reasons;
 //! - [`diff`]: comparing two result sets;
+//! - [`outcome`]: what one comparison found, and the incident signature;
 //! - [`shadow`]: sampler, queue, shadow connections and executor;
 //! - [`rewrite`]: full parse, read classification, tiebreaker and table map;
 //! - [`store`]: the mismatch store (incidents, examples, coverage) and its writer;
@@ -34,6 +35,7 @@ pub mod demo;
 pub mod diff;
 pub mod localpg;
 pub mod observability;
+pub mod outcome;
 pub mod privacy;
 pub mod protocol;
 pub mod proxy;

@@ -20,9 +20,9 @@ use super::input::ListQuery;
 use super::queries::rate;
 use super::AdminState;
 use crate::diff::RowRef;
+use crate::outcome::signature::IncidentKind;
 use crate::store::{
-    format_utc, now_ms, Coverage, Example, Incident, IncidentDetail, IncidentKind, IncidentStatus,
-    StoredDiff,
+    format_utc, now_ms, Coverage, Example, Incident, IncidentDetail, IncidentStatus, StoredDiff,
 };
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};

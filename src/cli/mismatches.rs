@@ -14,9 +14,8 @@ pub mod duration;
 mod render;
 
 use crate::config::{Config, ConfigError, StoreConfig};
-use crate::store::{
-    format_utc, now_ms, Incident, IncidentFilter, IncidentKind, IncidentStatus, Store,
-};
+use crate::outcome::signature::IncidentKind;
+use crate::store::{format_utc, now_ms, Incident, IncidentFilter, IncidentStatus, Store};
 use clap::{Args, Subcommand};
 use duration::{format_duration, parse_duration};
 use serde::Serialize;

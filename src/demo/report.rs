@@ -9,7 +9,8 @@
 use super::progress::{thousands, Counts};
 use super::schema::{BUGGY_COLUMN, BUGGY_ENTRIES, SLOW_STATEMENT};
 use super::traffic::TrafficStats;
-use crate::store::{plan_outline, IncidentDetail, IncidentFilter, IncidentKind, Store, StoreError};
+use crate::outcome::signature::IncidentKind;
+use crate::store::{plan_outline, IncidentDetail, IncidentFilter, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 

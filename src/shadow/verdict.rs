@@ -21,13 +21,13 @@
 
 use super::conn::ConnError;
 use super::executor::{Executor, Handled};
-use super::outcome::{display_params, Outcome, OutcomeKind};
 use super::run::{RunResult, SideResult, Snapshot};
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
 use crate::diff::{compare, CompareOptions, Diff, Ordering, ResultSet};
 use crate::observability::metrics::BASELINES_TOTAL;
+use crate::outcome::{display_params, Outcome, OutcomeKind};
 use crate::protocol::error_response::ErrorFields;
 use crate::rewrite::Plan;
 use std::sync::PoisonError;

@@ -12,9 +12,9 @@ use super::ids::write_ids;
 use super::model::{IncidentStatus, StoredError};
 use super::StoreError;
 use crate::capture::fingerprint::Fingerprint;
+use crate::outcome::LatencySummary;
+use crate::outcome::Outcome;
 use crate::protocol::error_response::ErrorFields;
-use crate::shadow::latency::LatencySummary;
-use crate::shadow::outcome::Outcome;
 use std::collections::BTreeMap;
 
 /// Longest SQL text or parameter kept in an example, in bytes; longer

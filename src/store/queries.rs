@@ -4,10 +4,11 @@
 use super::db::{Db, DbRow, Param};
 use super::model::{
     mismatch_rate_upper_bound, parse_diff_kind, Coverage, CoverageLatency, Example, Incident,
-    IncidentDetail, IncidentFilter, IncidentKind, IncidentStatus, StoredDiff,
+    IncidentDetail, IncidentFilter, IncidentStatus, StoredDiff,
 };
 use super::ops::one;
 use super::StoreError;
+use crate::outcome::signature::IncidentKind;
 use std::collections::BTreeMap;
 
 /// The status as people see it: a mute past its end reads as open. `$1`

@@ -4,8 +4,8 @@
 
 use pgshadow::capture::fingerprint::Fingerprint;
 use pgshadow::diff::{CellChange, Diff, DiffKind, RowChange, RowIds};
+use pgshadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::rewrite::OrderBasis;
-use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
 use std::time::Duration;
 
 /// An outcome of `kind` for a statement the client sent as `client_sql`

@@ -3,8 +3,8 @@
 
 use pgshadow::capture::fingerprint::Fingerprint;
 use pgshadow::diff::{Diff, DiffKind, RowIds, RowRef};
+use pgshadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::protocol::error_response::ErrorFields;
-use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::store::{IncidentEvent, Store, StoreWriter, WriterOptions};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,18 @@
 //! The result of comparing one sample, as logged, counted and stored.
+//!
+//! The shadow produces [`Outcome`]s, the store groups them into incidents
+//! by [`signature::Signature`], metrics count them by [`OutcomeKind`]. This
+//! module depends on neither the shadow nor the store, so both can depend
+//! on it.
+//!
+//! - this file: what an outcome is;
+//! - [`signature`]: what makes two outcomes the same problem (the incident
+//!   key and id);
+//! - `log.rs`: the outcome's log line.
 
-use super::latency::{LatencySummary, Verdict};
+mod log;
+pub mod signature;
+
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::lexer::mask_literals;
 use crate::diff::Diff;
@@ -37,7 +49,7 @@ pub enum OutcomeKind {
     ShadowError,
     /// Not a comparison but a latency verdict on a fingerprint: its new
     /// side became reliably slower than its old side, or recovered (see
-    /// [`Outcome::slower`] and [`super::latency`]). Never counted in
+    /// [`Outcome::slower`] and [`crate::shadow::latency`]). Never counted in
     /// `pgshadow_comparisons_total`; it opens (or resolves) the
     /// fingerprint's `slower` incident.
     Slower,
@@ -122,7 +134,7 @@ pub struct Outcome {
     /// For noisy outcomes: how the two runs of the old query differed.
     pub noise: Option<String>,
     /// The fingerprint's old and new time distributions, now and then
-    /// (at most once per [`super::latency::SUMMARY_INTERVAL`]), for the
+    /// (at most once per [`crate::shadow::latency::SUMMARY_INTERVAL`]), for the
     /// coverage.
     pub latency: Option<LatencySummary>,
     /// For [`OutcomeKind::Slower`]: the verdict and both plans.
@@ -141,139 +153,78 @@ pub struct SlowerFinding {
     pub new_plan: Option<String>,
 }
 
+/// A fingerprint's distributions, as the coverage shows them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencySummary {
+    /// Samples recorded (both sides timed).
+    pub samples: u64,
+    /// Old side, median, in milliseconds.
+    pub old_p50_ms: f64,
+    /// Old side, 95th percentile.
+    pub old_p95_ms: f64,
+    /// New side, median.
+    pub new_p50_ms: f64,
+    /// New side, 95th percentile.
+    pub new_p95_ms: f64,
+}
+
+/// A change of verdict: the new side became reliably slower, or recovered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// `true`: became slower; `false`: recovered.
+    pub slower: bool,
+    /// The first verdict on the fingerprint since this proxy began to track
+    /// it, and it is "not slower": no change here, but it resolves a
+    /// `slower` incident that an earlier run of the proxy left open (an
+    /// index added while it was down).
+    pub initial: bool,
+    /// Median of new/old over the pairs the verdict rests on.
+    pub median_ratio: f64,
+    /// Pairs the verdict rests on.
+    pub pairs: usize,
+    /// Of those, clearly slower ones.
+    pub clearly_slower: usize,
+    /// Median old time of those pairs, in milliseconds.
+    pub old_median_ms: f64,
+    /// Median new time of those pairs, in milliseconds.
+    pub new_median_ms: f64,
+    /// The distributions so far.
+    pub summary: LatencySummary,
+}
+
 impl Outcome {
-    /// Writes the outcome as one structured log line: WARN for mismatches,
-    /// INFO for errors, DEBUG for matches. Without `log.values` the line
-    /// carries no parameter or row values ([`crate::privacy`]).
-    pub fn log(&self) {
-        let values = privacy::log_values();
-        let code = |e: &Option<ErrorFields>| e.as_ref().map(|e| e.code.clone()).unwrap_or_default();
-        let scrubbed = |text: &str| {
-            if values {
-                text.to_string()
-            } else {
-                privacy::scrub(text, &self.params)
-            }
-        };
-        let message = |e: &Option<ErrorFields>| {
-            scrubbed(e.as_ref().map(|e| e.message.as_str()).unwrap_or_default())
-        };
-        let sql = |text: &str| {
-            if values {
-                text.to_string()
-            } else {
-                mask_literals(text)
-            }
-        };
-        // The incident the mismatch store files this outcome under.
-        let incident = || {
-            crate::store::Signature::of(self)
-                .map(|s| s.incident_id())
-                .unwrap_or_default()
-        };
-        match self.kind {
-            OutcomeKind::Match => tracing::debug!(
-                fingerprint = %self.fingerprint,
-                ordering = self.ordering,
-                keys = %self.keys,
-                old_ms = self.old_time.as_secs_f64() * 1e3,
-                new_ms = self.new_time.as_secs_f64() * 1e3,
-                "shadow match"
-            ),
-            OutcomeKind::Mismatch => {
-                let (kind, columns, summary) = self
-                    .diff
-                    .as_ref()
-                    .map(|d| {
-                        let summary = if values {
-                            d.summary.clone()
-                        } else {
-                            privacy::value_free_summary(d)
-                        };
-                        (d.kind.label(), d.differing_columns.join(","), summary)
-                    })
-                    .unwrap_or_default();
-                tracing::warn!(
-                    fingerprint = %self.fingerprint,
-                    incident = %incident(),
-                    diff = kind,
-                    columns = %columns,
-                    confirmed = self.confirmed.unwrap_or(false),
-                    snapshot_xmin = self.snapshot_xmin.unwrap_or(0),
-                    ordering = self.ordering,
-                    tiebreak = self.tiebreak,
-                    keys = %self.keys,
-                    summary = %summary,
-                    params = %privacy::params_for_log(&self.params, values),
-                    old_sql = %sql(&self.old_sql),
-                    new_sql = %sql(&self.new_sql),
-                    "shadow mismatch"
-                )
-            }
-            OutcomeKind::Noisy => tracing::info!(
-                fingerprint = %self.fingerprint,
-                ordering = self.ordering,
-                keys = %self.keys,
-                old_vs_old = self.noise.as_deref().unwrap_or(""),
-                old_vs_new = self.diff.as_ref().map(|d| d.summary.as_str()).unwrap_or(""),
-                "shadow comparison noisy: the old query differs from itself within one snapshot"
-            ),
-            OutcomeKind::Slower => {
-                let (slower, initial, ratio, pairs) = self
-                    .slower
-                    .as_ref()
-                    .map(|f| {
-                        let v = &f.verdict;
-                        (v.slower, v.initial, v.median_ratio, v.pairs)
-                    })
-                    .unwrap_or_default();
-                let old_ms = self.old_time.as_secs_f64() * 1e3;
-                let new_ms = self.new_time.as_secs_f64() * 1e3;
-                if slower {
-                    tracing::warn!(
-                        fingerprint = %self.fingerprint,
-                        incident = %incident(),
-                        ratio,
-                        samples = pairs,
-                        old_ms,
-                        new_ms,
-                        client_sql = %sql(&self.client_sql),
-                        "new schema slower"
-                    )
-                } else if initial {
-                    tracing::debug!(
-                        fingerprint = %self.fingerprint,
-                        incident = %incident(),
-                        ratio,
-                        samples = pairs,
-                        "new schema not slower (first verdict since start; resolves a slower \
-                         incident an earlier run left open, if any)"
-                    )
-                } else {
-                    tracing::info!(
-                        fingerprint = %self.fingerprint,
-                        incident = %incident(),
-                        ratio,
-                        samples = pairs,
-                        old_ms,
-                        new_ms,
-                        "new schema no longer slower; incident resolved"
-                    )
-                }
-            }
-            _ => tracing::info!(
-                fingerprint = %self.fingerprint,
-                incident = %incident(),
-                result = self.kind.label(),
-                old_sqlstate = %code(&self.old_error),
-                old_error = %message(&self.old_error),
-                new_sqlstate = %code(&self.new_error),
-                new_error = %message(&self.new_error),
-                detail = %scrubbed(self.detail.as_deref().unwrap_or("")),
-                new_sql = %sql(&self.new_sql),
-                "shadow comparison failed"
-            ),
+    /// The outcome as `store.values = "hash"` keeps it: parameters, row
+    /// values and row keys hashed, literals masked in every SQL text, error
+    /// messages scrubbed ([`crate::privacy`]). Column names, kinds, counts
+    /// and SQLSTATEs stay.
+    pub fn hashed(&self) -> Outcome {
+        let mut o = self.clone();
+        let params = std::mem::take(&mut o.params);
+        o.params = params
+            .iter()
+            .map(|p| p.as_deref().map(privacy::masked))
+            .collect();
+        o.client_sql = mask_literals(&o.client_sql).into();
+        o.old_sql = mask_literals(&o.old_sql).into();
+        o.new_sql = mask_literals(&o.new_sql).into();
+        if let Some(diff) = o.diff.as_mut() {
+            privacy::hash_diff(diff);
         }
+        for error in [o.old_error.as_mut(), o.new_error.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            error.message = privacy::scrub(&error.message, &params);
+        }
+        if let Some(detail) = o.detail.as_mut() {
+            *detail = privacy::scrub(detail, &params);
+        }
+        if let Some(finding) = o.slower.as_mut() {
+            for plan in [&mut finding.old_plan, &mut finding.new_plan] {
+                *plan = plan.as_deref().map(privacy::masked_plan);
+            }
+        }
+        o
     }
 }
 
