@@ -281,7 +281,7 @@ mod tests {
             missing: Vec::new(),
             extra: Vec::new(),
             column_changes: Vec::new(),
-            ordering: "total",
+            ordering: crate::diff::RowOrder::Total,
             truncated: false,
             ids: crate::diff::RowIds {
                 columns: vec!["email".into()],

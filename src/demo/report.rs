@@ -429,7 +429,7 @@ mod tests {
             missing: vec![],
             extra: vec![],
             column_changes: vec![],
-            ordering: "total".into(),
+            ordering: crate::diff::RowOrder::Total,
             truncated: false,
         };
         IncidentDetail {
@@ -470,8 +470,8 @@ mod tests {
                 settings: vec![],
                 snapshot_xmin: None,
                 confirmed: Some(true),
-                ordering: "total".into(),
-                tiebreak: "appended".into(),
+                ordering: crate::diff::RowOrder::Total,
+                tiebreak: crate::rewrite::TiebreakKind::Appended,
                 keys: String::new(),
                 old_ms: 1.0,
                 new_ms: 1.0,

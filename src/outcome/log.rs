@@ -39,7 +39,7 @@ impl Outcome {
         match self.kind {
             OutcomeKind::Match => tracing::debug!(
                 fingerprint = %self.fingerprint,
-                ordering = self.ordering,
+                ordering = self.ordering.label(),
                 keys = %self.keys,
                 old_ms = self.old_time.as_secs_f64() * 1e3,
                 new_ms = self.new_time.as_secs_f64() * 1e3,
@@ -65,8 +65,8 @@ impl Outcome {
                     columns = %columns,
                     confirmed = self.confirmed.unwrap_or(false),
                     snapshot_xmin = self.snapshot_xmin.unwrap_or(0),
-                    ordering = self.ordering,
-                    tiebreak = self.tiebreak,
+                    ordering = self.ordering.label(),
+                    tiebreak = self.tiebreak.label(),
                     keys = %self.keys,
                     summary = %summary,
                     params = %privacy::params_for_log(&self.params, values),
@@ -77,7 +77,7 @@ impl Outcome {
             }
             OutcomeKind::Noisy => tracing::info!(
                 fingerprint = %self.fingerprint,
-                ordering = self.ordering,
+                ordering = self.ordering.label(),
                 keys = %self.keys,
                 old_vs_old = self.noise.as_deref().unwrap_or(""),
                 old_vs_new = self.diff.as_ref().map(|d| d.summary.as_str()).unwrap_or(""),

@@ -15,10 +15,10 @@ pub mod signature;
 
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::lexer::mask_literals;
-use crate::diff::Diff;
+use crate::diff::{Diff, RowOrder};
 use crate::privacy;
 use crate::protocol::error_response::ErrorFields;
-use crate::rewrite::OrderBasis;
+use crate::rewrite::{OrderBasis, TiebreakKind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,10 +122,10 @@ pub struct Outcome {
     pub new_error: Option<ErrorFields>,
     /// Why the shadow could not run it (shadow errors).
     pub detail: Option<String>,
-    /// How row order was compared (`total`, `tie_runs`, `unordered`, …).
-    pub ordering: &'static str,
+    /// How row order was compared.
+    pub ordering: RowOrder,
     /// What happened to the tiebreaker.
-    pub tiebreak: &'static str,
+    pub tiebreak: TiebreakKind,
     /// What made the order total, if anything.
     pub basis: OrderBasis,
     /// Per relation, the key the order ends in (appended or already

@@ -9,8 +9,9 @@
 //! Times are Unix epoch milliseconds (UTC) throughout, named `*_ms`;
 //! [`format_utc`] renders them for people.
 
-use crate::diff::{DiffKind, RowChange, RowRef};
+use crate::diff::{DiffKind, RowChange, RowOrder, RowRef};
 use crate::outcome::signature::IncidentKind;
+use crate::rewrite::TiebreakKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -153,10 +154,10 @@ pub struct Example {
     pub snapshot_xmin: Option<u64>,
     /// Whether a recheck in a fresh snapshot saw the mismatch again.
     pub confirmed: Option<bool>,
-    /// How row order was compared (`total`, `tie_runs`, `unordered`, …).
-    pub ordering: String,
+    /// How row order was compared.
+    pub ordering: RowOrder,
     /// What happened to the tiebreaker.
-    pub tiebreak: String,
+    pub tiebreak: TiebreakKind,
     /// Per relation, the key the order ended in (`e (env_id, entry_id)
     /// primary_key; r no key (no_key)`); empty for examples stored before
     /// keys were recorded.
@@ -214,7 +215,7 @@ pub struct StoredDiff {
     /// RowDescription differences.
     pub column_changes: Vec<String>,
     /// How rows were compared.
-    pub ordering: String,
+    pub ordering: RowOrder,
     /// Some rows were compared through digests only.
     pub truncated: bool,
 }

@@ -272,8 +272,8 @@ async fn insert_examples(
                     .and_then(|x| i64::try_from(x).ok())
                     .into(),
                 outcome.confirmed.map(i64::from).into(),
-                outcome.ordering.into(),
-                outcome.tiebreak.into(),
+                outcome.ordering.label().into(),
+                outcome.tiebreak.label().into(),
                 (outcome.old_time.as_secs_f64() * 1e3).into(),
                 (outcome.new_time.as_secs_f64() * 1e3).into(),
                 outcome.diff.as_ref().map(|d| d.summary.as_str()).into(),

@@ -72,7 +72,7 @@ fn missing_row() -> Outcome {
             }],
             extra: Vec::new(),
             column_changes: Vec::new(),
-            ordering: "total",
+            ordering: pgshadow::diff::RowOrder::Total,
             truncated: false,
             ids: RowIds {
                 columns: vec!["id".into()],

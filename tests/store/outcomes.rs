@@ -60,7 +60,7 @@ pub fn missing(fingerprint: Fingerprint, id: i64) -> Outcome {
             }],
             extra: Vec::new(),
             column_changes: Vec::new(),
-            ordering: "total",
+            ordering: pgshadow::diff::RowOrder::Total,
             truncated: false,
             ids: RowIds {
                 columns: vec!["id".into()],

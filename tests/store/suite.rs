@@ -162,7 +162,7 @@ pub async fn an_example_is_a_complete_reproduction_bundle(backend: &Backend) {
     assert_eq!(example.snapshot_xmin, Some(742));
     assert_eq!(example.confirmed, Some(true));
     assert_eq!(
-        (example.ordering.as_str(), example.tiebreak.as_str()),
+        (example.ordering.label(), example.tiebreak.label()),
         ("total", "appended")
     );
     assert!((example.old_ms - 1.5).abs() < 1e-9, "{}", example.old_ms);

@@ -281,7 +281,7 @@ fn example_block(e: &Example, n: usize, total: usize) -> String {
     field("params", params(&e.params));
     field(
         "ordering",
-        format!("{}, tiebreaker {}", e.ordering, e.tiebreak),
+        format!("{}, tiebreaker {}", e.ordering.label(), e.tiebreak.label()),
     );
     if !e.keys.is_empty() {
         field("keys", e.keys.clone());
