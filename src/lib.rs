@@ -23,15 +23,15 @@
 //! - [`localpg`]: throw-away PostgreSQL clusters for tests and the demo;
 //! - [`tls`]: TLS on the client leg, the upstream leg and the admin port;
 //! - [`reload`]: SIGHUP re-reads the config file and applies its hot keys;
-//! - [`demo`]: `pgshadow demo`, a throw-away database, migration and traffic;
-//! - [`cli`]: the `pgshadow` command line.
+//! - [`cli`]: the `pgshadow` command line: `run` ([`cli::serve`]), `demo`
+//!   (a throw-away database, migration and traffic, [`cli::demo`]) and
+//!   `mismatches`.
 
 pub mod admin;
 pub mod alerts;
 pub mod capture;
 pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod diff;
 pub mod localpg;
 pub mod observability;
