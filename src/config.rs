@@ -669,6 +669,28 @@ impl Default for LogConfig {
     }
 }
 
+/// Parses `log.level`: a bare level (`info`) or a `tracing` filter
+/// (`info,pgshadow::proxy=debug`).
+///
+/// A bare level applies to pgshadow's own lines; libraries log at most at
+/// `info`, so `debug` shows what the proxy decides, not every token the SQL
+/// parser reads. A filter is taken as written.
+pub fn parse_log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    use std::str::FromStr;
+    use tracing::level_filters::LevelFilter;
+    use tracing_subscriber::EnvFilter;
+    let level = level.trim();
+    if level.contains('=') || level.contains(',') {
+        return EnvFilter::try_new(level).map_err(|e| format!("invalid filter {level:?}: {e}"));
+    }
+    let parsed = LevelFilter::from_str(level).map_err(|_| {
+        format!("unknown level {level:?}: use error, warn, info, debug, trace or a filter like \"info,pgshadow::proxy=debug\"")
+    })?;
+    let libraries = parsed.min(LevelFilter::INFO);
+    EnvFilter::try_new(format!("{libraries},pgshadow={parsed}"))
+        .map_err(|e| format!("invalid level {level:?}: {e}"))
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -951,7 +973,7 @@ impl Config {
         self.validate_alerts()?;
         self.validate_admin()?;
         self.validate_tls()?;
-        if let Err(e) = crate::observability::logs::parse_filter(&self.log.level) {
+        if let Err(e) = parse_log_filter(&self.log.level) {
             return Err(("log.level", e));
         }
         Ok(())
@@ -1201,6 +1223,28 @@ fn certificate_pair(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_and_filters_parse_and_nonsense_does_not() {
+        assert!(parse_log_filter("info").is_ok());
+        assert!(parse_log_filter("DEBUG").is_ok());
+        assert!(parse_log_filter("info,pgshadow::proxy=debug").is_ok());
+        assert!(parse_log_filter("loud")
+            .unwrap_err()
+            .contains("unknown level"));
+    }
+
+    #[test]
+    fn a_bare_level_keeps_libraries_at_info() {
+        let filter = parse_log_filter("debug").unwrap().to_string();
+        assert!(filter.contains("pgshadow=debug"), "{filter}");
+        assert!(
+            !filter.replace("pgshadow=debug", "").contains("debug"),
+            "{filter}"
+        );
+        let quiet = parse_log_filter("warn").unwrap().to_string();
+        assert!(!quiet.contains("info"), "{quiet}");
+    }
 
     #[test]
     fn an_empty_file_gives_the_documented_defaults() {

@@ -11,6 +11,7 @@
 //! - [`proxy`]: listener, session, relay, cancel routing;
 //! - [`capture`]: statement tracking, fingerprints, skip reasons;
 //! - [`diff`]: comparing two result sets;
+//! - [`outcome`]: what one comparison found, and the incident signature;
 //! - [`shadow`]: sampler, queue, shadow connections and executor;
 //! - [`rewrite`]: full parse, read classification, tiebreaker and table map;
 //! - [`store`]: the mismatch store (incidents, examples, coverage) and its writer;
@@ -22,18 +23,19 @@
 //! - [`localpg`]: throw-away PostgreSQL clusters for tests and the demo;
 //! - [`tls`]: TLS on the client leg, the upstream leg and the admin port;
 //! - [`reload`]: SIGHUP re-reads the config file and applies its hot keys;
-//! - [`demo`]: `pgshadow demo`, a throw-away database, migration and traffic;
-//! - [`cli`]: the `pgshadow` command line.
+//! - [`cli`]: the `pgshadow` command line: `run` ([`cli::serve`]), `demo`
+//!   (a throw-away database, migration and traffic, [`cli::demo`]) and
+//!   `mismatches`.
 
 pub mod admin;
 pub mod alerts;
 pub mod capture;
 pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod diff;
 pub mod localpg;
 pub mod observability;
+pub mod outcome;
 pub mod privacy;
 pub mod protocol;
 pub mod proxy;

@@ -23,7 +23,6 @@
 
 use crate::capture::lexer::mask_literals;
 use crate::diff::{CellChange, Diff, RowChange, RowRef};
-use crate::shadow::outcome::Outcome;
 use ring::hmac;
 use std::sync::OnceLock;
 
@@ -151,40 +150,10 @@ pub fn scrub(text: &str, params: &[Option<String>]) -> String {
     out
 }
 
-/// The outcome as `store.values = "hash"` keeps it: parameters, row values
-/// and row keys hashed, literals masked in every SQL text, error messages
-/// scrubbed. Column names, kinds, counts and SQLSTATEs stay.
-pub fn hashed_outcome(outcome: &Outcome) -> Outcome {
-    let mut o = outcome.clone();
-    let params = std::mem::take(&mut o.params);
-    o.params = params.iter().map(|p| p.as_deref().map(masked)).collect();
-    o.client_sql = mask_literals(&o.client_sql).into();
-    o.old_sql = mask_literals(&o.old_sql).into();
-    o.new_sql = mask_literals(&o.new_sql).into();
-    if let Some(diff) = o.diff.as_mut() {
-        hash_diff(diff);
-    }
-    for error in [o.old_error.as_mut(), o.new_error.as_mut()]
-        .into_iter()
-        .flatten()
-    {
-        error.message = scrub(&error.message, &params);
-    }
-    if let Some(detail) = o.detail.as_mut() {
-        *detail = scrub(detail, &params);
-    }
-    if let Some(finding) = o.slower.as_mut() {
-        for plan in [&mut finding.old_plan, &mut finding.new_plan] {
-            *plan = plan.as_deref().map(masked_plan);
-        }
-    }
-    o
-}
-
 /// An EXPLAIN (FORMAT JSON) plan with the literals masked in every text
 /// (conditions such as `(customer_id = 42)` carry the sample's values);
 /// costs and row estimates stay. A plan that is not JSON is dropped.
-fn masked_plan(json: &str) -> String {
+pub fn masked_plan(json: &str) -> String {
     fn mask(value: &mut serde_json::Value) {
         match value {
             serde_json::Value::String(text) => *text = mask_literals(text),
@@ -202,7 +171,9 @@ fn masked_plan(json: &str) -> String {
     }
 }
 
-fn hash_diff(diff: &mut Diff) {
+/// Hashes a diff's values and row keys in place and makes its summary
+/// value-free, for `store.values = "hash"`.
+pub fn hash_diff(diff: &mut Diff) {
     diff.summary = value_free_summary(diff);
     let cell = |v: &mut Option<String>| {
         if let Some(value) = v.as_mut() {
@@ -310,7 +281,7 @@ mod tests {
             missing: Vec::new(),
             extra: Vec::new(),
             column_changes: Vec::new(),
-            ordering: "total",
+            ordering: crate::diff::RowOrder::Total,
             truncated: false,
             ids: crate::diff::RowIds {
                 columns: vec!["email".into()],

@@ -2,7 +2,8 @@
 //! a sentence that says what was wrong and what would be right; the API
 //! returns it as `400 {"error": "…"}`.
 
-use crate::store::{IncidentFilter, IncidentKind, IncidentStatus};
+use crate::outcome::signature::IncidentKind;
+use crate::store::{IncidentFilter, IncidentStatus};
 use serde::Deserialize;
 use std::time::Duration;
 

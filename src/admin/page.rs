@@ -20,9 +20,9 @@ use super::input::ListQuery;
 use super::queries::rate;
 use super::AdminState;
 use crate::diff::RowRef;
+use crate::outcome::signature::IncidentKind;
 use crate::store::{
-    format_utc, now_ms, Coverage, Example, Incident, IncidentDetail, IncidentKind, IncidentStatus,
-    StoredDiff,
+    format_utc, now_ms, Coverage, Example, Incident, IncidentDetail, IncidentStatus, StoredDiff,
 };
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -486,9 +486,9 @@ fn render_example(h: &mut Html, n: usize, e: &Example) {
             None => "not run",
         })
         .raw(" · ordering ")
-        .text(&e.ordering)
+        .text(e.ordering.label())
         .raw(" · tiebreak ")
-        .text(&e.tiebreak)
+        .text(e.tiebreak.label())
         .raw(" · keys <span class=\"keys\">")
         .text(if e.keys.is_empty() { "–" } else { &e.keys })
         .raw("</span> · old ")
@@ -802,7 +802,7 @@ mod tests {
             }],
             extra: vec![],
             column_changes: vec![],
-            ordering: "total".into(),
+            ordering: crate::diff::RowOrder::Total,
             truncated: false,
         };
         IncidentDetail {
@@ -819,8 +819,8 @@ mod tests {
                 settings: vec![("TimeZone".into(), EVIL.into())],
                 snapshot_xmin: Some(4242),
                 confirmed: Some(true),
-                ordering: "total".into(),
-                tiebreak: "appended".into(),
+                ordering: crate::diff::RowOrder::Total,
+                tiebreak: crate::rewrite::TiebreakKind::Appended,
                 keys: String::new(),
                 old_ms: 1.0,
                 new_ms: 2.0,

@@ -7,7 +7,8 @@
 //! stay in the store, one click away on the incident page. Only the
 //! client's SQL text, shortened, identifies the statement.
 
-use crate::store::{IncidentEvent, IncidentKind, IncidentNotice};
+use crate::outcome::signature::IncidentKind;
+use crate::store::{IncidentEvent, IncidentNotice};
 use serde_json::{json, Value};
 
 /// Characters of SQL shown in a message.

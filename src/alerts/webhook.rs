@@ -295,7 +295,8 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{IncidentKind, IncidentNotice};
+    use crate::outcome::signature::IncidentKind;
+    use crate::store::IncidentNotice;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

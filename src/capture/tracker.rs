@@ -24,7 +24,7 @@ pub use super::statement::DEFAULT_STATEMENT_BUDGET;
 use super::statement::{
     ineligible, Facts, LastBound, NamedStatements, RecentStatements, SessionEffect, Statement,
 };
-use crate::protocol::backend::TransactionStatus;
+use crate::protocol::backend::{tag as be, TransactionStatus};
 use crate::protocol::frontend::{self, tag as fe};
 use bytes::Bytes;
 use replies::{Candidate, Expected, ReplyQueue, Target};
@@ -335,15 +335,16 @@ impl<G: SampleGate> Tracker<G> {
 
     // ----- server messages -------------------------------------------
 
-    /// A server message, by type byte. ReadyForQuery goes through
+    /// A server message, by type byte: one of the replies
+    /// [`be::pairs_with_request`] lists. ReadyForQuery goes through
     /// [`Tracker::on_ready_for_query`] instead.
     pub fn on_server_message(&mut self, tag: u8) {
         match tag {
-            b'1' => self.pop_if(|e| matches!(e, Expected::Parse(_))),
-            b'2' => self.pop_if(|e| matches!(e, Expected::Bind(_))),
-            b'3' => self.pop_if(|e| matches!(e, Expected::Close)),
-            b'n' | b'T' => self.pop_if(|e| matches!(e, Expected::Describe)),
-            b'C' => match self.expected.front_mut() {
+            be::PARSE_COMPLETE => self.pop_if(|e| matches!(e, Expected::Parse(_))),
+            be::BIND_COMPLETE => self.pop_if(|e| matches!(e, Expected::Bind(_))),
+            be::CLOSE_COMPLETE => self.pop_if(|e| matches!(e, Expected::Close)),
+            be::NO_DATA | be::ROW_DESCRIPTION => self.pop_if(|e| matches!(e, Expected::Describe)),
+            be::COMMAND_COMPLETE => match self.expected.front_mut() {
                 Some(Expected::Query { completed, .. }) => *completed = true,
                 Some(Expected::Execute(_)) => {
                     if let Some(Expected::Execute(Some(ticket))) = self.expected.pop_front() {
@@ -352,7 +353,7 @@ impl<G: SampleGate> Tracker<G> {
                 }
                 _ => {}
             },
-            b's' => {
+            be::PORTAL_SUSPENDED => {
                 // PortalSuspended: the portal will be executed again; the
                 // ticket waits for its final completion.
                 if let Some(Expected::Execute(Some(ticket))) = self.pop_front_if_execute() {
@@ -361,10 +362,10 @@ impl<G: SampleGate> Tracker<G> {
                     }
                 }
             }
-            b'I' => {
+            be::EMPTY_QUERY_RESPONSE => {
                 self.pop_front_if_execute();
             }
-            b'E' => self.on_error(),
+            be::ERROR_RESPONSE => self.on_error(),
             _ => {}
         }
     }

@@ -13,10 +13,10 @@
 pub mod duration;
 mod render;
 
+use crate::cli::exit::{EXIT_FAILURE, EXIT_USAGE};
 use crate::config::{Config, ConfigError, StoreConfig};
-use crate::store::{
-    format_utc, now_ms, Incident, IncidentFilter, IncidentKind, IncidentStatus, Store,
-};
+use crate::outcome::signature::IncidentKind;
+use crate::store::{format_utc, now_ms, Incident, IncidentFilter, IncidentStatus, Store};
 use clap::{Args, Subcommand};
 use duration::{format_duration, parse_duration};
 use serde::Serialize;
@@ -161,7 +161,7 @@ pub fn main(args: MismatchesArgs, config: Option<&Path>) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pgshadow mismatches: cannot start the async runtime: {e}");
-            return ExitCode::from(super::EXIT_FAILURE);
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
     match runtime.block_on(run(&args, config)) {
@@ -172,11 +172,11 @@ pub fn main(args: MismatchesArgs, config: Option<&Path>) -> ExitCode {
         }
         Err(Failure::Usage(message)) => {
             eprintln!("pgshadow mismatches: {message}");
-            ExitCode::from(super::EXIT_USAGE)
+            ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Failed(message)) => {
             eprintln!("pgshadow mismatches: {message}");
-            ExitCode::from(super::EXIT_FAILURE)
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }

@@ -5,11 +5,11 @@
 //! allows; name the differing rows by id where possible; report.
 
 use super::columns::compare_columns;
-use super::matching::{find, ordering_label};
+use super::matching::find;
 use super::report::{columns_diff, rows_diff, Diff};
 use super::result::ResultSet;
 use super::view::{Sides, View};
-use super::Ordering;
+use super::{Ordering, RowOrder};
 
 /// What counts as a difference (config `[compare]`, with the id column
 /// filled in per query by the executor).
@@ -81,7 +81,7 @@ pub fn compare(
             columns,
             old,
             new,
-            ordering_label(ordering),
+            RowOrder::of(ordering),
             opts,
         ));
     }
@@ -126,7 +126,7 @@ mod tests {
         assert_eq!(diff.kind, DiffKind::Values);
         assert_eq!(diff.differing_columns, ["title"]);
         assert_eq!(diff.summary, "id=123: title old='a' new='b'");
-        assert_eq!(diff.ordering, "total");
+        assert_eq!(diff.ordering.label(), "total");
         let change = &diff.changed[0];
         assert_eq!(change.key, "id=123");
         assert_eq!(

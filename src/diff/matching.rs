@@ -22,15 +22,14 @@ use super::multiset::{match_rows, Unmatched};
 use super::normalise::whole_unordered_digest;
 use super::runs::{compare_runs, Edge};
 use super::view::{Sides, View};
-use super::{Ordering, SortKey};
+use super::{Ordering, RowOrder, SortKey};
 
 /// Everything found about the rows; turned into a report by
 /// [`report`](super::report).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Findings {
-    /// How rows were compared: `total`, `tie_runs`, `unordered` or
-    /// `order_unverified`.
-    pub ordering: &'static str,
+    /// How rows were compared.
+    pub ordering: RowOrder,
     /// Positions of the id columns, when both sides have all of them.
     pub id: Option<Vec<usize>>,
     /// The differing rows.
@@ -78,18 +77,19 @@ enum Plan {
     },
     /// Multisets; `cut`: LIMIT/OFFSET chose the rows, compare counts only.
     Multiset {
-        label: &'static str,
+        label: RowOrder,
         cut: bool,
     },
 }
 
-/// The `ordering` label of a comparison, before sort keys are resolved
-/// (for results whose columns already differ).
-pub(crate) fn ordering_label(ordering: &Ordering) -> &'static str {
-    match ordering {
-        Ordering::Unordered => "unordered",
-        Ordering::Ordered { total: true, .. } => "total",
-        Ordering::Ordered { total: false, .. } => "tie_runs",
+impl Plan {
+    /// How this plan compares rows.
+    fn row_order(&self) -> RowOrder {
+        match self {
+            Plan::Positional => RowOrder::Total,
+            Plan::Runs { .. } => RowOrder::TieRuns,
+            Plan::Multiset { label, .. } => *label,
+        }
     }
 }
 
@@ -113,18 +113,21 @@ pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions
     let whole_digests_differ = || {
         truncated && whole_unordered_digest(old_set, opts) != whole_unordered_digest(new_set, opts)
     };
+    let plan = plan(ordering, sides);
     let mut findings = Findings {
+        ordering: plan.row_order(),
         id: id.clone(),
-        ..Findings::default()
+        named: Named::default(),
+        order_at: None,
+        edge_counts: Vec::new(),
+        digest_differs: false,
     };
-    match plan(ordering, sides) {
+    match plan {
         Plan::Positional => {
-            findings.ordering = "total";
             (findings.named, findings.order_at) = positional(sides, id.as_deref());
             findings.digest_differs = truncated && old_set.tail.ordered != new_set.tail.ordered;
         }
         Plan::Runs { keys, top, bottom } => {
-            findings.ordering = "tie_runs";
             let outcome = compare_runs(sides, &keys, top, bottom || truncated);
             findings.named = name(sides, id.as_deref(), &outcome.unmatched);
             if let Some(id) = &unique_id {
@@ -136,18 +139,16 @@ pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions
             findings.edge_counts = outcome.edge_counts;
             findings.digest_differs = whole_digests_differ();
         }
-        Plan::Multiset { label, cut: true } => {
+        Plan::Multiset { cut: true, .. } => {
             // Which rows made it onto the page is up to the plan: only the
             // counts (compared by the report) and rows found on both sides
             // by a unique id tell.
-            findings.ordering = label;
             if let Some(id) = &unique_id {
                 let unmatched = match_rows(sides, 0..sides.old.len(), 0..sides.new.len());
                 findings.named.changed = pair_by_id(sides, id, &unmatched).changed;
             }
         }
-        Plan::Multiset { label, cut: false } => {
-            findings.ordering = label;
+        Plan::Multiset { cut: false, .. } => {
             findings.digest_differs = whole_digests_differ();
             // The whole result agrees: a difference among the kept rows
             // only says the two plans returned the rows in another order.
@@ -163,7 +164,7 @@ pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions
 fn plan(ordering: &Ordering, sides: &Sides<'_>) -> Plan {
     match ordering {
         Ordering::Unordered => Plan::Multiset {
-            label: "unordered",
+            label: RowOrder::Unordered,
             cut: false,
         },
         Ordering::Ordered { total: true, .. } => Plan::Positional,
@@ -176,7 +177,7 @@ fn plan(ordering: &Ordering, sides: &Sides<'_>) -> Plan {
             let resolved: Vec<usize> = keys.iter().map_while(|k| resolve(k, sides)).collect();
             if resolved.is_empty() {
                 Plan::Multiset {
-                    label: "order_unverified",
+                    label: RowOrder::OrderUnverified,
                     cut: *offset || *limit,
                 }
             } else {
@@ -256,7 +257,7 @@ mod tests {
         let new = titles(&[("1", "a"), ("3", "c"), ("2", "b")]);
         let diff = compare(&old, &new, &total(&["id"]), &with_id()).expect("a diff");
         assert_eq!(diff.kind, DiffKind::Order);
-        assert_eq!(diff.ordering, "total");
+        assert_eq!(diff.ordering.label(), "total");
         assert_eq!(
             diff.summary,
             "same rows in a different order from row 2 (old id=2, new id=3)"
@@ -303,7 +304,7 @@ mod tests {
         assert_eq!(compare(&old, &new, &ordering, &with_id()), None);
         let changed = titles(&[("2", "b"), ("1", "z")]);
         let diff = compare(&old, &changed, &ordering, &with_id()).expect("a diff");
-        assert_eq!(diff.ordering, "order_unverified");
+        assert_eq!(diff.ordering.label(), "order_unverified");
         assert_eq!(diff.summary, "id=1: title old='a' new='z'");
     }
 
@@ -321,7 +322,7 @@ mod tests {
             assert_eq!(compare(&old, &new, &ordering, &plain()), None);
             let moved = titles(&[("1", "b"), ("2", "a")]);
             let diff = compare(&old, &moved, &ordering, &plain()).expect("a diff");
-            assert_eq!(diff.ordering, "tie_runs");
+            assert_eq!(diff.ordering.label(), "tie_runs");
         }
         let out_of_range = Ordering::Ordered {
             keys: vec![SortKey::Ordinal(3)],
@@ -330,7 +331,7 @@ mod tests {
             limit: false,
         };
         let diff = compare(&old, &titles(&[("2", "x")]), &out_of_range, &plain()).expect("a diff");
-        assert_eq!(diff.ordering, "order_unverified");
+        assert_eq!(diff.ordering.label(), "order_unverified");
     }
 
     #[test]
@@ -350,7 +351,7 @@ mod tests {
         let changed = titles(&[("3", "c"), ("1", "z")]);
         let diff = compare(&old, &changed, &ordering, &with_id()).expect("a diff");
         assert_eq!(diff.summary, "id=1: title old='a' new='z'");
-        assert_eq!(diff.ordering, "order_unverified");
+        assert_eq!(diff.ordering.label(), "order_unverified");
         // And so do the row counts.
         let short = titles(&[("1", "a")]);
         let diff = compare(&old, &short, &ordering, &with_id()).expect("a diff");
@@ -373,7 +374,7 @@ mod tests {
             &opts,
         )
         .expect("a diff");
-        assert_eq!(diff.ordering, "order_unverified");
+        assert_eq!(diff.ordering.label(), "order_unverified");
     }
 
     fn numbered(n: usize, changed_at: Option<usize>) -> Vec<[String; 2]> {
@@ -435,7 +436,7 @@ mod tests {
         let new = kept(&reversed, 10);
         assert_eq!(compare(&old, &new, &Ordering::Unordered, &with_id()), None);
         let diff = compare(&old, &new, &total(&["id"]), &with_id()).expect("a diff");
-        assert_eq!(diff.ordering, "total");
+        assert_eq!(diff.ordering.label(), "total");
     }
 
     #[test]

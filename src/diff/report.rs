@@ -13,6 +13,7 @@ use super::result::ResultSet;
 use super::runs::Edge;
 use super::types::reads_as_number;
 use super::view::{kept_columns, Sides, View};
+use super::RowOrder;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -82,7 +83,7 @@ pub struct Diff {
     /// multisets within runs of equal sort keys), `unordered` (as
     /// multisets), `order_unverified` (as multisets, because a sort key
     /// is not an output column).
-    pub ordering: &'static str,
+    pub ordering: RowOrder,
     /// Some rows were beyond `max_rows` and compared through digests only.
     /// Rows listed as missing or extra may then be in the other side's
     /// digested tail; the kind follows the row counts and digests.
@@ -154,7 +155,7 @@ pub(crate) fn columns_diff(
     columns: ColumnDiff,
     old: &ResultSet,
     new: &ResultSet,
-    ordering: &'static str,
+    ordering: RowOrder,
     opts: &CompareOptions,
 ) -> Diff {
     let mut summary = columns
@@ -494,7 +495,7 @@ impl Summary<'_, '_> {
         let row = self.findings.order_at?;
         let sides = self.sides;
         let what = match self.findings.ordering {
-            "total" => "same rows in a different order",
+            RowOrder::Total => "same rows in a different order",
             _ => "sort-key runs in a different order",
         };
         let mut part = format!("{what} from row {}", row + 1);

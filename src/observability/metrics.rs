@@ -21,7 +21,7 @@ pub const UPSTREAM_CONNECT_ERRORS_TOTAL: &str = "pgshadow_upstream_connect_error
 
 /// Statements executed by clients (simple Queries and Binds).
 pub const QUERIES_TOTAL: &str = "pgshadow_queries_total";
-/// Comparisons, by `result` ([`crate::shadow::outcome::OutcomeKind::label`]).
+/// Comparisons, by `result` ([`crate::outcome::OutcomeKind::label`]).
 pub const COMPARISONS_TOTAL: &str = "pgshadow_comparisons_total";
 /// Statements not compared, by `reason` ([`crate::capture::skip::SkipReason::label`]).
 pub const SKIPPED_TOTAL: &str = "pgshadow_skipped_total";

@@ -28,6 +28,40 @@ pub mod tag {
     pub const NOTIFICATION: u8 = b'A';
     /// NegotiateProtocolVersion.
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
+    /// ParseComplete: the reply to Parse.
+    pub const PARSE_COMPLETE: u8 = b'1';
+    /// BindComplete: the reply to Bind.
+    pub const BIND_COMPLETE: u8 = b'2';
+    /// CloseComplete: the reply to Close.
+    pub const CLOSE_COMPLETE: u8 = b'3';
+    /// NoData: the reply to Describe of a statement that returns no rows.
+    pub const NO_DATA: u8 = b'n';
+    /// RowDescription: the columns of the rows that follow (or the reply to
+    /// Describe).
+    pub const ROW_DESCRIPTION: u8 = b'T';
+    /// PortalSuspended: Execute stopped at its row limit.
+    pub const PORTAL_SUSPENDED: u8 = b's';
+    /// EmptyQueryResponse: the reply to an empty query string.
+    pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
+
+    /// Whether a reply pairs with a request of the client (by type byte
+    /// alone): the replies statement capture follows, each one of the
+    /// arms of `capture::tracker::Tracker::on_server_message`.
+    #[inline]
+    pub fn pairs_with_request(tag: u8) -> bool {
+        matches!(
+            tag,
+            PARSE_COMPLETE
+                | BIND_COMPLETE
+                | CLOSE_COMPLETE
+                | NO_DATA
+                | ROW_DESCRIPTION
+                | COMMAND_COMPLETE
+                | PORTAL_SUSPENDED
+                | EMPTY_QUERY_RESPONSE
+                | ERROR_RESPONSE
+        )
+    }
 }
 
 /// `AuthenticationOk`.

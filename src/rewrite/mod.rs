@@ -45,6 +45,7 @@ pub use keys::{choose, Catalog, CatalogRelation, Key, KeySource};
 use crate::capture::lexer;
 use crate::capture::skip::SkipReason;
 use crate::diff::Ordering;
+use serde::Serialize;
 use sqlparser::ast::{OrderByKind, Query, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -125,15 +126,65 @@ impl OrderBasis {
 }
 
 impl Tiebreak {
-    /// Stable label for logs and metrics.
+    /// What happened, without the reason: what outcomes and the store keep.
+    pub fn kind(self) -> TiebreakKind {
+        match self {
+            Tiebreak::Appended => TiebreakKind::Appended,
+            Tiebreak::AlreadyTotal => TiebreakKind::AlreadyTotal,
+            Tiebreak::NoOrderBy => TiebreakKind::NoOrderBy,
+            Tiebreak::WithTies => TiebreakKind::WithTies,
+            Tiebreak::NotApplicable(_) => TiebreakKind::NotApplicable,
+        }
+    }
+
+    /// Stable label for logs and metrics ([`TiebreakKind::label`]).
+    pub fn label(self) -> &'static str {
+        self.kind().label()
+    }
+}
+
+/// A [`Tiebreak`] without its reason: the `tiebreak` of an outcome, of a
+/// stored example and of the log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TiebreakKind {
+    /// [`Tiebreak::Appended`].
+    Appended,
+    /// [`Tiebreak::AlreadyTotal`].
+    AlreadyTotal,
+    /// [`Tiebreak::NoOrderBy`].
+    NoOrderBy,
+    /// [`Tiebreak::WithTies`].
+    WithTies,
+    /// [`Tiebreak::NotApplicable`].
+    NotApplicable,
+}
+
+impl TiebreakKind {
+    /// Every kind, for parsing.
+    pub const ALL: [TiebreakKind; 5] = [
+        TiebreakKind::Appended,
+        TiebreakKind::AlreadyTotal,
+        TiebreakKind::NoOrderBy,
+        TiebreakKind::WithTies,
+        TiebreakKind::NotApplicable,
+    ];
+
+    /// The label: `appended`, `already_total`, `no_order_by`, `with_ties`,
+    /// `not_applicable`.
     pub fn label(self) -> &'static str {
         match self {
-            Tiebreak::Appended => "appended",
-            Tiebreak::AlreadyTotal => "already_total",
-            Tiebreak::NoOrderBy => "no_order_by",
-            Tiebreak::WithTies => "with_ties",
-            Tiebreak::NotApplicable(_) => "not_applicable",
+            TiebreakKind::Appended => "appended",
+            TiebreakKind::AlreadyTotal => "already_total",
+            TiebreakKind::NoOrderBy => "no_order_by",
+            TiebreakKind::WithTies => "with_ties",
+            TiebreakKind::NotApplicable => "not_applicable",
         }
+    }
+
+    /// Parses a label (the store's read side).
+    pub fn parse(label: &str) -> Option<TiebreakKind> {
+        Self::ALL.into_iter().find(|k| k.label() == label)
     }
 }
 

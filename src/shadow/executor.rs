@@ -16,7 +16,6 @@ use super::functions::FunctionCatalog;
 use super::give_way::GiveWay;
 use super::keys::KeyCatalog;
 use super::latency::{LatencyBook, SlowerRule};
-use super::outcome::OutcomeKind;
 use super::pool::Pool;
 use super::run::{run_batch, Limits, RunResult, RunSpec, Snapshot};
 use super::verdict::Judged;
@@ -25,6 +24,7 @@ use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
 use crate::config::{Config, SnapshotMode};
 use crate::diff::CompareOptions;
+use crate::outcome::OutcomeKind;
 use crate::rewrite::{CachedPlan, CachedRelations, Plan, PlanCache};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -72,7 +72,7 @@ pub struct Executor {
 #[derive(Debug)]
 pub enum Handled {
     /// It was compared.
-    Compared(Box<super::outcome::Outcome>),
+    Compared(Box<crate::outcome::Outcome>),
     /// The full parse ruled it out.
     Skipped(SkipReason),
 }

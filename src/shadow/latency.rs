@@ -34,6 +34,7 @@
 //! used least recently (preferably one not found slower) is forgotten.
 
 use crate::capture::fingerprint::Fingerprint;
+use crate::outcome::{LatencySummary, Verdict};
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -69,66 +70,25 @@ pub struct SlowerRule {
     pub min_difference: Duration,
 }
 
-/// A fingerprint's distributions, as the coverage shows them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LatencySummary {
-    /// Samples recorded (both sides timed).
-    pub samples: u64,
-    /// Old side, median, in milliseconds.
-    pub old_p50_ms: f64,
-    /// Old side, 95th percentile.
-    pub old_p95_ms: f64,
-    /// New side, median.
-    pub new_p50_ms: f64,
-    /// New side, 95th percentile.
-    pub new_p95_ms: f64,
-}
-
-/// A change of verdict: the new side became reliably slower, or recovered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    /// `true`: became slower; `false`: recovered.
-    pub slower: bool,
-    /// The first verdict on the fingerprint since this proxy began to track
-    /// it, and it is "not slower": no change here, but it resolves a
-    /// `slower` incident that an earlier run of the proxy left open (an
-    /// index added while it was down).
-    pub initial: bool,
-    /// Median of new/old over the pairs the verdict rests on.
-    pub median_ratio: f64,
-    /// Pairs the verdict rests on.
-    pub pairs: usize,
-    /// Of those, clearly slower ones.
-    pub clearly_slower: usize,
-    /// Median old time of those pairs, in milliseconds.
-    pub old_median_ms: f64,
-    /// Median new time of those pairs, in milliseconds.
-    pub new_median_ms: f64,
-    /// The distributions so far.
-    pub summary: LatencySummary,
-}
-
-impl Verdict {
-    /// One line for people: `new side 42.0× slower (median of 20 paired
-    /// samples, 20 of them ≥ 3× and ≥ 5 ms slower): old 0.21 ms, new 8.8 ms`.
-    pub fn describe(&self, rule: &SlowerRule) -> String {
-        let what = if self.slower {
-            "new side slower"
-        } else {
-            "new side no longer slower"
-        };
-        format!(
-            "{what}: median paired ratio {:.1}× over {} samples ({} of them ≥ {}× and ≥ {} ms \
-             slower); old median {:.3} ms, new median {:.3} ms",
-            self.median_ratio,
-            self.pairs,
-            self.clearly_slower,
-            rule.factor,
-            rule.min_difference.as_secs_f64() * 1e3,
-            self.old_median_ms,
-            self.new_median_ms
-        )
-    }
+/// One line for people: `new side 42.0× slower (median of 20 paired
+/// samples, 20 of them ≥ 3× and ≥ 5 ms slower): old 0.21 ms, new 8.8 ms`.
+pub fn describe_verdict(verdict: &Verdict, rule: &SlowerRule) -> String {
+    let what = if verdict.slower {
+        "new side slower"
+    } else {
+        "new side no longer slower"
+    };
+    format!(
+        "{what}: median paired ratio {:.1}× over {} samples ({} of them ≥ {}× and ≥ {} ms \
+         slower); old median {:.3} ms, new median {:.3} ms",
+        verdict.median_ratio,
+        verdict.pairs,
+        verdict.clearly_slower,
+        rule.factor,
+        rule.min_difference.as_secs_f64() * 1e3,
+        verdict.old_median_ms,
+        verdict.new_median_ms
+    )
 }
 
 /// What recording one sample led to.

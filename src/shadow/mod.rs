@@ -19,7 +19,6 @@ pub mod give_way;
 pub mod keys;
 pub mod latency;
 mod limits;
-pub mod outcome;
 mod pipeline;
 pub mod plans;
 pub mod pool;
@@ -39,11 +38,11 @@ use crate::observability::metrics::{
     COMPARISONS_TOTAL, COMPARISON_ORDERING_TOTAL, QUEUE_DEPTH, RECHECKS_TOTAL,
     SHADOW_BATCH_SAMPLES, SHADOW_DURATION_SECONDS, STORE_DROPPED_TOTAL,
 };
+use crate::outcome::{Outcome, OutcomeKind};
 use crate::rewrite::{PlanCache, RewriteRules};
 use conn::ConnParams;
 use executor::{Executor, Handled};
 use metrics::Gauge;
-use outcome::{Outcome, OutcomeKind};
 use pool::Pool;
 use rand::rngs::SmallRng;
 use sampler::Sampler;

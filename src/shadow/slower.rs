@@ -9,11 +9,12 @@
 //! once per change of verdict.
 
 use super::executor::{compared_rows, Executor, Handled};
-use super::latency::Verdict;
-use super::outcome::{display_params, Outcome, OutcomeKind, SlowerFinding};
+use super::latency::describe_verdict;
 use super::plans::{explain_both, ExplainSpec, PlanResult};
 use crate::capture::tracker::Sample;
 use crate::observability::metrics::SLOWER_STATEMENTS;
+use crate::outcome::Verdict;
+use crate::outcome::{display_params, Outcome, OutcomeKind, SlowerFinding};
 use std::time::Duration;
 
 impl Executor {
@@ -72,7 +73,7 @@ impl Executor {
                 .pairs()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            detail: Some(verdict.describe(self.latency.rule())),
+            detail: Some(describe_verdict(&verdict, self.latency.rule())),
             latency: Some(verdict.summary),
             diff: None,
             old_error: None,

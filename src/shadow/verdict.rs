@@ -21,13 +21,13 @@
 
 use super::conn::ConnError;
 use super::executor::{Executor, Handled};
-use super::outcome::{display_params, Outcome, OutcomeKind};
 use super::run::{RunResult, SideResult, Snapshot};
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
-use crate::diff::{compare, CompareOptions, Diff, Ordering, ResultSet};
+use crate::diff::{compare, CompareOptions, Diff, ResultSet, RowOrder};
 use crate::observability::metrics::BASELINES_TOTAL;
+use crate::outcome::{display_params, Outcome, OutcomeKind};
 use crate::protocol::error_response::ErrorFields;
 use crate::rewrite::Plan;
 use std::sync::PoisonError;
@@ -315,8 +315,8 @@ impl Executor {
             old_error: None,
             new_error: None,
             detail: None,
-            ordering: ordering_label(&plan.ordering),
-            tiebreak: plan.tiebreak.label(),
+            ordering: RowOrder::of(&plan.ordering),
+            tiebreak: plan.tiebreak.kind(),
             basis: plan.basis,
             keys: plan.keys.clone(),
             noise: None,
@@ -376,13 +376,5 @@ fn error_kind(plan: &Plan, old: Option<&ErrorFields>, new: Option<&ErrorFields>)
         (Some(_), None) => OutcomeKind::OldError,
         (None, Some(_)) => OutcomeKind::NewError,
         (None, None) => OutcomeKind::Match,
-    }
-}
-
-fn ordering_label(ordering: &Ordering) -> &'static str {
-    match ordering {
-        Ordering::Unordered => "unordered",
-        Ordering::Ordered { total: true, .. } => "total",
-        Ordering::Ordered { total: false, .. } => "tie_runs",
     }
 }

@@ -8,11 +8,11 @@
 //! things it saw, not on how many outcomes.
 
 use super::ids::IdsDelta;
-use super::model::Signature;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
-use crate::shadow::latency::LatencySummary;
-use crate::shadow::outcome::{Outcome, OutcomeKind};
+use crate::outcome::signature::{incident_id, Signature};
+use crate::outcome::LatencySummary;
+use crate::outcome::{Outcome, OutcomeKind};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -181,7 +181,7 @@ impl Batch {
         self.incidents.entry(signature).or_insert_with_key(|s| {
             let signature_text = s.text();
             IncidentDelta {
-                id: super::model::incident_id(&signature_text),
+                id: incident_id(&signature_text),
                 signature_text,
                 client_sql: outcome.client_sql.clone(),
                 database: outcome.database.clone(),

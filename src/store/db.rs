@@ -149,6 +149,18 @@ impl DbRow {
     pub(crate) fn text(&self, i: usize) -> Result<String, StoreError> {
         Ok(self.opt_text(i)?.unwrap_or_default())
     }
+
+    /// Label column `i`, read by `parse` (such as [`crate::diff::RowOrder::parse`]);
+    /// a label `parse` does not know is a corrupt row.
+    pub(crate) fn label<T>(
+        &self,
+        i: usize,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, StoreError> {
+        let text = self.text(i)?;
+        parse(&text)
+            .ok_or_else(|| StoreError::Corrupt(format!("column {i}: unknown label {text:?}")))
+    }
 }
 
 /// A connection, as the shared store operations use it. Implemented by

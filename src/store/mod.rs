@@ -6,7 +6,7 @@
 //! `pgshadow_store_dropped_total`), and the [`writer`] folds them in memory
 //! and writes one transaction per batch. What is stored:
 //!
-//! - [`Incident`]s: outcomes grouped by [`Signature`] (fingerprint + kind +
+//! - [`Incident`]s: outcomes grouped by [`Signature`](crate::outcome::signature::Signature) (fingerprint + kind +
 //!   diff kind + differing columns, or + SQLSTATEs for errors), with
 //!   counts, first/last seen, a status (open / acknowledged / muted until …
 //!   because …), at most `store.max_examples` [`Example`]s, each a
@@ -42,9 +42,9 @@ pub mod writer;
 pub use health::{StoreHealth, StoreOp};
 pub use ids::{IdChange, IncidentIds, IncidentRowId};
 pub use model::{
-    format_utc, incident_id, mismatch_rate_upper_bound, now_ms, plan_outline, Coverage,
-    CoverageLatency, Example, Incident, IncidentDetail, IncidentEvent, IncidentFilter,
-    IncidentKind, IncidentNotice, IncidentStatus, Signature, StoredDiff, StoredError,
+    format_utc, mismatch_rate_upper_bound, now_ms, plan_outline, Coverage, CoverageLatency,
+    Example, Incident, IncidentDetail, IncidentEvent, IncidentFilter, IncidentNotice,
+    IncidentStatus, StoredDiff, StoredError,
 };
 pub use ops::Expired;
 pub use writer::{StoreWriter, WriterOptions};

@@ -12,9 +12,9 @@ use super::ids::write_ids;
 use super::model::{IncidentStatus, StoredError};
 use super::StoreError;
 use crate::capture::fingerprint::Fingerprint;
+use crate::outcome::LatencySummary;
+use crate::outcome::Outcome;
 use crate::protocol::error_response::ErrorFields;
-use crate::shadow::latency::LatencySummary;
-use crate::shadow::outcome::Outcome;
 use std::collections::BTreeMap;
 
 /// Longest SQL text or parameter kept in an example, in bytes; longer
@@ -272,8 +272,8 @@ async fn insert_examples(
                     .and_then(|x| i64::try_from(x).ok())
                     .into(),
                 outcome.confirmed.map(i64::from).into(),
-                outcome.ordering.into(),
-                outcome.tiebreak.into(),
+                outcome.ordering.label().into(),
+                outcome.tiebreak.label().into(),
                 (outcome.old_time.as_secs_f64() * 1e3).into(),
                 (outcome.new_time.as_secs_f64() * 1e3).into(),
                 outcome.diff.as_ref().map(|d| d.summary.as_str()).into(),

@@ -4,10 +4,13 @@
 use super::db::{Db, DbRow, Param};
 use super::model::{
     mismatch_rate_upper_bound, parse_diff_kind, Coverage, CoverageLatency, Example, Incident,
-    IncidentDetail, IncidentFilter, IncidentKind, IncidentStatus, StoredDiff,
+    IncidentDetail, IncidentFilter, IncidentStatus, StoredDiff,
 };
 use super::ops::one;
 use super::StoreError;
+use crate::diff::RowOrder;
+use crate::outcome::signature::IncidentKind;
+use crate::rewrite::TiebreakKind;
 use std::collections::BTreeMap;
 
 /// The status as people see it: a mute past its end reads as open. `$1`
@@ -144,8 +147,8 @@ fn example_from(row: &DbRow) -> Result<Example, StoreError> {
         settings: serde_json::from_str(&row.text(6)?).unwrap_or_default(),
         snapshot_xmin: row.opt_int(7)?.and_then(|x| u64::try_from(x).ok()),
         confirmed: row.opt_int(8)?.map(|c| c != 0),
-        ordering: row.text(9)?,
-        tiebreak: row.text(10)?,
+        ordering: row.label(9, RowOrder::parse)?,
+        tiebreak: row.label(10, TiebreakKind::parse)?,
         old_ms: row.real(11)?,
         new_ms: row.real(12)?,
         // A diff that no longer parses hides the rows, not the example.

@@ -27,14 +27,15 @@
 //! first retry that succeeds; the relay never waits for any of it.
 
 use super::batch::{Batch, IncidentDelta};
-use super::model::{now_ms, Incident, IncidentEvent, IncidentNotice, Signature};
+use super::model::{now_ms, Incident, IncidentEvent, IncidentNotice};
 use super::{Store, StoreError};
 use crate::capture::skip::SkipCounts;
 use crate::config::{StoreConfig, StoreValues};
 use crate::observability::metrics::{
     INCIDENTS_OPEN, INCIDENTS_OPENED_TOTAL, STORE_DROPPED_TOTAL, STORE_WRITE_ERRORS_TOTAL,
 };
-use crate::shadow::outcome::Outcome;
+use crate::outcome::signature::Signature;
+use crate::outcome::Outcome;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
@@ -97,11 +98,11 @@ impl WriterOptions {
 
 impl WriterOptions {
     /// The outcome as the store may keep it: unchanged, or with its values
-    /// hashed (`store.values = "hash"`, [`crate::privacy::hashed_outcome`]).
+    /// hashed (`store.values = "hash"`, [`Outcome::hashed`]).
     fn stored_form(&self, outcome: Arc<Outcome>) -> Arc<Outcome> {
         match self.values {
             StoreValues::Keep => outcome,
-            StoreValues::Hash => Arc::new(crate::privacy::hashed_outcome(&outcome)),
+            StoreValues::Hash => Arc::new(outcome.hashed()),
         }
     }
 }

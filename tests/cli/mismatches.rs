@@ -8,9 +8,10 @@
 use super::pgshadow;
 use pgshadow::capture::fingerprint::Fingerprint;
 use pgshadow::diff::{Diff, DiffKind, RowIds, RowRef};
+use pgshadow::outcome::signature::IncidentKind;
+use pgshadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::protocol::error_response::ErrorFields;
-use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
-use pgshadow::store::{IncidentKind, Store, StoreOptions, StoreWriter, WriterOptions};
+use pgshadow::store::{Store, StoreOptions, StoreWriter, WriterOptions};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,7 +72,7 @@ fn missing_row() -> Outcome {
             }],
             extra: Vec::new(),
             column_changes: Vec::new(),
-            ordering: "total",
+            ordering: pgshadow::diff::RowOrder::Total,
             truncated: false,
             ids: RowIds {
                 columns: vec!["id".into()],

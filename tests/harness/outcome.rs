@@ -4,8 +4,8 @@
 
 use pgshadow::capture::fingerprint::Fingerprint;
 use pgshadow::diff::{CellChange, Diff, DiffKind, RowChange, RowIds};
+use pgshadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::rewrite::OrderBasis;
-use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
 use std::time::Duration;
 
 /// An outcome of `kind` for a statement the client sent as `client_sql`
@@ -35,8 +35,8 @@ pub fn outcome(
         old_error: None,
         new_error: None,
         detail: None,
-        ordering: "total",
-        tiebreak: "appended",
+        ordering: pgshadow::diff::RowOrder::Total,
+        tiebreak: pgshadow::rewrite::TiebreakKind::Appended,
         basis: OrderBasis::CatalogKey,
         keys: "entries (id) primary_key".into(),
         noise: None,
@@ -75,7 +75,7 @@ pub fn values_differ(statement: Outcome, id: i64, column: &str, old: &str, new: 
             missing: Vec::new(),
             extra: Vec::new(),
             column_changes: Vec::new(),
-            ordering: "total",
+            ordering: pgshadow::diff::RowOrder::Total,
             truncated: false,
             ids: RowIds {
                 columns: vec!["id".into()],

@@ -7,7 +7,7 @@ use crate::fixture;
 use crate::harness::{connect, Pg, Proxy};
 use crate::{comparisons, wait_for_metric};
 use pgshadow::capture::skip::SkipReason;
-use pgshadow::shadow::outcome::OutcomeKind;
+use pgshadow::outcome::OutcomeKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;

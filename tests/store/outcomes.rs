@@ -3,8 +3,8 @@
 
 use pgshadow::capture::fingerprint::Fingerprint;
 use pgshadow::diff::{Diff, DiffKind, RowIds, RowRef};
+use pgshadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::protocol::error_response::ErrorFields;
-use pgshadow::shadow::outcome::{Outcome, OutcomeKind};
 use pgshadow::store::{IncidentEvent, Store, StoreWriter, WriterOptions};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +60,7 @@ pub fn missing(fingerprint: Fingerprint, id: i64) -> Outcome {
             }],
             extra: Vec::new(),
             column_changes: Vec::new(),
-            ordering: "total",
+            ordering: pgshadow::diff::RowOrder::Total,
             truncated: false,
             ids: RowIds {
                 columns: vec!["id".into()],

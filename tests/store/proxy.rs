@@ -6,7 +6,8 @@
 use crate::backend::Backend;
 use crate::harness::items::{read, stored_outcomes, READ, SCHEMA};
 use crate::harness::{connect, field, wait_until, Pg, Proxy};
-use pgshadow::store::{IncidentFilter, IncidentKind, Store, StoreOptions};
+use pgshadow::outcome::signature::IncidentKind;
+use pgshadow::store::{IncidentFilter, Store, StoreOptions};
 use std::time::Duration;
 
 fn config(store_url: &str, extra_store: &str) -> String {

@@ -7,11 +7,12 @@ use crate::outcomes::{changed, failed, feed, matched, missing, opened, Feeder, E
 use pgshadow::capture::fingerprint::Fingerprint;
 use pgshadow::capture::skip::SkipReason;
 use pgshadow::diff::DiffKind;
-use pgshadow::shadow::outcome::Outcome;
-use pgshadow::shadow::outcome::OutcomeKind;
+use pgshadow::outcome::signature::{IncidentKind, Signature};
+use pgshadow::outcome::Outcome;
+use pgshadow::outcome::OutcomeKind;
 use pgshadow::store::{
-    now_ms, IdChange, Incident, IncidentEvent, IncidentFilter, IncidentKind, IncidentStatus,
-    Signature, Store, StoreError, StoreOptions,
+    now_ms, IdChange, Incident, IncidentEvent, IncidentFilter, IncidentStatus, Store, StoreError,
+    StoreOptions,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,7 +36,7 @@ async fn listed(store: &Store, filter: IncidentFilter) -> Vec<String> {
     ids
 }
 
-fn id_of(outcome: &pgshadow::shadow::outcome::Outcome) -> String {
+fn id_of(outcome: &pgshadow::outcome::Outcome) -> String {
     Signature::of(outcome).expect("not a match").incident_id()
 }
 
@@ -161,7 +162,7 @@ pub async fn an_example_is_a_complete_reproduction_bundle(backend: &Backend) {
     assert_eq!(example.snapshot_xmin, Some(742));
     assert_eq!(example.confirmed, Some(true));
     assert_eq!(
-        (example.ordering.as_str(), example.tiebreak.as_str()),
+        (example.ordering.label(), example.tiebreak.label()),
         ("total", "appended")
     );
     assert!((example.old_ms - 1.5).abs() < 1e-9, "{}", example.old_ms);
@@ -717,8 +718,8 @@ pub async fn a_version_1_store_is_migrated_keeping_its_incidents(backend: &Backe
 
 /// A `slower` verdict on `fingerprint` (recovered when `slower` is false).
 fn slower_verdict(fingerprint: Fingerprint, slower: bool) -> Outcome {
-    use pgshadow::shadow::latency::{LatencySummary, Verdict};
-    use pgshadow::shadow::outcome::SlowerFinding;
+    use pgshadow::outcome::SlowerFinding;
+    use pgshadow::outcome::{LatencySummary, Verdict};
     let summary = LatencySummary {
         samples: 20,
         old_p50_ms: 0.2,

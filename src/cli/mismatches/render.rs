@@ -3,9 +3,10 @@
 
 use super::duration::format_duration;
 use crate::alerts::message::{describe_difference, shorten_sql};
+use crate::outcome::signature::IncidentKind;
 use crate::store::{
     format_utc, now_ms, plan_outline, Coverage, Example, Incident, IncidentDetail, IncidentIds,
-    IncidentKind, IncidentStatus, StoredError,
+    IncidentStatus, StoredError,
 };
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -280,7 +281,7 @@ fn example_block(e: &Example, n: usize, total: usize) -> String {
     field("params", params(&e.params));
     field(
         "ordering",
-        format!("{}, tiebreaker {}", e.ordering, e.tiebreak),
+        format!("{}, tiebreaker {}", e.ordering.label(), e.tiebreak.label()),
     );
     if !e.keys.is_empty() {
         field("keys", e.keys.clone());

@@ -250,15 +250,6 @@ pub(super) struct ServerMessages<'a> {
     pub(super) capturing: bool,
 }
 
-/// Server messages that statement capture pairs with requests (by type
-/// byte alone).
-fn paired_reply(tag: u8) -> bool {
-    matches!(
-        tag,
-        b'1' | b'2' | b'3' | b'n' | b'T' | b'C' | b's' | b'I' | b'E'
-    )
-}
-
 impl FrameHandler for ServerMessages<'_> {
     type Error = ServerViolation;
 
@@ -286,7 +277,7 @@ impl FrameHandler for ServerMessages<'_> {
                     false
                 }
             }
-            tag if self.capturing && paired_reply(tag) => {
+            tag if self.capturing && server_tag::pairs_with_request(tag) => {
                 if let Some(t) = lock(self.state).tracker.as_mut() {
                     t.on_server_message(tag);
                 }

@@ -603,3 +603,18 @@ fn the_primary_gets_only_the_tiebreaker() {
         assert_eq!(tiebreak_for_primary(sql, &rules), None, "{sql}");
     }
 }
+
+#[test]
+fn tiebreak_kinds_parse_back_and_serialize_as_their_labels() {
+    for kind in TiebreakKind::ALL {
+        assert_eq!(TiebreakKind::parse(kind.label()), Some(kind));
+        let json = serde_json::to_string(&kind).unwrap();
+        assert_eq!(
+            json,
+            format!("\"{}\"", kind.label()),
+            "the API shows the stored label"
+        );
+    }
+    assert_eq!(Tiebreak::NotApplicable("no_key").label(), "not_applicable");
+    assert_eq!(TiebreakKind::parse("no_key"), None);
+}

@@ -9,7 +9,8 @@
 use super::progress::{thousands, Counts};
 use super::schema::{BUGGY_COLUMN, BUGGY_ENTRIES, SLOW_STATEMENT};
 use super::traffic::TrafficStats;
-use crate::store::{plan_outline, IncidentDetail, IncidentFilter, IncidentKind, Store, StoreError};
+use crate::outcome::signature::IncidentKind;
+use crate::store::{plan_outline, IncidentDetail, IncidentFilter, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -428,7 +429,7 @@ mod tests {
             missing: vec![],
             extra: vec![],
             column_changes: vec![],
-            ordering: "total".into(),
+            ordering: crate::diff::RowOrder::Total,
             truncated: false,
         };
         IncidentDetail {
@@ -469,8 +470,8 @@ mod tests {
                 settings: vec![],
                 snapshot_xmin: None,
                 confirmed: Some(true),
-                ordering: "total".into(),
-                tiebreak: "appended".into(),
+                ordering: crate::diff::RowOrder::Total,
+                tiebreak: crate::rewrite::TiebreakKind::Appended,
                 keys: String::new(),
                 old_ms: 1.0,
                 new_ms: 1.0,

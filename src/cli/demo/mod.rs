@@ -4,7 +4,7 @@
 //! The demo starts a throw-away PostgreSQL from the machine's binaries
 //! ([`crate::localpg`], which also handles running as root), builds the old
 //! and the migrated schema with one deliberate backfill bug ([`schema`]),
-//! starts the proxy exactly as `pgshadow run` does ([`crate::cli::Server`])
+//! starts the proxy exactly as `pgshadow run` does ([`crate::cli::serve::Server`])
 //! with the shadow on, and drives an application's traffic through it
 //! ([`traffic`]) while printing progress ([`progress`]). At the end it
 //! prints what was compared and the incidents the mismatch store holds
@@ -22,7 +22,8 @@ pub mod schema;
 pub mod traffic;
 
 use crate::admin::{self, MetricsSource};
-use crate::cli::Server;
+use crate::cli::exit::EXIT_FAILURE;
+use crate::cli::serve::Server;
 use crate::config::Config;
 use crate::localpg::{Binaries, Cluster, ClusterOptions};
 use crate::observability;
@@ -71,10 +72,10 @@ pub struct DemoOptions {
 pub fn main(options: DemoOptions) -> ExitCode {
     match run(&options) {
         Ok(Verdict::Found) => ExitCode::SUCCESS,
-        Ok(Verdict::NotFound) => ExitCode::from(crate::cli::EXIT_FAILURE),
+        Ok(Verdict::NotFound) => ExitCode::from(EXIT_FAILURE),
         Err(e) => {
             eprintln!("pgshadow demo: {e:#}");
-            ExitCode::from(crate::cli::EXIT_FAILURE)
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }
