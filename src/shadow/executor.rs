@@ -11,7 +11,7 @@
 //! missing column, or whose relation changed under its prepared statement,
 //! has its keys looked up again, and is compared once more if they changed.
 
-use super::conn::ConnError;
+use super::conn::{ConnError, ShadowConn};
 use super::functions::FunctionCatalog;
 use super::give_way::GiveWay;
 use super::keys::KeyCatalog;
@@ -240,13 +240,7 @@ impl Executor {
         relations: &[CachedRelations],
         refresh: Option<Duration>,
     ) {
-        let mut databases: Vec<&str> = Vec::new();
-        for sample in samples {
-            if !databases.contains(&sample.database.as_ref()) {
-                databases.push(&sample.database);
-            }
-        }
-        for database in databases {
+        for database in databases_of(samples) {
             let names = samples
                 .iter()
                 .zip(relations)
@@ -257,22 +251,7 @@ impl Executor {
             if due.is_empty() {
                 continue;
             }
-            let looked_up = match self.pool.get(database).await {
-                Ok(mut conn) => {
-                    let lookup = self.keys.look_up(&mut conn, database, &due);
-                    let result = match tokio::time::timeout(self.run_limit(), lookup).await {
-                        Ok(result) => result.map_err(|e| e.to_string()),
-                        Err(_) => {
-                            conn.poisoned = true;
-                            Err(format!("timed out after {:?}", self.run_limit()))
-                        }
-                    };
-                    self.pool.put(database, conn);
-                    result
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(error) = looked_up {
+            if let Err(error) = self.look_up_in(&*self.keys, database, &due).await {
                 tracing::warn!(
                     database,
                     relations = due.len(),
@@ -457,6 +436,31 @@ impl Executor {
         }
     }
 
+    /// Looks `due` up in `catalog` on a pooled connection of `database`,
+    /// within [`Self::run_limit`]; a connection that ran out of time is
+    /// closed, and a refused login is noted as for a run.
+    pub(super) async fn look_up_in<C: Catalog>(
+        &self,
+        catalog: &C,
+        database: &str,
+        due: &[C::Name],
+    ) -> Result<(), String> {
+        let mut conn = self.pool.get(database).await.map_err(|e| {
+            self.note_refusal(&e);
+            e.to_string()
+        })?;
+        let lookup = catalog.look_up_names(&mut conn, database, due);
+        let result = match tokio::time::timeout(self.run_limit(), lookup).await {
+            Ok(result) => result,
+            Err(_) => {
+                conn.poisoned = true;
+                Err(format!("timed out after {:?}", self.run_limit()))
+            }
+        };
+        self.pool.put(database, conn);
+        result
+    }
+
     /// How long one run may take: the statement timeout bounds each
     /// statement on the server; this bounds the whole run against a
     /// silent network.
@@ -581,4 +585,60 @@ pub(super) fn compared_rows(kind: OutcomeKind) -> bool {
         kind,
         OutcomeKind::Match | OutcomeKind::Mismatch | OutcomeKind::Noisy
     )
+}
+
+/// The databases of `samples`, each once, in the order they first appear.
+pub(super) fn databases_of<'s>(samples: &[&'s Sample]) -> Vec<&'s str> {
+    let mut databases: Vec<&str> = Vec::new();
+    for sample in samples {
+        if !databases.contains(&sample.database.as_ref()) {
+            databases.push(&sample.database);
+        }
+    }
+    databases
+}
+
+/// A catalog the shadow looks names up in, per database, on one of its
+/// own connections ([`KeyCatalog`], [`FunctionCatalog`]).
+pub(super) trait Catalog: Sync {
+    /// What is looked up: a relation's name parts, a function's name.
+    type Name: Sync;
+
+    /// Looks `names` up on `conn` and remembers what it found.
+    fn look_up_names(
+        &self,
+        conn: &mut ShadowConn,
+        database: &str,
+        names: &[Self::Name],
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+impl Catalog for KeyCatalog {
+    type Name = Vec<String>;
+
+    async fn look_up_names(
+        &self,
+        conn: &mut ShadowConn,
+        database: &str,
+        names: &[Vec<String>],
+    ) -> Result<(), String> {
+        self.look_up(conn, database, names)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Catalog for FunctionCatalog {
+    type Name = String;
+
+    async fn look_up_names(
+        &self,
+        conn: &mut ShadowConn,
+        database: &str,
+        names: &[String],
+    ) -> Result<(), String> {
+        self.look_up(conn, database, names)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }

@@ -18,7 +18,7 @@
 //! lookup failed counts as volatile until looked up again.
 
 use super::conn::{ConnError, ShadowConn};
-use super::executor::Executor;
+use super::executor::{databases_of, Executor};
 use super::pipeline::{bind_text, protocol_error};
 use super::replies::{read_control, read_until_ready};
 use crate::capture::tracker::Sample;
@@ -141,13 +141,7 @@ impl Executor {
     /// Looks up, per database, the functions the planned `samples` call
     /// whose volatility is not known (see [`FunctionCatalog::due`]).
     pub(super) async fn look_up_functions(&self, samples: &[&Sample], plans: &[CachedPlan]) {
-        let mut databases: Vec<&str> = Vec::new();
-        for sample in samples {
-            if !databases.contains(&sample.database.as_ref()) {
-                databases.push(&sample.database);
-            }
-        }
-        for database in databases {
+        for database in databases_of(samples) {
             let names = samples
                 .iter()
                 .zip(plans)
@@ -158,25 +152,7 @@ impl Executor {
             if due.is_empty() {
                 continue;
             }
-            let looked_up = match self.pool.get(database).await {
-                Ok(mut conn) => {
-                    let lookup = self.functions.look_up(&mut conn, database, &due);
-                    let result = match tokio::time::timeout(self.run_limit(), lookup).await {
-                        Ok(result) => result.map_err(|e| e.to_string()),
-                        Err(_) => {
-                            conn.poisoned = true;
-                            Err(format!("timed out after {:?}", self.run_limit()))
-                        }
-                    };
-                    self.pool.put(database, conn);
-                    result
-                }
-                Err(e) => {
-                    self.note_refusal(&e);
-                    Err(e.to_string())
-                }
-            };
-            if let Err(error) = looked_up {
+            if let Err(error) = self.look_up_in(&self.functions, database, &due).await {
                 tracing::warn!(
                     database,
                     functions = due.len(),

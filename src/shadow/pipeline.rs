@@ -352,25 +352,36 @@ impl<'s> Pipeline<'_, 's> {
     /// parameters replayed byte for byte and every result column as text.
     fn query(&mut self, sample: &Sample, side: &Side<'_>) -> Result<(), ConnError> {
         let name = self.statement(side.search_path, side.sql, &sample.param_types)?;
-        frontend::bind(
-            "",
-            &name,
-            sample.param_formats.iter().copied(),
-            sample.params.iter(),
-            |value, buf| match value {
-                Some(bytes) => {
-                    buf.extend_from_slice(bytes);
-                    Ok(IsNull::No)
-                }
-                None => Ok(IsNull::Yes),
-            },
-            [0i16],
-            self.out,
-        )
-        .map_err(bind_error)?;
+        bind_sample(&name, sample, self.out)?;
         frontend::describe(b'P', "", self.out).map_err(protocol_error)?;
         frontend::execute("", 0, self.out).map_err(protocol_error)
     }
+}
+
+/// Bind of statement `name` (`""`: the unnamed one) to `sample`'s
+/// parameters, replayed byte for byte with the client's format codes,
+/// every result column as text.
+pub(super) fn bind_sample(
+    name: &str,
+    sample: &Sample,
+    out: &mut BytesMut,
+) -> Result<(), ConnError> {
+    frontend::bind(
+        "",
+        name,
+        sample.param_formats.iter().copied(),
+        sample.params.iter(),
+        |value, buf| match value {
+            Some(bytes) => {
+                buf.extend_from_slice(bytes);
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        },
+        [0i16],
+        out,
+    )
+    .map_err(bind_error)
 }
 
 /// Bind of statement `name` (`""`: the unnamed one) with text parameters

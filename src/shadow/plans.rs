@@ -21,13 +21,12 @@
 //! statement cache is not touched.
 
 use super::conn::{ConnError, ShadowConn};
-use super::pipeline::{bind_text, protocol_error, DETERMINISM};
+use super::pipeline::{bind_sample, bind_text, protocol_error, DETERMINISM};
 use super::replies::{read_control, read_until_ready};
 use crate::capture::tracker::Sample;
 use crate::protocol::error_response::ErrorFields;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
-use postgres_protocol::IsNull;
 use std::time::Duration;
 
 /// What to explain.
@@ -161,21 +160,7 @@ fn control(out: &mut BytesMut, sql: &str, params: &[&str]) -> Result<(), ConnErr
 fn explain(out: &mut BytesMut, sample: &Sample, sql: &str) -> Result<(), ConnError> {
     let text = format!("EXPLAIN (FORMAT JSON) {sql}");
     frontend::parse("", &text, sample.param_types.iter().copied(), out).map_err(protocol_error)?;
-    frontend::bind(
-        "",
-        "",
-        sample.param_formats.iter().copied(),
-        sample.params.iter(),
-        |value, buf| match value {
-            Some(bytes) => {
-                buf.extend_from_slice(bytes);
-                Ok(IsNull::No)
-            }
-            None => Ok(IsNull::Yes),
-        },
-        [0i16],
-        out,
-    )
-    .map_err(|_| ConnError::Protocol("cannot encode the sample's parameters".into()))?;
+    // The sample's own parameters, as its sides are bound.
+    bind_sample("", sample, out)?;
     frontend::execute("", 0, out).map_err(protocol_error)
 }
