@@ -73,6 +73,24 @@ impl Wire {
         self.read_until_ready()
     }
 
+    /// Reads the reply to a refused message: an 08P01 ErrorResponse, then
+    /// the connection closes. Returns the error's message text.
+    pub fn read_refusal(&mut self, what: &str) -> String {
+        let reply = self
+            .read_message()
+            .unwrap_or_else(|| panic!("{what}: connection closed without an error"));
+        assert_eq!(
+            reply.sqlstate().as_deref(),
+            Some("08P01"),
+            "{what}: {reply:?}"
+        );
+        assert!(
+            self.read_message().is_none(),
+            "{what}: connection must be closed"
+        );
+        reply.error_field(b'M').unwrap_or_default()
+    }
+
     /// Reads one message; `None` on EOF.
     pub fn read_message(&mut self) -> Option<Message> {
         let mut header = [0u8; 5];

@@ -29,24 +29,6 @@ fn unauthenticated(port: u16) -> Wire {
     w
 }
 
-/// Reads the reply to a refused message: an 08P01 ErrorResponse, then the
-/// connection closes.
-fn refused(w: &mut Wire, what: &str) -> String {
-    let reply = w
-        .read_message()
-        .unwrap_or_else(|| panic!("{what}: connection closed without an error"));
-    assert_eq!(
-        reply.sqlstate().as_deref(),
-        Some("08P01"),
-        "{what}: {reply:?}"
-    );
-    assert!(
-        w.read_message().is_none(),
-        "{what}: connection must be closed"
-    );
-    reply.error_field(b'M').unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminate_sync_and_flush_with_a_body_get_08p01_and_close_before_and_after_login() {
     let pg = Pg::start();
@@ -65,7 +47,7 @@ async fn terminate_sync_and_flush_with_a_body_get_08p01_and_close_before_and_aft
             let mut message = header(tag, 3);
             message.extend_from_slice(b"abc");
             w.send(&message);
-            let text = refused(&mut w, &what);
+            let text = w.read_refusal(&what);
             assert!(
                 text.contains(&format!("invalid {name} message"))
                     && text.contains("body of 3 bytes"),
@@ -76,7 +58,7 @@ async fn terminate_sync_and_flush_with_a_body_get_08p01_and_close_before_and_aft
     // Before login, any message beyond Postgres's auth token limit.
     let mut w = unauthenticated(proxy.port);
     w.send(&header(b'p', 1 << 20));
-    let text = refused(&mut w, "a 1 MiB password message");
+    let text = w.read_refusal("a 1 MiB password message");
     assert!(
         text.contains("before authentication completed exceeds the limit of 65535 bytes"),
         "{text}"
