@@ -22,171 +22,42 @@
 //! Parsing costs ~50 µs, so plans are cached per distinct text in a
 //! [`PlanCache`], with one plan per set of keys the text was planned with.
 //!
-//! Layout: `parse` tokenizes and guards the stack, `classify` decides
-//! eligibility, `scope` resolves the relations and keys a query provably
-//! has, `keys` chooses each relation's key, `tiebreak` decides the ORDER BY
-//! rewrite, `row_ids` which output columns name a row, `table_map` renames relations, `names` folds identifiers,
-//! `functions` knows functions by name, `cache` holds plans.
+//! Layout: `rules` holds the configured rewrite rules and `order_by` what
+//! can happen to an ORDER BY (both named by the files below, which name
+//! neither this file nor each other in a circle); `parse` tokenizes and
+//! guards the stack, `classify` decides eligibility, `scope` resolves the
+//! relations and keys a query provably has, `keys` chooses each relation's
+//! key, `tiebreak` decides the ORDER BY rewrite, `row_ids` which output
+//! columns name a row, `table_map` renames relations, `names` folds
+//! identifiers, `functions` knows functions by name; this file plans a
+//! statement with them, and `cache` holds the plans.
 
 mod cache;
 mod classify;
 mod functions;
 pub mod keys;
 mod names;
+mod order_by;
 mod parse;
 mod row_ids;
+mod rules;
 mod scope;
 mod table_map;
 mod tiebreak;
 
 pub use cache::{CachedPlan, CachedRelations, PlanCache};
 pub use keys::{choose, Catalog, CatalogRelation, Key, KeySource};
+pub use order_by::{OrderBasis, Tiebreak, TiebreakKind};
+pub use rules::RewriteRules;
 
 use crate::capture::lexer;
 use crate::capture::skip::SkipReason;
 use crate::diff::Ordering;
-use serde::Serialize;
 use sqlparser::ast::{OrderByKind, Query, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::TokenWithSpan;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// The rewrite rules, from the configuration.
-#[derive(Debug, Clone, Default)]
-pub struct RewriteRules {
-    /// `[tiebreak] default_column`: the key of relations that have
-    /// neither a configured nor a catalog key, e.g. `"id"`. Empty: none.
-    pub default_id_column: String,
-    /// `[tiebreak] columns`: relation → its key columns. Keys are
-    /// `"table"` or `"schema.table"` (lower case); the schema-qualified key
-    /// wins.
-    pub id_columns: BTreeMap<String, Vec<String>>,
-    /// `[shadow] table_map`: old relation → new relation (`"table"` or
-    /// `"schema.table"` on both sides), applied to the NEW side only.
-    pub table_map: BTreeMap<String, String>,
-    /// `[shadow] deny_functions`: more function names (lower case) whose
-    /// effects escape a read-only transaction; a trailing `*` matches a
-    /// prefix.
-    pub deny_functions: Vec<String>,
-}
-
-/// What happened to the outermost ORDER BY.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tiebreak {
-    /// Keys were appended as the last ORDER BY keys (the order is total
-    /// when every relation had one, see [`Plan::ordering`]).
-    Appended,
-    /// The ORDER BY already holds every relation's key: total.
-    AlreadyTotal,
-    /// No ORDER BY: rows are compared as multisets.
-    NoOrderBy,
-    /// `FETCH … WITH TIES`: appending the id would change which rows come
-    /// back, so the order stays partial.
-    WithTies,
-    /// No key could provably be appended (the reason is a short
-    /// snake_case word such as `"no_key"`, `"distinct"`, `"group_by"`,
-    /// `"derived_table"`); the comparison is tie-tolerant.
-    NotApplicable(&'static str),
-}
-
-/// How a comparison's rows are ordered, as `pgshadow_comparison_ordering_total`
-/// counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OrderBasis {
-    /// A total order, made total by keys from the catalog only.
-    CatalogKey,
-    /// A total order that needed a configured key or the default column.
-    Config,
-    /// An ORDER BY that leaves ties: compared tie-tolerantly.
-    Partial,
-    /// No (meaningful) ORDER BY: compared as multisets.
-    Unordered,
-}
-
-impl OrderBasis {
-    /// Every basis, for pre-registering metric series.
-    pub const ALL: [OrderBasis; 4] = [
-        OrderBasis::CatalogKey,
-        OrderBasis::Config,
-        OrderBasis::Partial,
-        OrderBasis::Unordered,
-    ];
-
-    /// Stable label for metrics, logs and the store.
-    pub fn label(self) -> &'static str {
-        match self {
-            OrderBasis::CatalogKey => "catalog_key",
-            OrderBasis::Config => "config",
-            OrderBasis::Partial => "partial",
-            OrderBasis::Unordered => "unordered",
-        }
-    }
-}
-
-impl Tiebreak {
-    /// What happened, without the reason: what outcomes and the store keep.
-    pub fn kind(self) -> TiebreakKind {
-        match self {
-            Tiebreak::Appended => TiebreakKind::Appended,
-            Tiebreak::AlreadyTotal => TiebreakKind::AlreadyTotal,
-            Tiebreak::NoOrderBy => TiebreakKind::NoOrderBy,
-            Tiebreak::WithTies => TiebreakKind::WithTies,
-            Tiebreak::NotApplicable(_) => TiebreakKind::NotApplicable,
-        }
-    }
-
-    /// Stable label for logs and metrics ([`TiebreakKind::label`]).
-    pub fn label(self) -> &'static str {
-        self.kind().label()
-    }
-}
-
-/// A [`Tiebreak`] without its reason: the `tiebreak` of an outcome, of a
-/// stored example and of the log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TiebreakKind {
-    /// [`Tiebreak::Appended`].
-    Appended,
-    /// [`Tiebreak::AlreadyTotal`].
-    AlreadyTotal,
-    /// [`Tiebreak::NoOrderBy`].
-    NoOrderBy,
-    /// [`Tiebreak::WithTies`].
-    WithTies,
-    /// [`Tiebreak::NotApplicable`].
-    NotApplicable,
-}
-
-impl TiebreakKind {
-    /// Every kind, for parsing.
-    pub const ALL: [TiebreakKind; 5] = [
-        TiebreakKind::Appended,
-        TiebreakKind::AlreadyTotal,
-        TiebreakKind::NoOrderBy,
-        TiebreakKind::WithTies,
-        TiebreakKind::NotApplicable,
-    ];
-
-    /// The label: `appended`, `already_total`, `no_order_by`, `with_ties`,
-    /// `not_applicable`.
-    pub fn label(self) -> &'static str {
-        match self {
-            TiebreakKind::Appended => "appended",
-            TiebreakKind::AlreadyTotal => "already_total",
-            TiebreakKind::NoOrderBy => "no_order_by",
-            TiebreakKind::WithTies => "with_ties",
-            TiebreakKind::NotApplicable => "not_applicable",
-        }
-    }
-
-    /// Parses a label (the store's read side).
-    pub fn parse(label: &str) -> Option<TiebreakKind> {
-        Self::ALL.into_iter().find(|k| k.label() == label)
-    }
-}
 
 /// How to run and compare one statement.
 #[derive(Debug, Clone)]
