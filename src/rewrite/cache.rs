@@ -17,8 +17,8 @@
 
 use super::keys::{choose, Catalog, Key};
 use super::order_by::Tiebreak;
+use super::plan::{plan_with_keys, Plan};
 use super::rules::RewriteRules;
-use super::{plan_with_keys, Plan};
 use crate::capture::skip::SkipReason;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
