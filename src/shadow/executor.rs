@@ -6,18 +6,21 @@
 //! from the catalog ([`KeyCatalog`]), looked up on a shadow connection
 //! before the statement is first planned with them (one round trip per
 //! batch and database, only for relations not looked up recently). Then
-//! the first runs share connections and transactions ([`run_batch`]), and
+//! the first runs share connections and transactions ([`execute_batch`]), and
 //! each result is judged ([`super::verdict`]). A statement that failed on a
 //! missing column, or whose relation changed under its prepared statement,
 //! has its keys looked up again, and is compared once more if they changed.
 
+use super::answers::{SampleResult, SideResult};
 use super::conn::{ConnError, ShadowConn};
+use super::execute::execute_batch;
 use super::functions::FunctionCatalog;
 use super::give_way::GiveWay;
 use super::keys::KeyCatalog;
 use super::latency::{LatencyBook, SlowerRule};
+use super::limits::Limits;
 use super::pool::Pool;
-use super::run::{run_batch, Limits, RunResult, RunSpec, Snapshot};
+use super::transaction::{SampleSpec, Snapshot};
 use super::verdict::Judged;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
@@ -137,7 +140,7 @@ impl Executor {
     }
 
     /// Handles `samples` to the end: one result each, in order. Their
-    /// first runs share connections and transactions ([`run_batch`]);
+    /// first runs share connections and transactions ([`execute_batch`]);
     /// follow-ups (the new query alone after an old-side error, the
     /// recheck of a mismatch, a comparison with changed keys) run one by
     /// one.
@@ -322,15 +325,15 @@ impl Executor {
     }
 
     /// The first run of each of `items`: per database, as few connections
-    /// and transactions as [`run_batch`] manages.
+    /// and transactions as [`execute_batch`] manages.
     async fn first_runs(
         &self,
         items: &[(&Sample, &Plan, &CompareOptions, bool)],
-    ) -> Vec<Result<RunResult, ConnError>> {
-        let specs: Vec<(&Sample, RunSpec<'_>)> = items
+    ) -> Vec<Result<SampleResult, ConnError>> {
+        let specs: Vec<(&Sample, SampleSpec<'_>)> = items
             .iter()
             .map(|&(sample, plan, options, baseline)| {
-                let spec = RunSpec {
+                let spec = SampleSpec {
                     // Which side runs first alternates per sample, so that
                     // caching and order effects cancel in the timings.
                     new_first: self.latency.new_first(sample.fingerprint),
@@ -339,7 +342,7 @@ impl Executor {
                 (sample, spec)
             })
             .collect();
-        let mut results: Vec<Option<Result<RunResult, ConnError>>> =
+        let mut results: Vec<Option<Result<SampleResult, ConnError>>> =
             specs.iter().map(|_| None).collect();
         // One budget for the whole batch, over all its databases.
         let limits = self.limits();
@@ -355,9 +358,11 @@ impl Executor {
                 .collect();
             let mut done = 0;
             while let Some(rest) = group.get(done..).filter(|rest| !rest.is_empty()) {
-                let batch: Vec<(&Sample, RunSpec<'_>)> =
+                let batch: Vec<(&Sample, SampleSpec<'_>)> =
                     rest.iter().map(|&i| specs[i].clone()).collect();
-                let mut got = self.run_on_one_connection(database, &batch, &limits).await;
+                let mut got = self
+                    .execute_on_a_pooled_connection(database, &batch, &limits)
+                    .await;
                 if got.is_empty() {
                     got.push(Err(not_run()));
                 }
@@ -377,12 +382,12 @@ impl Executor {
 
     /// Takes a connection and runs as much of `batch` on it as it allows;
     /// returns the connection to the pool unless it is out of step.
-    async fn run_on_one_connection(
+    async fn execute_on_a_pooled_connection(
         &self,
         database: &str,
-        batch: &[(&Sample, RunSpec<'_>)],
+        batch: &[(&Sample, SampleSpec<'_>)],
         limits: &Limits<'_>,
-    ) -> Vec<Result<RunResult, ConnError>> {
+    ) -> Vec<Result<SampleResult, ConnError>> {
         let mut conn = match self.pool.get(database).await {
             Ok(conn) => conn,
             Err(e) => {
@@ -391,7 +396,7 @@ impl Executor {
             }
         };
         let limit = self.run_limit() * u32::try_from(batch.len()).unwrap_or(u32::MAX);
-        match tokio::time::timeout(limit, run_batch(&mut conn, batch, limits)).await {
+        match tokio::time::timeout(limit, execute_batch(&mut conn, batch, limits)).await {
             Ok(results) => {
                 self.pool.put(database, conn);
                 results
@@ -475,8 +480,8 @@ impl Executor {
         plan: &'a Plan,
         options: &'a CompareOptions,
         baseline: bool,
-    ) -> RunSpec<'a> {
-        RunSpec {
+    ) -> SampleSpec<'a> {
+        SampleSpec {
             old_sql: &plan.old_sql,
             new_sql: &plan.new_sql,
             old_search_path: &self.old_search_path,
@@ -497,10 +502,10 @@ impl Executor {
     pub(super) async fn execute(
         &self,
         sample: &Sample,
-        spec: RunSpec<'_>,
-    ) -> Result<RunResult, ConnError> {
+        spec: SampleSpec<'_>,
+    ) -> Result<SampleResult, ConnError> {
         let one = [(sample, spec)];
-        self.run_on_one_connection(&sample.database, &one, &self.limits())
+        self.execute_on_a_pooled_connection(&sample.database, &one, &self.limits())
             .await
             .pop()
             .unwrap_or_else(|| Err(not_run()))
@@ -510,13 +515,13 @@ impl Executor {
     /// the old query failed and took the shared transaction down: it runs
     /// first in a fresh transaction (as the "old" side, under the new
     /// search_path), with the sample's own parameters.
-    pub(super) async fn run_new_alone(
+    pub(super) async fn rerun_new_side(
         &self,
         sample: &Sample,
         plan: &Plan,
         options: &CompareOptions,
-    ) -> Option<super::run::SideResult> {
-        let spec = RunSpec {
+    ) -> Option<SideResult> {
+        let spec = SampleSpec {
             old_sql: &plan.new_sql,
             old_search_path: &self.new_search_path,
             ..self.spec(plan, options, false)
@@ -544,12 +549,12 @@ impl Executor {
     /// Only the old query, in a fresh transaction, with the sample's own
     /// parameters: for when the new query ran first, failed, and took the
     /// shared transaction down before the old one ran.
-    pub(super) async fn run_old_alone(
+    pub(super) async fn rerun_old_side(
         &self,
         sample: &Sample,
         plan: &Plan,
         options: &CompareOptions,
-    ) -> Option<super::run::SideResult> {
+    ) -> Option<SideResult> {
         let r = self
             .execute(sample, self.spec(plan, options, false))
             .await

@@ -17,10 +17,11 @@
 //! cached like relation keys (`tiebreak.key_cache_seconds`). A name whose
 //! lookup failed counts as volatile until looked up again.
 
+use super::conn::protocol_error;
 use super::conn::{ConnError, ShadowConn};
 use super::executor::{databases_of, Executor};
-use super::pipeline::{bind_text, protocol_error};
 use super::replies::{read_control, read_until_ready};
+use super::write::bind_text;
 use crate::capture::tracker::Sample;
 use crate::rewrite::CachedPlan;
 use bytes::BytesMut;

@@ -12,22 +12,24 @@
 //! share one connection and, mostly, one transaction), diff, A/A noise and
 //! recheck ([`verdict`]), outcome.
 
+pub mod answers;
 pub mod conn;
+pub mod execute;
 pub mod executor;
 pub mod functions;
 pub mod give_way;
 pub mod keys;
 pub mod latency;
-mod limits;
-mod pipeline;
+pub mod limits;
 pub mod plans;
 pub mod pool;
 mod replies;
-pub mod run;
 pub mod sampler;
 mod slower;
 pub mod statements;
+pub mod transaction;
 mod verdict;
+mod write;
 
 use crate::capture::counts::StatementCounts;
 use crate::capture::fingerprint::Fingerprint;

@@ -19,9 +19,10 @@
 //! keys are looked up again first: if DDL changed a key since the plan was
 //! made, the statement is compared anew with the new keys instead.
 
+use super::answers::{SampleResult, SideResult};
 use super::conn::ConnError;
 use super::executor::{Executor, Handled};
-use super::run::{RunResult, SideResult, Snapshot};
+use super::transaction::Snapshot;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
@@ -79,7 +80,7 @@ impl Executor {
         sample: &Sample,
         plan: &Plan,
         options: &CompareOptions,
-        first: Result<RunResult, ConnError>,
+        first: Result<SampleResult, ConnError>,
     ) -> Judged {
         let mut outcome = self.outcome_shell(sample, plan);
         let first = match first {
@@ -139,10 +140,10 @@ impl Executor {
         sample: &Sample,
         plan: &Plan,
         options: &CompareOptions,
-        r: RunResult,
+        r: SampleResult,
         out: &mut Outcome,
     ) {
-        let RunResult {
+        let SampleResult {
             old,
             new,
             baseline,
@@ -160,10 +161,10 @@ impl Executor {
         // In one transaction, the side that runs second never ran after the
         // first one failed: run it alone to see whether it fails too.
         let (old, new) = if shared && new_first && failed(&new) {
-            let alone = self.run_old_alone(sample, plan, options).await;
+            let alone = self.rerun_old_side(sample, plan, options).await;
             (alone.unwrap_or(old), new)
         } else if shared && !new_first && failed(&old) {
-            let alone = self.run_new_alone(sample, plan, options).await;
+            let alone = self.rerun_new_side(sample, plan, options).await;
             (old, alone.unwrap_or(new))
         } else {
             (old, new)
@@ -255,7 +256,7 @@ impl Executor {
     ) {
         let rerun = self.execute(sample, self.spec(plan, options, true)).await;
         let confirmed = match rerun {
-            Ok(RunResult {
+            Ok(SampleResult {
                 old: SideResult::Rows(old),
                 new: SideResult::Rows(new),
                 baseline,

@@ -1,19 +1,18 @@
 //! Writing a batch's transaction into a pipeline.
 //!
 //! The bytes of one transaction (BEGIN, each sample's settings and sides,
-//! the unlock, ROLLBACK; see [`super::run`]) are appended to an output
+//! the unlock, ROLLBACK; see [`super::transaction`]) are appended to an output
 //! buffer; the caller adds the Sync. What is written is remembered in a
 //! [`Written`], for reading the replies and for cleaning up the statement
 //! cache after a failure.
 
-use super::conn::ConnError;
-use super::run::{RunSpec, Snapshot};
+use super::conn::{protocol_error, ConnError};
 use super::statements::{statement_name, Prepared, StatementCache};
+use super::transaction::{SampleSides, SideQuery, DETERMINISM};
 use crate::capture::tracker::{Sample, SessionSettings};
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A transaction takes no more samples once it holds this many bytes (a
@@ -21,76 +20,6 @@ use std::time::Duration;
 /// is read, so it must fit in the kernel's socket buffers, which hold far
 /// more than this on any system.
 pub const MAX_WRITE_BYTES: usize = 32 * 1024;
-
-/// One query and the search_path it runs under.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Side<'a> {
-    pub sql: &'a str,
-    pub search_path: &'a str,
-}
-
-/// The old side, then the new side, of `spec`.
-pub(super) fn both_sides<'a>(spec: &RunSpec<'a>) -> [Side<'a>; 2] {
-    [
-        Side {
-            sql: spec.old_sql,
-            search_path: spec.old_search_path,
-        },
-        Side {
-            sql: spec.new_sql,
-            search_path: spec.new_search_path,
-        },
-    ]
-}
-
-/// The sides of `spec`, in the order they run: old, new (or new, old with
-/// [`RunSpec::new_first`]) and, for an A/A baseline, the old query once
-/// more (in the same snapshot).
-pub(super) fn sides_of<'a>(spec: &RunSpec<'a>) -> Vec<Side<'a>> {
-    let [old, new] = both_sides(spec);
-    let mut sides = if spec.new_first {
-        vec![new, old]
-    } else {
-        vec![old, new]
-    };
-    if spec.baseline {
-        sides.push(old);
-    }
-    sides
-}
-
-/// Settings every shadow transaction makes, because the old and new query
-/// (and the A/A baseline's second run) must see the rows in the same order
-/// wherever PostgreSQL allows it: a synchronized sequential scan starts
-/// where another scan of the table happens to be, and a parallel plan
-/// gathers rows in whatever order its workers finish. Both are settable by
-/// any role.
-pub(super) const DETERMINISM: [(&str, &str); 2] = [
-    ("synchronize_seqscans", "off"),
-    ("max_parallel_workers_per_gather", "0"),
-];
-
-/// One sample to run: its sides, in order.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Run<'a> {
-    pub sample: &'a Sample,
-    pub spec: &'a RunSpec<'a>,
-    pub sides: &'a [Side<'a>],
-}
-
-impl Run<'_> {
-    /// Whether `other` may share this run's transaction: the same settings
-    /// (they are transaction-local, and each run needs its client's) and
-    /// the same statement timeout.
-    fn shares_transaction_with(&self, other: &Run<'_>) -> bool {
-        let (a, b) = (self.sample, other.sample);
-        self.spec.snapshot == Snapshot::Shared
-            && other.spec.snapshot == Snapshot::Shared
-            && self.spec.statement_timeout == other.spec.statement_timeout
-            && self.spec.lock_timeout == other.spec.lock_timeout
-            && (Arc::ptr_eq(&a.settings, &b.settings) || a.settings == b.settings)
-    }
-}
 
 /// What a step of the pipeline is, for reading its replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +52,7 @@ pub(super) struct Written {
     /// Per step, the statement it binds (`None`: parsed unnamed).
     pub used: Vec<Option<Prepared>>,
     /// How many of the runs offered it holds (a prefix, at least one).
-    pub runs: usize,
+    pub entries: usize,
 }
 
 impl Written {
@@ -153,10 +82,10 @@ pub(super) fn write_transaction(
     cache: &mut StatementCache,
     conn_settings: &SessionSettings,
     out: &mut BytesMut,
-    runs: &[Run<'_>],
+    entries: &[SampleSides<'_>],
     time_left: Duration,
 ) -> Result<Written, ConnError> {
-    let Some(first) = runs.first() else {
+    let Some(first) = entries.first() else {
         return Err(ConnError::Protocol("empty shadow transaction".into()));
     };
     if !cache.has_room(STATEMENTS_PER_TRANSACTION) {
@@ -169,8 +98,8 @@ pub(super) fn write_transaction(
         out,
         cache,
         search_path: "",
-        steps: Vec::with_capacity(8 + 4 * runs.len()),
-        used: Vec::with_capacity(8 + 4 * runs.len()),
+        steps: Vec::with_capacity(8 + 4 * entries.len()),
+        used: Vec::with_capacity(8 + 4 * entries.len()),
         time_left,
     };
     let first_run = pipe
@@ -183,7 +112,7 @@ pub(super) fn write_transaction(
         return Err(e);
     }
     let mut taken = 1;
-    for (index, run) in runs.iter().enumerate().skip(1) {
+    for (index, run) in entries.iter().enumerate().skip(1) {
         if pipe.out.len() >= MAX_WRITE_BYTES || !first.shares_transaction_with(run) {
             break;
         }
@@ -205,12 +134,8 @@ pub(super) fn write_transaction(
     Ok(Written {
         steps: pipe.steps,
         used: pipe.used,
-        runs: taken,
+        entries: taken,
     })
-}
-
-pub(super) fn protocol_error(e: std::io::Error) -> ConnError {
-    ConnError::Protocol(e.to_string())
 }
 
 /// The pipeline being built: the bytes, its steps, and which prepared
@@ -241,7 +166,7 @@ impl<'s> Pipeline<'_, 's> {
     fn run(
         &mut self,
         index: usize,
-        run: &Run<'s>,
+        run: &SampleSides<'s>,
         conn_settings: Option<&SessionSettings>,
     ) -> Result<(), ConnError> {
         for (i, side) in run.sides.iter().enumerate() {
@@ -350,7 +275,7 @@ impl<'s> Pipeline<'_, 's> {
 
     /// Bind/Describe/Execute of one side's query, with the client's
     /// parameters replayed byte for byte and every result column as text.
-    fn query(&mut self, sample: &Sample, side: &Side<'_>) -> Result<(), ConnError> {
+    fn query(&mut self, sample: &Sample, side: &SideQuery<'_>) -> Result<(), ConnError> {
         let name = self.statement(side.search_path, side.sql, &sample.param_types)?;
         bind_sample(&name, sample, self.out)?;
         frontend::describe(b'P', "", self.out).map_err(protocol_error)?;
@@ -414,10 +339,12 @@ fn bind_error(e: frontend::BindError) -> ConnError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::transaction::{both_sides, sides_of, SampleSpec, Snapshot};
     use super::*;
     use crate::capture::fingerprint::Fingerprint;
     use crate::diff::CompareOptions;
     use bytes::Bytes;
+    use std::sync::Arc;
     use std::time::Instant;
 
     /// What is left of the transaction budget in these tests.
@@ -440,8 +367,8 @@ mod tests {
         }
     }
 
-    fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> RunSpec<'a> {
-        RunSpec {
+    fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> SampleSpec<'a> {
+        SampleSpec {
             old_sql: &sample.sql,
             new_sql: &sample.sql,
             old_search_path: "public",
@@ -458,16 +385,16 @@ mod tests {
     }
 
     /// The runs of `samples` (both sides each).
-    fn runs<'a, S: AsRef<[Side<'a>]>>(
+    fn runs<'a, S: AsRef<[SideQuery<'a>]>>(
         samples: &'a [Sample],
-        specs: &'a [RunSpec<'a>],
+        specs: &'a [SampleSpec<'a>],
         sides: &'a [S],
-    ) -> Vec<Run<'a>> {
+    ) -> Vec<SampleSides<'a>> {
         samples
             .iter()
             .zip(specs)
             .zip(sides)
-            .map(|((sample, spec), sides)| Run {
+            .map(|((sample, spec), sides)| SampleSides {
                 sample,
                 spec,
                 sides: sides.as_ref(),
@@ -492,8 +419,8 @@ mod tests {
             sample("SELECT $1::int", 1, &Arc::new((*utc).clone())),
             sample("SELECT $1::int", 1, &tokyo),
         ];
-        let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
-        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(both_sides).collect();
+        let specs: Vec<SampleSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let sides: Vec<[SideQuery<'_>; 2]> = specs.iter().map(both_sides).collect();
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
@@ -505,7 +432,7 @@ mod tests {
             LEFT,
         )
         .expect("encodes");
-        assert_eq!(written.runs, 3, "the sample in another time zone waits");
+        assert_eq!(written.entries, 3, "the sample in another time zone waits");
         use Step::*;
         let expected = [
             (0, Control),
@@ -560,9 +487,9 @@ mod tests {
         let compare = CompareOptions::default();
         let settings = Arc::new(SessionSettings::default());
         let samples = [sample("SELECT 1", 0, &settings)];
-        let mut specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let mut specs: Vec<SampleSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
         specs[0].baseline = true;
-        let sides: Vec<Vec<Side<'_>>> = specs.iter().map(sides_of).collect();
+        let sides: Vec<Vec<SideQuery<'_>>> = specs.iter().map(sides_of).collect();
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
@@ -596,8 +523,8 @@ mod tests {
         let compare = CompareOptions::default();
         let settings = Arc::new(SessionSettings::default());
         let samples = [sample("SELECT 1", 0, &settings)];
-        let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
-        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(both_sides).collect();
+        let specs: Vec<SampleSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let sides: Vec<[SideQuery<'_>; 2]> = specs.iter().map(both_sides).collect();
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
@@ -630,8 +557,8 @@ mod tests {
             sample("SELECT 1", 0, &settings),
             sample("SELECT 2", 70_000, &settings),
         ];
-        let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
-        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(both_sides).collect();
+        let specs: Vec<SampleSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let sides: Vec<[SideQuery<'_>; 2]> = specs.iter().map(both_sides).collect();
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
@@ -643,7 +570,7 @@ mod tests {
             LEFT,
         )
         .expect("the first sample encodes");
-        assert_eq!(written.runs, 1);
+        assert_eq!(written.entries, 1);
         assert_eq!(written.steps.last(), Some(&(0, Step::Control)), "ROLLBACK");
         let again = cache.prepare("public", "SELECT 2", &[0; 70_000]);
         assert!(
@@ -676,7 +603,7 @@ mod tests {
                 prepared(3, false),
                 prepared(4, true),
             ],
-            runs: 1,
+            entries: 1,
         };
         let doubtful: Vec<u32> = written.doubtful_after(2).collect();
         assert_eq!(
