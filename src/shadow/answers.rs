@@ -50,6 +50,16 @@ pub struct SampleResult {
 }
 
 impl SampleResult {
+    /// The answer of the side that ran first: the old side's, or the new
+    /// side's when it ran first ([`SampleSpec::new_first`]).
+    pub(super) fn first_side(self) -> SideResult {
+        if self.new_first {
+            self.new
+        } else {
+            self.old
+        }
+    }
+
     /// A prepared statement whose relation changed its columns (the new
     /// schema is being migrated) fails once with "cached plan must not
     /// change result type"; it has been closed, so the run is repeated.

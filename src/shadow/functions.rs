@@ -19,11 +19,8 @@
 
 use super::conn::protocol_error;
 use super::conn::{ConnError, ShadowConn};
-use super::executor::{databases_of, Executor};
 use super::replies::{read_control, read_until_ready};
 use super::write::bind_text;
-use crate::capture::tracker::Sample;
-use crate::rewrite::CachedPlan;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use std::collections::HashMap;
@@ -135,32 +132,5 @@ impl FunctionCatalog {
             );
         }
         Ok(())
-    }
-}
-
-impl Executor {
-    /// Looks up, per database, the functions the planned `samples` call
-    /// whose volatility is not known (see [`FunctionCatalog::due`]).
-    pub(super) async fn look_up_functions(&self, samples: &[&Sample], plans: &[CachedPlan]) {
-        for database in databases_of(samples) {
-            let names = samples
-                .iter()
-                .zip(plans)
-                .filter(|(s, _)| s.database.as_ref() == database)
-                .filter_map(|(_, p)| p.as_ref().as_ref().ok())
-                .flat_map(|plan| plan.functions.iter());
-            let due = self.functions.due(database, names);
-            if due.is_empty() {
-                continue;
-            }
-            if let Err(error) = self.look_up_in(&self.functions, database, &due).await {
-                tracing::warn!(
-                    database,
-                    functions = due.len(),
-                    %error,
-                    "cannot look up function volatility in the catalog; skipping statements that call them for now"
-                );
-            }
-        }
     }
 }

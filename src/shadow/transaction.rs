@@ -113,6 +113,20 @@ pub struct SampleSpec<'a> {
     pub new_first: bool,
 }
 
+impl<'a> SampleSpec<'a> {
+    /// This spec with the new query in the old side's place as well: its
+    /// transaction runs the new query first (under the new search_path),
+    /// then again as the second side, and nothing of the old schema; the
+    /// first side's answer is the new query's alone, in a fresh snapshot.
+    pub(super) fn new_side_only(self) -> Self {
+        SampleSpec {
+            old_sql: self.new_sql,
+            old_search_path: self.new_search_path,
+            ..self
+        }
+    }
+}
+
 /// One query and the search_path it runs under.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SideQuery<'a> {

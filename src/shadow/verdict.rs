@@ -22,6 +22,7 @@
 use super::answers::{SampleResult, SideResult};
 use super::conn::ConnError;
 use super::executor::{Executor, Handled};
+use super::job::Judged;
 use super::transaction::Snapshot;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
@@ -54,23 +55,6 @@ const MAX_NOISY: usize = 10_000;
 /// whatever their age: DDL may have changed one a moment ago, and a
 /// mismatch is rare enough to afford the round trip.
 const RECHECK_KEY_AGE: Duration = Duration::ZERO;
-
-/// A sample's result, and whether its relations' keys should be looked up
-/// again (a relation changed, or a column is missing).
-#[derive(Debug)]
-pub(super) struct Judged {
-    pub handled: Handled,
-    pub keys_suspect: bool,
-}
-
-impl Judged {
-    pub(super) fn skipped(reason: SkipReason) -> Self {
-        Self {
-            handled: Handled::Skipped(reason),
-            keys_suspect: false,
-        }
-    }
-}
 
 impl Executor {
     /// Judges a sample's first run, runs the follow-ups it needs and
@@ -228,7 +212,7 @@ impl Executor {
         let options = self.options_for(newer);
         let mut again = self.outcome_shell(sample, newer);
         match self
-            .execute(sample, self.spec(newer, &options, false))
+            .execute_one(sample, self.spec(newer, &options, false))
             .await
         {
             Ok(r) => self.judge_run(sample, newer, &options, r, &mut again).await,
@@ -254,7 +238,9 @@ impl Executor {
         options: &CompareOptions,
         outcome: &mut Outcome,
     ) {
-        let rerun = self.execute(sample, self.spec(plan, options, true)).await;
+        let rerun = self
+            .execute_one(sample, self.spec(plan, options, true))
+            .await;
         let confirmed = match rerun {
             Ok(SampleResult {
                 old: SideResult::Rows(old),
