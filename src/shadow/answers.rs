@@ -117,7 +117,7 @@ pub(super) fn not_run(failure: &Option<ErrorFields>) -> SideResult {
 }
 
 /// Reads the replies of the written transaction up to (not including) its
-/// ReadyForQuery: what each run that ran answered (a prefix of `runs`,
+/// ReadyForQuery: what each sample that ran answered (a prefix of `entries`,
 /// ending with the one that failed, if any), and the step that failed.
 pub(super) async fn read_transaction(
     conn: &mut ShadowConn,
@@ -138,11 +138,12 @@ pub(super) async fn read_transaction(
     let mut local_times: Vec<(usize, Duration)> = Vec::with_capacity(2 * written.entries);
     let mut side_started = Instant::now();
     let mut failed_step = None;
-    for (index, &(run, step)) in written.steps.iter().enumerate() {
-        while answers.len() <= run {
+    for (index, &(entry, step)) in written.steps.iter().enumerate() {
+        while answers.len() <= entry {
             answers.push(Answered::default());
         }
-        let (Some(answer), Some(spec)) = (answers.get_mut(run), entries.get(run).map(|r| r.spec))
+        let (Some(answer), Some(spec)) =
+            (answers.get_mut(entry), entries.get(entry).map(|r| r.spec))
         else {
             return Err(ConnError::Protocol(
                 "shadow transaction step of an unknown run".into(),
@@ -168,7 +169,7 @@ pub(super) async fn read_transaction(
                         break;
                     }
                 }
-                local_times.push((run, side_started.elapsed()));
+                local_times.push((entry, side_started.elapsed()));
                 side_started = Instant::now();
             }
             Step::Settings | Step::Mark | Step::Control => match read_control(conn).await? {
@@ -191,12 +192,12 @@ pub(super) async fn read_transaction(
             },
         }
     }
-    for (k, &(run, local)) in local_times.iter().enumerate() {
+    for (k, &(entry, local)) in local_times.iter().enumerate() {
         let server = match (clocks.get(k), clocks.get(k + 1)) {
             (Some(&Some(start)), Some(&Some(end))) => Duration::try_from_secs_f64(end - start).ok(),
             _ => None,
         };
-        if let Some(answer) = answers.get_mut(run) {
+        if let Some(answer) = answers.get_mut(entry) {
             answer.times.push(server.unwrap_or(local));
         }
     }

@@ -33,10 +33,13 @@ use crate::capture::tracker::Sample;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
-/// Runs between two `DISCARD ALL` resets of a shadow connection.
+/// Samples executed between two `DISCARD ALL` resets of a shadow
+/// connection.
 pub const DISCARD_EVERY: u64 = 1000;
 
-/// Runs `sample` on `conn`.
+/// Executes `sample` on `conn` in a transaction of its own (two with
+/// [`Snapshot::Separate`]), and once more when a prepared statement went
+/// stale under it.
 pub async fn execute_sample(
     conn: &mut ShadowConn,
     sample: &Sample,
@@ -50,9 +53,9 @@ pub async fn execute_sample(
     Ok(first)
 }
 
-/// Runs the samples of `items` on `conn`, in as few transactions as the
-/// rules above allow, and returns the results of a prefix of them (at
-/// least the first): it stops early when the connection fails (the last
+/// Executes the samples of `items` on `conn`, in as few transactions as
+/// the rules of [`super::transaction`] allow, and returns the results of a
+/// prefix of them (at least the first): it stops early when the connection fails (the last
 /// result is that error) or is not to be trusted any more (`poisoned`);
 /// the caller runs the rest on another connection.
 pub async fn execute_batch(
@@ -113,7 +116,8 @@ pub async fn execute_batch(
     results
 }
 
-/// [`execute_sample_once`] again after a stale plan, noting that a relation changed.
+/// [`execute_sample_once`] again after a stale plan, noting that a
+/// relation changed.
 async fn rerun_stale(
     conn: &mut ShadowConn,
     sample: &Sample,
@@ -125,6 +129,8 @@ async fn rerun_stale(
     Ok(again)
 }
 
+/// One attempt at `sample`: its sides in one transaction, or with
+/// [`Snapshot::Separate`] the old and the new side in one each.
 async fn execute_sample_once(
     conn: &mut ShadowConn,
     sample: &Sample,
@@ -157,7 +163,7 @@ async fn execute_sample_once(
     }
 }
 
-/// Runs `sides` of one sample in a transaction of its own.
+/// Executes `sides` of one sample in a transaction of its own.
 async fn execute_sides_alone(
     conn: &mut ShadowConn,
     sample: &Sample,
@@ -177,11 +183,11 @@ async fn execute_sides_alone(
         .unwrap_or_else(|| Err(ConnError::Protocol("shadow transaction not run".into())))
 }
 
-/// Writes one transaction of as many of `runs` as may share it (see
+/// Writes one transaction of as many of `entries` as may share it (see
 /// [`write_transaction`]), followed by its Sync, and reads what they
-/// answered. Returns the answers of a prefix of `runs`, at least the
-/// first's: the rest were not written, or never ran because an earlier run
-/// failed. After an error past the write, the connection is poisoned.
+/// answered. Returns the answers of a prefix of `entries`, at least the
+/// first's: the rest were not written, or never ran because an earlier
+/// sample failed. After an error past the write, the connection is poisoned.
 async fn execute_transaction(
     conn: &mut ShadowConn,
     entries: &[SampleSides<'_>],
@@ -227,9 +233,10 @@ async fn execute_transaction(
     }
 }
 
-/// The results of a transaction's runs. When it was cancelled
-/// (`given_up`), the run the cancel interrupted and those written after it
-/// are given up for that reason; runs that finished before keep theirs.
+/// The results of a transaction's samples. When it was cancelled
+/// (`given_up`), the sample the cancel interrupted and those written after
+/// it are given up for that reason; samples that finished before keep
+/// theirs.
 fn give_up_unfinished(
     answers: Vec<Answered>,
     entries: &[SampleSides<'_>],
@@ -240,8 +247,8 @@ fn give_up_unfinished(
         return answers.into_iter().map(Ok).collect();
     };
     let mut results: Vec<Result<Answered, ConnError>> = Vec::with_capacity(written.entries);
-    for (answer, run) in answers.into_iter().zip(entries) {
-        let finished = answer.sides.len() == run.sides.len()
+    for (answer, entry) in answers.into_iter().zip(entries) {
+        let finished = answer.sides.len() == entry.sides.len()
             && answer
                 .sides
                 .iter()
@@ -259,7 +266,7 @@ fn give_up_unfinished(
     results
 }
 
-/// Sends `out` (the `written` transaction) and reads what its runs
+/// Sends `out` (the `written` transaction) and reads what its samples
 /// answered; then rolls back, forgets doubtful statements and resets the
 /// connection as needed.
 async fn exchange(
@@ -278,8 +285,8 @@ async fn exchange(
         .map(|failed| written.doubtful_after(failed).collect())
         .unwrap_or_default();
     let last = answers.len().checked_sub(1);
-    if let Some((answer, run)) = last.and_then(|i| answers.get(i).zip(entries.get(i))) {
-        if answer.failure.is_some() && answer.sides.len() == run.sides.len() {
+    if let Some((answer, entry)) = last.and_then(|i| answers.get(i).zip(entries.get(i))) {
+        if answer.failure.is_some() && answer.sides.len() == entry.sides.len() {
             // Every side ran but the unlock or ROLLBACK failed: the results
             // stand, the connection is not trusted any more.
             conn.poisoned = true;

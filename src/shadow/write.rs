@@ -46,12 +46,12 @@ pub(super) const STATEMENTS_PER_TRANSACTION: usize = 8;
 /// A transaction written into the pipeline.
 #[derive(Debug)]
 pub(super) struct Written {
-    /// Its steps, in order, each with the index of the run it belongs to
-    /// (BEGIN to the first, the unlock and ROLLBACK to the last).
+    /// Its steps, in order, each with the index of the entry (sample) it
+    /// belongs to (BEGIN to the first, the unlock and ROLLBACK to the last).
     pub steps: Vec<(usize, Step)>,
     /// Per step, the statement it binds (`None`: parsed unnamed).
     pub used: Vec<Option<Prepared>>,
-    /// How many of the runs offered it holds (a prefix, at least one).
+    /// How many of the entries offered it holds (a prefix, at least one).
     pub entries: usize,
 }
 
@@ -71,12 +71,12 @@ impl Written {
 }
 
 /// Appends one transaction to `out` (without the Sync): the first of
-/// `runs` and as many of the following as may share it (same settings,
+/// `entries` and as many of the following as may share it (same settings,
 /// until [`MAX_WRITE_BYTES`]). `cache` is the connection's statement
 /// cache and `conn_settings` the settings the connection has in effect;
 /// no statement's `statement_timeout` exceeds `time_left` (of the
 /// transaction budget).
-/// A run after the first whose parameters cannot be encoded ends the
+/// An entry after the first whose parameters cannot be encoded ends the
 /// transaction before it (it then fails alone as the first of the next).
 pub(super) fn write_transaction(
     cache: &mut StatementCache,
@@ -104,7 +104,7 @@ pub(super) fn write_transaction(
     };
     let first_run = pipe
         .begin()
-        .and_then(|()| pipe.run(0, first, Some(conn_settings)));
+        .and_then(|()| pipe.entry(0, first, Some(conn_settings)));
     if let Err(e) = first_run {
         // Nothing of it is sent: the names it was to parse do not exist
         // on the server.
@@ -112,12 +112,12 @@ pub(super) fn write_transaction(
         return Err(e);
     }
     let mut taken = 1;
-    for (index, run) in entries.iter().enumerate().skip(1) {
-        if pipe.out.len() >= MAX_WRITE_BYTES || !first.shares_transaction_with(run) {
+    for (index, entry) in entries.iter().enumerate().skip(1) {
+        if pipe.out.len() >= MAX_WRITE_BYTES || !first.shares_transaction_with(entry) {
             break;
         }
         let mark = (pipe.out.len(), pipe.steps.len(), pipe.search_path);
-        if pipe.run(index, run, None).is_err() {
+        if pipe.entry(index, entry, None).is_err() {
             pipe.out.truncate(mark.0);
             pipe.steps.truncate(mark.1);
             pipe.forget_parsed_from(mark.1);
@@ -160,27 +160,27 @@ impl<'s> Pipeline<'_, 's> {
         Ok(())
     }
 
-    /// The statements of run `index`. The transaction's first run
+    /// The statements of entry `index`. The transaction's first entry
     /// (`conn_settings` given) takes the snapshot and applies the
     /// settings; every later side only switches the search_path.
-    fn run(
+    fn entry(
         &mut self,
         index: usize,
-        run: &SampleSides<'s>,
+        entry: &SampleSides<'s>,
         conn_settings: Option<&SessionSettings>,
     ) -> Result<(), ConnError> {
-        for (i, side) in run.sides.iter().enumerate() {
+        for (i, side) in entry.sides.iter().enumerate() {
             match conn_settings {
                 Some(conn_settings) if i == 0 => {
-                    let timeout = run.spec.statement_timeout.min(self.time_left);
+                    let timeout = entry.spec.statement_timeout.min(self.time_left);
                     let timeout = timeout.as_millis().max(1).to_string();
-                    let lock_timeout = run.spec.lock_timeout.as_millis().max(1).to_string();
+                    let lock_timeout = entry.spec.lock_timeout.as_millis().max(1).to_string();
                     let mut names = vec![
                         ("statement_timeout", timeout.as_str()),
                         ("lock_timeout", lock_timeout.as_str()),
                     ];
                     names.extend(DETERMINISM);
-                    names.extend(run.sample.settings.changes_from(conn_settings));
+                    names.extend(entry.sample.settings.changes_from(conn_settings));
                     names.push(("search_path", side.search_path));
                     self.settings(&names)?;
                     self.steps.push((index, Step::Settings));
@@ -194,14 +194,14 @@ impl<'s> Pipeline<'_, 's> {
                 }
             }
             self.search_path = side.search_path;
-            self.query(run.sample, side)?;
+            self.query(entry.sample, side)?;
             self.steps.push((index, Step::Query(i)));
         }
         Ok(())
     }
 
     /// The unlock (with the clock that ends the last side) and ROLLBACK,
-    /// both counted to the last run, `last`. Never COMMIT: what a function
+    /// both counted to the last entry, `last`. Never COMMIT: what a function
     /// a statement called may have queued for commit (a NOTIFY) is
     /// discarded; session-level advisory locks survive a rollback, hence
     /// the unlock.
