@@ -17,10 +17,10 @@
 //! A receiver that hangs or is gone therefore costs one task's time and a
 //! few counted drops, never a relayed byte.
 
-use super::client::{PostError, WebhookClient, WebhookUrl};
+use super::client::{PostError, WebhookClient};
 use super::message;
 use super::rate_limit::RateLimiter;
-use crate::config::AlertsConfig;
+use crate::config::{AlertsConfig, WebhookUrl};
 use crate::observability::metrics::WEBHOOK_DELIVERIES_TOTAL;
 use crate::store::IncidentEvent;
 use arc_swap::ArcSwap;
