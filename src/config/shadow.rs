@@ -1,8 +1,10 @@
 //! `[shadow]`: sampling and shadow execution of reads.
 
 use super::error::{check, Rejection};
+use crate::capture::fingerprint::Fingerprint;
 use crate::tls::TlsMode;
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -44,10 +46,12 @@ pub struct ShadowConfig {
     /// so rare queries are covered too.
     pub first_executions: u32,
     /// Per-fingerprint sample rates (fingerprint in hex → rate 0..1).
-    pub fingerprint_sample_rates: BTreeMap<String, f64>,
+    #[serde(deserialize_with = "fingerprint_rates")]
+    pub fingerprint_sample_rates: BTreeMap<Fingerprint, f64>,
     /// Fingerprints (hex, as logged) never sampled: their executions are
     /// skipped as `muted`. Reloaded on SIGHUP.
-    pub muted_fingerprints: Vec<String>,
+    #[serde(deserialize_with = "fingerprints")]
+    pub muted_fingerprints: Vec<Fingerprint>,
     /// More functions that must never run on the shadow (lowercase; a
     /// trailing `*` matches a prefix), added to the built-in deny list.
     pub deny_functions: Vec<String>,
@@ -293,29 +297,9 @@ impl ShadowConfig {
         )?;
         for (fingerprint, rate) in &s.fingerprint_sample_rates {
             check(
-                fingerprint.len() == 16 && u64::from_str_radix(fingerprint, 16).is_ok(),
-                "shadow.fingerprint_sample_rates",
-                || {
-                    format!(
-                        "{fingerprint:?} is not a fingerprint (16 hex digits, as shown in logs)"
-                    )
-                },
-            )?;
-            check(
                 (0.0..=1.0).contains(rate),
                 "shadow.fingerprint_sample_rates",
                 || format!("rate for {fingerprint} must be between 0 and 1, got {rate}"),
-            )?;
-        }
-        for fingerprint in &s.muted_fingerprints {
-            check(
-                fingerprint.len() == 16 && u64::from_str_radix(fingerprint, 16).is_ok(),
-                "shadow.muted_fingerprints",
-                || {
-                    format!(
-                        "{fingerprint:?} is not a fingerprint (16 hex digits, as shown in logs)"
-                    )
-                },
             )?;
         }
         if s.enabled {
@@ -329,4 +313,32 @@ impl ShadowConfig {
         }
         Ok(())
     }
+}
+
+/// A fingerprint as logs and the admin page show it: 16 hex digits.
+fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
+    match text.parse() {
+        Ok(fingerprint) if text.len() == 16 => Ok(fingerprint),
+        _ => Err(format!(
+            "{text:?} is not a fingerprint (16 hex digits, as shown in logs)"
+        )),
+    }
+}
+
+/// `shadow.muted_fingerprints`, parsed once at load.
+fn fingerprints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Fingerprint>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| parse_fingerprint(text).map_err(D::Error::custom))
+        .collect()
+}
+
+/// `shadow.fingerprint_sample_rates`, keys parsed once at load.
+fn fingerprint_rates<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<Fingerprint, f64>, D::Error> {
+    BTreeMap::<String, f64>::deserialize(d)?
+        .into_iter()
+        .map(|(text, rate)| Ok((parse_fingerprint(&text).map_err(D::Error::custom)?, rate)))
+        .collect()
 }
