@@ -2,6 +2,7 @@
 //! counts as slower.
 
 use super::error::{check, Rejection};
+use crate::diff::CompareOptions;
 use serde::Deserialize;
 
 /// Paired samples (old and new time of one sample) kept per fingerprint
@@ -60,6 +61,22 @@ impl Default for CompareConfig {
 }
 
 impl CompareConfig {
+    /// The comparison options `[compare]` describes, listing at most
+    /// `max_ids` differing row ids; which columns name rows is up to each
+    /// statement's plan, so none are set here.
+    pub fn options(&self, max_ids: usize) -> CompareOptions {
+        CompareOptions {
+            ignore_columns: self.ignore_columns.clone(),
+            float_tolerance: self.float_tolerance,
+            numeric_scale: self.numeric_scale,
+            strict_types: self.strict_types,
+            id_columns: Vec::new(),
+            id_unique: false,
+            max_reported: self.max_reported,
+            max_ids,
+        }
+    }
+
     /// `[compare]` checks.
     pub(super) fn validate(&self) -> Result<(), Rejection> {
         check(

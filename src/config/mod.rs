@@ -104,6 +104,13 @@ impl Config {
         Ok(config)
     }
 
+    /// How shadow comparisons compare: `[compare]`, with as many row ids
+    /// per diff as an incident keeps (`store.max_ids_per_incident`).
+    pub fn compare_options(&self) -> crate::diff::CompareOptions {
+        let max_ids = usize::try_from(self.store.max_ids_per_incident).unwrap_or(usize::MAX);
+        self.compare.options(max_ids)
+    }
+
     /// Checks what types alone cannot, section by section, then the
     /// files that must load now; returns the key and the reason.
     fn validate(&self) -> Result<(), Rejection> {
