@@ -1,7 +1,8 @@
 //! `[alerts]`: the webhook on new incidents, and its address type.
 
 use super::error::Rejection;
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     /// Where alerts are POSTed (`http://` or `https://`); unset: no webhook.
-    pub webhook_url: Option<String>,
+    #[serde(deserialize_with = "webhook_url")]
+    pub webhook_url: Option<WebhookUrl>,
     /// Base URL of the admin web page in alert links; default
     /// `http://<admin.address>` (the bound address).
     pub page_url: Option<String>,
@@ -44,9 +46,6 @@ impl AlertsConfig {
     /// `[alerts]` checks.
     pub(super) fn validate(&self) -> Result<(), Rejection> {
         let a = self;
-        if let Some(url) = &a.webhook_url {
-            WebhookUrl::parse(url).map_err(|e| ("alerts.webhook_url", e))?;
-        }
         if let Some(url) = &a.page_url {
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("http://") || lower.starts_with("https://")) || url.len() < 9 {
@@ -142,6 +141,13 @@ impl fmt::Display for WebhookUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}/…", self.url.scheme(), self.authority)
     }
+}
+
+/// `alerts.webhook_url`, parsed once at load.
+fn webhook_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<WebhookUrl>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|url| WebhookUrl::parse(&url).map_err(D::Error::custom))
+        .transpose()
 }
 
 #[cfg(test)]
