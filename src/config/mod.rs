@@ -133,8 +133,8 @@ impl Config {
         Ok(())
     }
 
-    /// `store.password_env` must be set when the shadow runs (it writes
-    /// the store).
+    /// `store.password_env` must be set when the shadow runs: only then is
+    /// the store opened, and it must not fail later for want of it.
     fn check_store_password(&self) -> Result<(), Rejection> {
         if self.shadow.enabled {
             if let Some(var) = &self.store.password_env {
