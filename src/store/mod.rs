@@ -52,12 +52,14 @@ pub use error::StoreError;
 pub use health::{StoreHealth, StoreOp};
 pub use ids::{IdChange, IncidentIds, IncidentRowId};
 pub use model::{
-    format_utc, mismatch_rate_upper_bound, now_ms, plan_outline, Coverage, CoverageLatency,
-    Example, Incident, IncidentDetail, IncidentEvent, IncidentFilter, IncidentNotice,
-    IncidentStatus, StoredDiff, StoredError,
+    mismatch_rate_upper_bound, now_ms, plan_outline, Coverage, CoverageLatency, Example, Incident,
+    IncidentDetail, IncidentEvent, IncidentFilter, IncidentNotice, IncidentStatus, StoredDiff,
+    StoredError,
 };
 pub use ops::Expired;
 pub use writer::{StoreWriter, WriterOptions};
+// Times in the store's views are printed by the crate-wide formatter.
+pub use crate::utc::format_utc;
 
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
