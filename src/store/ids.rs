@@ -12,8 +12,8 @@
 
 use super::db::{one, Db, DbRow};
 use super::error::StoreError;
-use super::model::format_utc;
 use crate::diff::RowIds;
+use crate::utc::format_utc;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
