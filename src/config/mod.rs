@@ -29,7 +29,7 @@ pub use self::compare::{CompareConfig, PAIR_WINDOW};
 pub use self::error::ConfigError;
 pub use self::listen::{ListenConfig, ListenTlsMode};
 pub use self::shadow::{ShadowConfig, SnapshotMode};
-pub use self::store::{StoreConfig, StoreValues};
+pub use self::store::{StoreConfig, StoreUrl, StoreUrlError, StoreValues};
 pub use self::tiebreak::{KeyColumns, TiebreakConfig};
 pub use self::upstream::UpstreamConfig;
 pub use crate::observability::logs::{parse_log_filter, LogConfig, LogFormat};
