@@ -23,9 +23,11 @@
 //! - [`localpg`]: throw-away PostgreSQL clusters for tests and the demo;
 //! - [`tls`]: TLS on the client leg, the upstream leg and the admin port;
 //! - [`reload`]: SIGHUP re-reads the config file and applies its hot keys;
-//! - [`cli`]: the `pgshadow` command line: `run` ([`cli::serve`]), `demo`
-//!   (a throw-away database, migration and traffic, [`cli::demo`]) and
-//!   `mismatches`.
+//! - [`server`]: the application assembled (store, writer, shadow, plan
+//!   caches, admin, webhook) and handed to the proxy;
+//! - [`cli`]: the `pgshadow` command line: `run` (a [`server::Server`]),
+//!   `demo` (a throw-away database, migration and traffic, [`cli::demo`])
+//!   and `mismatches`.
 
 pub mod admin;
 pub mod alerts;
@@ -41,6 +43,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod reload;
 pub mod rewrite;
+pub mod server;
 pub mod shadow;
 pub mod store;
 pub mod tls;

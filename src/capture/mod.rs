@@ -12,6 +12,7 @@
 
 pub mod counts;
 pub mod fingerprint;
+pub mod handoff;
 pub mod lexer;
 pub mod sample;
 pub mod skip;

@@ -18,6 +18,7 @@
 pub use super::sample::{Sample, SessionSettings};
 
 use super::fingerprint::Fingerprint;
+use super::handoff::SessionCapture;
 use super::lexer;
 use super::skip::{SkipReason, SkipTally};
 pub use super::statement::DEFAULT_STATEMENT_BUDGET;
@@ -154,89 +155,6 @@ impl<G: SampleGate> Tracker<G> {
         self.statements.bytes()
     }
 
-    /// A reported setting changed (ParameterStatus).
-    pub fn on_parameter_status(&mut self, name: &str, value: &str) {
-        let mut next = (*self.settings).clone();
-        next.set(name, value);
-        if next != *self.settings {
-            self.settings = Arc::new(next);
-        }
-    }
-
-    // ----- client messages -------------------------------------------
-
-    /// A simple Query (`body` is the message body).
-    pub fn on_query(&mut self, body: &[u8]) {
-        self.gate.executed();
-        let candidate = match frontend::query(body) {
-            Ok(sql) => {
-                let lexed = lexer::lex_bytes(sql);
-                let text = std::str::from_utf8(sql).ok();
-                self.apply(SessionEffect::of(&lexed));
-                let verdict = self
-                    .eligible(ineligible(&lexed, text.is_some()))
-                    .and_then(|()| self.gate.decide(lexed.fingerprint, 0));
-                match (verdict, text) {
-                    (Ok(()), Some(sql)) => Some(Box::new(Candidate {
-                        fingerprint: lexed.fingerprint,
-                        sql: Arc::from(sql),
-                    })),
-                    (Err(reason), _) => {
-                        self.skip(lexed.fingerprint, reason);
-                        None
-                    }
-                    (Ok(()), None) => None,
-                }
-            }
-            Err(_) => {
-                self.gate.skip(SkipReason::Unparsable);
-                None
-            }
-        };
-        self.expected.push_back(Expected::Query {
-            candidate,
-            completed: false,
-            failed: false,
-        });
-    }
-
-    /// A Parse message.
-    pub fn on_parse(&mut self, body: &[u8]) {
-        let Ok(parse) = frontend::parse(body) else {
-            self.on_untracked(fe::PARSE);
-            return;
-        };
-        let statement = self.recent.get_or_prepare(parse.sql, parse.param_types);
-        if parse.name.is_empty() {
-            self.unnamed_statement = Some(statement);
-        } else {
-            self.remember(parse.name, statement);
-        }
-        self.expected
-            .push_back(Expected::Parse(Target::of(parse.name)));
-    }
-
-    /// A Bind message: one execution of a statement. The sampling decision
-    /// is made here, and the parameters are decoded and copied only for an
-    /// execution that is picked.
-    pub fn on_bind(&mut self, body: &[u8]) {
-        let Ok((portal_name, statement_name)) = frontend::bind_target(body) else {
-            self.on_untracked(fe::BIND);
-            return;
-        };
-        self.gate.executed();
-        let portal = Portal {
-            ticket: self.pick(portal_name, statement_name, body),
-        };
-        if portal_name.is_empty() {
-            self.unnamed_portal = Some(portal);
-        } else {
-            self.portals.insert(portal_name.to_vec(), portal);
-        }
-        self.expected
-            .push_back(Expected::Bind(Target::of(portal_name)));
-    }
-
     /// The sampling decision for one execution of the statement a Bind
     /// names: a ticket when it is picked, else the skip counted.
     ///
@@ -276,132 +194,6 @@ impl<G: SampleGate> Tracker<G> {
                 .collect(),
             statement,
         }))
-    }
-
-    /// An Execute message.
-    pub fn on_execute(&mut self, body: &[u8]) {
-        let ticket = match frontend::execute(body) {
-            Ok((name, _)) => self.portal_mut(name).and_then(|p| p.ticket.take()),
-            Err(_) => None,
-        };
-        self.expected.push_back(Expected::Execute(ticket));
-    }
-
-    /// A Close message.
-    pub fn on_close(&mut self, body: &[u8]) {
-        if let Ok((kind, name)) = frontend::target(body) {
-            if kind == b'S' {
-                self.forget_statement(name);
-            } else {
-                self.forget_portal(name);
-            }
-        }
-        self.expected.push_back(Expected::Close);
-    }
-
-    /// A client message whose content the tracker does not need (or that
-    /// was too large to copy): keeps the reply queue in step.
-    pub fn on_untracked(&mut self, tag: u8) {
-        match tag {
-            fe::QUERY => {
-                self.gate.executed();
-                self.gate.skip(SkipReason::TooLarge);
-                self.expected.push_back(Expected::Query {
-                    candidate: None,
-                    completed: false,
-                    failed: false,
-                });
-            }
-            fe::PARSE => {
-                // Only the unnamed statement can have been replaced: a
-                // named one must be closed before its name is reused.
-                self.unnamed_statement = None;
-                self.expected.push_back(Expected::Parse(Target::UNNAMED));
-            }
-            fe::BIND => {
-                self.gate.executed();
-                self.gate.skip(SkipReason::TooLarge);
-                self.unnamed_portal = None;
-                self.expected.push_back(Expected::Bind(Target::UNNAMED));
-            }
-            fe::EXECUTE => self.expected.push_back(Expected::Execute(None)),
-            fe::CLOSE => self.expected.push_back(Expected::Close),
-            fe::DESCRIBE => self.expected.push_back(Expected::Describe),
-            fe::SYNC => self.expected.push_back(Expected::Sync),
-            fe::FUNCTION_CALL => self.expected.push_back(Expected::FunctionCall),
-            _ => {}
-        }
-    }
-
-    // ----- server messages -------------------------------------------
-
-    /// A server message, by type byte: one of the replies
-    /// [`be::pairs_with_request`] lists. ReadyForQuery goes through
-    /// [`Tracker::on_ready_for_query`] instead.
-    pub fn on_server_message(&mut self, tag: u8) {
-        match tag {
-            be::PARSE_COMPLETE => self.pop_if(|e| matches!(e, Expected::Parse(_))),
-            be::BIND_COMPLETE => self.pop_if(|e| matches!(e, Expected::Bind(_))),
-            be::CLOSE_COMPLETE => self.pop_if(|e| matches!(e, Expected::Close)),
-            be::NO_DATA | be::ROW_DESCRIPTION => self.pop_if(|e| matches!(e, Expected::Describe)),
-            be::COMMAND_COMPLETE => match self.expected.front_mut() {
-                Some(Expected::Query { completed, .. }) => *completed = true,
-                Some(Expected::Execute(_)) => {
-                    if let Some(Expected::Execute(Some(ticket))) = self.expected.pop_front() {
-                        self.emit(*ticket);
-                    }
-                }
-                _ => {}
-            },
-            be::PORTAL_SUSPENDED => {
-                // PortalSuspended: the portal will be executed again; the
-                // ticket waits for its final completion.
-                if let Some(Expected::Execute(Some(ticket))) = self.pop_front_if_execute() {
-                    if let Some(p) = self.portal_mut(&ticket.portal) {
-                        p.ticket = Some(ticket);
-                    }
-                }
-            }
-            be::EMPTY_QUERY_RESPONSE => {
-                self.pop_front_if_execute();
-            }
-            be::ERROR_RESPONSE => self.on_error(),
-            _ => {}
-        }
-    }
-
-    /// ReadyForQuery: ends a Query, a Sync batch or a FunctionCall.
-    pub fn on_ready_for_query(&mut self, status: TransactionStatus) {
-        match self.expected.pop_front() {
-            Some(Expected::Query {
-                candidate: Some(candidate),
-                completed: true,
-                failed: false,
-            }) => self.submit(
-                candidate.fingerprint,
-                candidate.sql,
-                Arc::from([]),
-                Vec::new(),
-                Vec::new(),
-            ),
-            Some(Expected::Query { .. } | Expected::Sync | Expected::FunctionCall) | None => {}
-            Some(_) => {
-                // Out of step (a reply we did not expect): start afresh
-                // rather than pair later replies with the wrong requests.
-                tracing::debug!("statement tracking resynchronised at ReadyForQuery");
-                self.expected.clear();
-            }
-        }
-        if status == TransactionStatus::Idle {
-            // Portals do not outlive their transaction.
-            if !self.portals.is_empty() {
-                self.portals.clear();
-            }
-            self.unnamed_portal = None;
-            if self.unflushed_skips > 0 && self.skips_due() {
-                self.flush_skips();
-            }
-        }
     }
 
     /// Counts a statement of `fingerprint` that will not be compared: in
@@ -613,6 +405,217 @@ impl<G: SampleGate> Tracker<G> {
         if let Err(reason) = submitted {
             // The gate counted it in its totals already.
             self.tally_skip(fingerprint, reason);
+        }
+    }
+}
+
+impl<G: SampleGate> SessionCapture for Tracker<G> {
+    /// A reported setting changed (ParameterStatus).
+    fn on_parameter_status(&mut self, name: &str, value: &str) {
+        let mut next = (*self.settings).clone();
+        next.set(name, value);
+        if next != *self.settings {
+            self.settings = Arc::new(next);
+        }
+    }
+
+    // ----- client messages -------------------------------------------
+
+    /// A simple Query (`body` is the message body).
+    fn on_query(&mut self, body: &[u8]) {
+        self.gate.executed();
+        let candidate = match frontend::query(body) {
+            Ok(sql) => {
+                let lexed = lexer::lex_bytes(sql);
+                let text = std::str::from_utf8(sql).ok();
+                self.apply(SessionEffect::of(&lexed));
+                let verdict = self
+                    .eligible(ineligible(&lexed, text.is_some()))
+                    .and_then(|()| self.gate.decide(lexed.fingerprint, 0));
+                match (verdict, text) {
+                    (Ok(()), Some(sql)) => Some(Box::new(Candidate {
+                        fingerprint: lexed.fingerprint,
+                        sql: Arc::from(sql),
+                    })),
+                    (Err(reason), _) => {
+                        self.skip(lexed.fingerprint, reason);
+                        None
+                    }
+                    (Ok(()), None) => None,
+                }
+            }
+            Err(_) => {
+                self.gate.skip(SkipReason::Unparsable);
+                None
+            }
+        };
+        self.expected.push_back(Expected::Query {
+            candidate,
+            completed: false,
+            failed: false,
+        });
+    }
+
+    /// A Parse message.
+    fn on_parse(&mut self, body: &[u8]) {
+        let Ok(parse) = frontend::parse(body) else {
+            self.on_untracked(fe::PARSE);
+            return;
+        };
+        let statement = self.recent.get_or_prepare(parse.sql, parse.param_types);
+        if parse.name.is_empty() {
+            self.unnamed_statement = Some(statement);
+        } else {
+            self.remember(parse.name, statement);
+        }
+        self.expected
+            .push_back(Expected::Parse(Target::of(parse.name)));
+    }
+
+    /// A Bind message: one execution of a statement. The sampling decision
+    /// is made here, and the parameters are decoded and copied only for an
+    /// execution that is picked.
+    fn on_bind(&mut self, body: &[u8]) {
+        let Ok((portal_name, statement_name)) = frontend::bind_target(body) else {
+            self.on_untracked(fe::BIND);
+            return;
+        };
+        self.gate.executed();
+        let portal = Portal {
+            ticket: self.pick(portal_name, statement_name, body),
+        };
+        if portal_name.is_empty() {
+            self.unnamed_portal = Some(portal);
+        } else {
+            self.portals.insert(portal_name.to_vec(), portal);
+        }
+        self.expected
+            .push_back(Expected::Bind(Target::of(portal_name)));
+    }
+
+    /// An Execute message.
+    fn on_execute(&mut self, body: &[u8]) {
+        let ticket = match frontend::execute(body) {
+            Ok((name, _)) => self.portal_mut(name).and_then(|p| p.ticket.take()),
+            Err(_) => None,
+        };
+        self.expected.push_back(Expected::Execute(ticket));
+    }
+
+    /// A Close message.
+    fn on_close(&mut self, body: &[u8]) {
+        if let Ok((kind, name)) = frontend::target(body) {
+            if kind == b'S' {
+                self.forget_statement(name);
+            } else {
+                self.forget_portal(name);
+            }
+        }
+        self.expected.push_back(Expected::Close);
+    }
+
+    /// A client message whose content the tracker does not need (or that
+    /// was too large to copy): keeps the reply queue in step.
+    fn on_untracked(&mut self, tag: u8) {
+        match tag {
+            fe::QUERY => {
+                self.gate.executed();
+                self.gate.skip(SkipReason::TooLarge);
+                self.expected.push_back(Expected::Query {
+                    candidate: None,
+                    completed: false,
+                    failed: false,
+                });
+            }
+            fe::PARSE => {
+                // Only the unnamed statement can have been replaced: a
+                // named one must be closed before its name is reused.
+                self.unnamed_statement = None;
+                self.expected.push_back(Expected::Parse(Target::UNNAMED));
+            }
+            fe::BIND => {
+                self.gate.executed();
+                self.gate.skip(SkipReason::TooLarge);
+                self.unnamed_portal = None;
+                self.expected.push_back(Expected::Bind(Target::UNNAMED));
+            }
+            fe::EXECUTE => self.expected.push_back(Expected::Execute(None)),
+            fe::CLOSE => self.expected.push_back(Expected::Close),
+            fe::DESCRIBE => self.expected.push_back(Expected::Describe),
+            fe::SYNC => self.expected.push_back(Expected::Sync),
+            fe::FUNCTION_CALL => self.expected.push_back(Expected::FunctionCall),
+            _ => {}
+        }
+    }
+
+    // ----- server messages -------------------------------------------
+
+    /// A server message, by type byte: one of the replies
+    /// [`be::pairs_with_request`] lists. ReadyForQuery goes through
+    /// [`Tracker::on_ready_for_query`] instead.
+    fn on_server_message(&mut self, tag: u8) {
+        match tag {
+            be::PARSE_COMPLETE => self.pop_if(|e| matches!(e, Expected::Parse(_))),
+            be::BIND_COMPLETE => self.pop_if(|e| matches!(e, Expected::Bind(_))),
+            be::CLOSE_COMPLETE => self.pop_if(|e| matches!(e, Expected::Close)),
+            be::NO_DATA | be::ROW_DESCRIPTION => self.pop_if(|e| matches!(e, Expected::Describe)),
+            be::COMMAND_COMPLETE => match self.expected.front_mut() {
+                Some(Expected::Query { completed, .. }) => *completed = true,
+                Some(Expected::Execute(_)) => {
+                    if let Some(Expected::Execute(Some(ticket))) = self.expected.pop_front() {
+                        self.emit(*ticket);
+                    }
+                }
+                _ => {}
+            },
+            be::PORTAL_SUSPENDED => {
+                // PortalSuspended: the portal will be executed again; the
+                // ticket waits for its final completion.
+                if let Some(Expected::Execute(Some(ticket))) = self.pop_front_if_execute() {
+                    if let Some(p) = self.portal_mut(&ticket.portal) {
+                        p.ticket = Some(ticket);
+                    }
+                }
+            }
+            be::EMPTY_QUERY_RESPONSE => {
+                self.pop_front_if_execute();
+            }
+            be::ERROR_RESPONSE => self.on_error(),
+            _ => {}
+        }
+    }
+
+    /// ReadyForQuery: ends a Query, a Sync batch or a FunctionCall.
+    fn on_ready_for_query(&mut self, status: TransactionStatus) {
+        match self.expected.pop_front() {
+            Some(Expected::Query {
+                candidate: Some(candidate),
+                completed: true,
+                failed: false,
+            }) => self.submit(
+                candidate.fingerprint,
+                candidate.sql,
+                Arc::from([]),
+                Vec::new(),
+                Vec::new(),
+            ),
+            Some(Expected::Query { .. } | Expected::Sync | Expected::FunctionCall) | None => {}
+            Some(_) => {
+                // Out of step (a reply we did not expect): start afresh
+                // rather than pair later replies with the wrong requests.
+                tracing::debug!("statement tracking resynchronised at ReadyForQuery");
+                self.expected.clear();
+            }
+        }
+        if status == TransactionStatus::Idle {
+            // Portals do not outlive their transaction.
+            if !self.portals.is_empty() {
+                self.portals.clear();
+            }
+            self.unnamed_portal = None;
+            if self.unflushed_skips > 0 && self.skips_due() {
+                self.flush_skips();
+            }
         }
     }
 }

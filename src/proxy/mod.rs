@@ -6,6 +6,8 @@
 //! the real backend pid, and can cancel its queries through the proxy.
 
 mod cancel;
+mod context;
+mod handoff;
 mod handshake;
 mod listener;
 mod relay;
@@ -13,6 +15,7 @@ mod session;
 mod slots;
 mod upstream;
 
+pub use handoff::Handoff;
 pub use listener::{Proxy, ProxyError};
 pub use session::SessionEnd;
 pub use upstream::UpstreamError;
