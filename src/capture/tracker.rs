@@ -19,11 +19,14 @@ pub use super::sample::{Sample, SessionSettings};
 
 use super::fingerprint::Fingerprint;
 use super::handoff::SessionCapture;
+use super::hot_path::idle_clock::IdleClock;
+use super::hot_path::last_bound::LastBound;
+use super::hot_path::skip_run::SkipRun;
 use super::lexer;
 use super::skip::{SkipReason, SkipTally};
 pub use super::statement::DEFAULT_STATEMENT_BUDGET;
 use super::statement::{
-    ineligible, Facts, LastBound, NamedStatements, RecentStatements, SessionEffect, Statement,
+    ineligible, Facts, NamedStatements, RecentStatements, SessionEffect, Statement,
 };
 use crate::protocol::backend::{tag as be, TransactionStatus};
 use crate::protocol::frontend::{self, tag as fe};
@@ -32,17 +35,13 @@ use replies::{Candidate, Expected, ReplyQueue, Target};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use ticket::{Portal, Ticket};
 
 /// A session hands its per-fingerprint skip counts to the gate after this
 /// many skips, or at an idle ReadyForQuery once [`SKIP_FLUSH_INTERVAL`] has
 /// passed, and when it ends.
 const SKIP_FLUSH_EVERY: u32 = 1024;
 const SKIP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// The clock is read for [`SKIP_FLUSH_INTERVAL`] at every this many idle
-/// ReadyForQuery messages only: reading it at each one was a measurable
-/// part of the relay's per-transaction capture cost. A session that runs
-/// one transaction a second therefore hands its skips over every 16 s.
-const CLOCK_EVERY_IDLE_READY: u32 = 16;
 
 /// Where the tracker sends its decisions: the sampler and the shadow queue.
 pub trait SampleGate {
@@ -71,23 +70,6 @@ pub trait SampleGate {
     fn submit(&self, sample: Sample) -> Result<(), SkipReason>;
 }
 
-/// An execution picked for sampling: the portal it was bound to and the
-/// parameters copied from its Bind. Boxed, and only for picked executions,
-/// so that what every execution writes stays small.
-#[derive(Debug)]
-struct Ticket {
-    portal: Vec<u8>,
-    statement: Arc<Statement>,
-    param_formats: Vec<i16>,
-    params: Vec<Option<Bytes>>,
-}
-
-/// A bound portal; carries the ticket while its execution is pending.
-#[derive(Debug)]
-struct Portal {
-    ticket: Option<Box<Ticket>>,
-}
-
 /// Tracks one session's statements; see the module docs.
 pub struct Tracker<G: SampleGate> {
     gate: G,
@@ -109,14 +91,11 @@ pub struct Tracker<G: SampleGate> {
     session_dependent: bool,
     /// Skips per fingerprint not yet handed to the gate.
     skips: SkipTally,
-    /// The latest run of skips with the same key, not yet in `skips`
-    /// (most sessions repeat a few statements: this saves a hash lookup
-    /// per skip).
-    skip_run: Option<((Fingerprint, SkipReason), u64)>,
+    /// The latest run of equal skips, not yet in `skips`.
+    skip_run: SkipRun,
     unflushed_skips: u32,
-    skips_flushed_at: Instant,
-    /// Idle ReadyForQuery messages since the clock was last read.
-    idle_readies: u32,
+    /// When the skips were last handed over.
+    skip_clock: IdleClock,
 }
 
 impl<G: SampleGate> Tracker<G> {
@@ -135,10 +114,9 @@ impl<G: SampleGate> Tracker<G> {
             expected: ReplyQueue::default(),
             session_dependent: false,
             skips: SkipTally::new(),
-            skip_run: None,
+            skip_run: SkipRun::default(),
             unflushed_skips: 0,
-            skips_flushed_at: Instant::now(),
-            idle_readies: 0,
+            skip_clock: IdleClock::new(),
         }
     }
 
@@ -204,15 +182,7 @@ impl<G: SampleGate> Tracker<G> {
     }
 
     fn tally_skip(&mut self, fingerprint: Fingerprint, reason: SkipReason) {
-        let key = (fingerprint, reason);
-        match &mut self.skip_run {
-            Some((k, n)) if *k == key => *n += 1,
-            run => {
-                if let Some((k, n)) = run.replace((key, 1)) {
-                    *self.skips.entry(k).or_insert(0) += n;
-                }
-            }
-        }
+        self.skip_run.add((fingerprint, reason), &mut self.skips);
         self.unflushed_skips += 1;
         if self.unflushed_skips >= SKIP_FLUSH_EVERY {
             self.flush_skips();
@@ -220,22 +190,17 @@ impl<G: SampleGate> Tracker<G> {
     }
 
     /// Whether the batched skips have waited long enough, asked at an idle
-    /// ReadyForQuery (see [`CLOCK_EVERY_IDLE_READY`]).
+    /// ReadyForQuery (see [`IdleClock`]).
     fn skips_due(&mut self) -> bool {
-        self.idle_readies += 1;
-        if self.idle_readies < CLOCK_EVERY_IDLE_READY {
-            return false;
-        }
-        self.idle_readies = 0;
-        self.skips_flushed_at.elapsed() >= SKIP_FLUSH_INTERVAL
+        self.skip_clock.elapsed_at_idle(SKIP_FLUSH_INTERVAL)
     }
 
     fn flush_skips(&mut self) {
-        self.end_skip_run();
+        self.skip_run.end(&mut self.skips);
         self.gate.skipped_by_fingerprint(&mut self.skips);
         self.skips.clear();
         self.unflushed_skips = 0;
-        self.skips_flushed_at = Instant::now();
+        self.skip_clock.reset();
     }
 
     // ----- internals -------------------------------------------------
@@ -352,13 +317,6 @@ impl<G: SampleGate> Tracker<G> {
             Some(reason) => Err(reason),
             None if self.session_dependent => Err(SkipReason::SessionDependent),
             None => Ok(()),
-        }
-    }
-
-    /// Moves the latest run of equal skips into the tally.
-    fn end_skip_run(&mut self) {
-        if let Some((key, n)) = self.skip_run.take() {
-            *self.skips.entry(key).or_insert(0) += n;
         }
     }
 
@@ -623,7 +581,7 @@ impl<G: SampleGate> SessionCapture for Tracker<G> {
 impl<G: SampleGate> Drop for Tracker<G> {
     /// A session's last skips still reach the coverage counts.
     fn drop(&mut self) {
-        self.end_skip_run();
+        self.skip_run.end(&mut self.skips);
         if !self.skips.is_empty() {
             self.gate.skipped_by_fingerprint(&mut self.skips);
         }
@@ -633,3 +591,4 @@ impl<G: SampleGate> Drop for Tracker<G> {
 mod replies;
 #[cfg(test)]
 mod tests;
+mod ticket;
