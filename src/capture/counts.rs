@@ -3,7 +3,7 @@
 //!
 //! Every statement every client runs is counted, so these are the hottest
 //! counters of the proxy: they count into per-thread shards
-//! ([`thread_shards`](super::hot_path::thread_shards)), summed into the
+//! (`hot_path/thread_shards.rs`, which says why), summed into the
 //! Prometheus counters by [`StatementCounts::publish`] just before
 //! `/metrics` is rendered: the counts stay exact and current at every
 //! scrape.
