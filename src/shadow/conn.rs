@@ -183,7 +183,7 @@ pub struct ShadowConn {
     /// instead of returned to the pool.
     pub(crate) poisoned: bool,
     /// Samples run on this connection, for periodic resets.
-    pub(crate) runs: u64,
+    pub(crate) samples_run: u64,
     /// Writes sent so far (a batch of prepared samples is one).
     writes: u64,
     /// Statements prepared on this connection.
@@ -237,7 +237,7 @@ impl ShadowConn {
             rx: BytesMut::with_capacity(16 * 1024),
             address: address.clone(),
             poisoned: false,
-            runs: 0,
+            samples_run: 0,
             writes: 0,
             statements: Default::default(),
             settings: SessionSettings::default(),
@@ -479,4 +479,9 @@ pub fn server_error(body: &[u8]) -> ErrorFields {
         code: "XX000".into(),
         message: "undecodable ErrorResponse".into(),
     })
+}
+
+/// An encoding error of `postgres_protocol`, as the connection's error.
+pub(super) fn protocol_error(e: std::io::Error) -> ConnError {
+    ConnError::Protocol(e.to_string())
 }

@@ -17,12 +17,10 @@
 //! cached like relation keys (`tiebreak.key_cache_seconds`). A name whose
 //! lookup failed counts as volatile until looked up again.
 
+use super::conn::protocol_error;
 use super::conn::{ConnError, ShadowConn};
-use super::executor::{databases_of, Executor};
-use super::pipeline::{bind_text, protocol_error};
 use super::replies::{read_control, read_until_ready};
-use crate::capture::tracker::Sample;
-use crate::rewrite::CachedPlan;
+use super::write::bind_text;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use std::collections::HashMap;
@@ -134,32 +132,5 @@ impl FunctionCatalog {
             );
         }
         Ok(())
-    }
-}
-
-impl Executor {
-    /// Looks up, per database, the functions the planned `samples` call
-    /// whose volatility is not known (see [`FunctionCatalog::due`]).
-    pub(super) async fn look_up_functions(&self, samples: &[&Sample], plans: &[CachedPlan]) {
-        for database in databases_of(samples) {
-            let names = samples
-                .iter()
-                .zip(plans)
-                .filter(|(s, _)| s.database.as_ref() == database)
-                .filter_map(|(_, p)| p.as_ref().as_ref().ok())
-                .flat_map(|plan| plan.functions.iter());
-            let due = self.functions.due(database, names);
-            if due.is_empty() {
-                continue;
-            }
-            if let Err(error) = self.look_up_in(&self.functions, database, &due).await {
-                tracing::warn!(
-                    database,
-                    functions = due.len(),
-                    %error,
-                    "cannot look up function volatility in the catalog; skipping statements that call them for now"
-                );
-            }
-        }
     }
 }

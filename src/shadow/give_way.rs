@@ -202,7 +202,7 @@ async fn cancel_blockers(
             WHERE NOT l.granted AND b IN ({list})) s"
     );
     let mut out = BytesMut::new();
-    frontend::query(&sql, &mut out).map_err(super::pipeline::protocol_error)?;
+    frontend::query(&sql, &mut out).map_err(super::conn::protocol_error)?;
     conn.send(&out).await?;
     let rows = read_values(conn).await?;
     Ok(rows

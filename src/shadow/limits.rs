@@ -4,14 +4,14 @@
 //! give-way watcher ([`super::give_way`]), and the bytes of result rows
 //! the batch may keep (`shadow.max_batch_result_bytes`).
 //!
-//! [`super::run`] applies them: no transaction starts once the budget is
+//! [`super::execute`] applies them: no transaction starts once the budget is
 //! spent, each statement's `statement_timeout` is at most what is left,
 //! and a transaction still open at the deadline is cancelled with a
 //! CancelRequest on the backend's key.
 
 use super::conn::CancelKey;
 use super::give_way::{GiveWay, Watched};
-use super::run::RunSpec;
+use super::transaction::SampleSpec;
 use crate::capture::skip::SkipReason;
 use crate::diff::result::{row_bytes, ResultSet};
 use crate::observability::metrics::RESULT_BYTES_EXCEEDED_TOTAL;
@@ -61,7 +61,7 @@ impl Limits<'_> {
         &self,
         rows: &ResultSet,
         max_bytes: usize,
-        spec: &RunSpec<'_>,
+        spec: &SampleSpec<'_>,
         first_side: bool,
     ) {
         let kept: usize = rows.rows.iter().map(row_bytes).sum();

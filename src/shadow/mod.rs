@@ -5,29 +5,54 @@
 //! completed it, hands the sample over with a non-blocking `try_send` into
 //! a bounded queue; a full queue drops the sample and counts it. A
 //! dispatcher takes samples off the queue in batches as workers free up
-//! (`shadow.max_in_flight`) and runs each sample through the [`executor`]:
-//! plan (cached parse and rewrite, with the relations' keys from the
-//! catalog, [`keys`]), old and new query in one REPEATABLE READ READ ONLY
-//! transaction on a pooled connection ([`run`]; the samples of a batch
-//! share one connection and, mostly, one transaction), diff, A/A noise and
-//! recheck ([`verdict`]), outcome.
+//! (`shadow.max_in_flight`) and hands each batch to the [`executor`].
+//!
+//! The path of one sample, by file:
+//!
+//! 1. [`sampler`]: drawn; queued with the `try_send` of [`Shadow`] (this file);
+//! 2. [`batch`]: made a [`job`] (one per sample, carrying its plan, first
+//!    run and judgement through the stages);
+//! 3. [`planning`]: its relations' keys ([`keys`]) and functions'
+//!    volatility ([`functions`]) looked up where due, then planned (cached
+//!    parse and rewrite);
+//! 4. [`pooled`] → [`execute`]: its old and new query in one REPEATABLE
+//!    READ READ ONLY transaction on a pooled connection ([`pool`],
+//!    [`conn`]), shared with the batch's other samples of the same
+//!    settings. What a transaction is: [`transaction`]; how it is written:
+//!    [`write`] (prepared once per connection, [`statements`]); how its
+//!    replies are read: [`answers`] (on [`replies`]). Beside it, never in
+//!    a loop with it: the budget and byte bounds ([`limits`]) and the
+//!    give-way watcher ([`give_way`]);
+//! 5. [`verdict`]: diffed, A/A noise, recheck; the outcome;
+//! 6. [`slower`]: its times into the latency book ([`latency`]), with
+//!    EXPLAIN of both sides ([`plans`]) when a verdict changes.
+//!
+//! Files depend one way: `batch` → `verdict` → `planning`, `pooled` →
+//! `executor` (the shared state); `execute` → `answers` → `write` →
+//! `transaction`.
 
+pub mod answers;
+mod batch;
 pub mod conn;
+pub mod execute;
 pub mod executor;
 pub mod functions;
 pub mod give_way;
+mod job;
 pub mod keys;
 pub mod latency;
-mod limits;
-mod pipeline;
+pub mod limits;
+mod planning;
 pub mod plans;
 pub mod pool;
+mod pooled;
 mod replies;
-pub mod run;
 pub mod sampler;
 mod slower;
 pub mod statements;
+pub mod transaction;
 mod verdict;
+mod write;
 
 use crate::capture::counts::StatementCounts;
 use crate::capture::fingerprint::Fingerprint;

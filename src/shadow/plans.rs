@@ -20,9 +20,11 @@
 //! incident, never per sample. Statements are unnamed: the connection's
 //! statement cache is not touched.
 
+use super::conn::protocol_error;
 use super::conn::{ConnError, ShadowConn};
-use super::pipeline::{bind_sample, bind_text, protocol_error, DETERMINISM};
 use super::replies::{read_control, read_until_ready};
+use super::transaction::DETERMINISM;
+use super::write::{bind_sample, bind_text};
 use crate::capture::tracker::Sample;
 use crate::protocol::error_response::ErrorFields;
 use bytes::BytesMut;

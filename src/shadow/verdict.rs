@@ -19,9 +19,11 @@
 //! keys are looked up again first: if DDL changed a key since the plan was
 //! made, the statement is compared anew with the new keys instead.
 
+use super::answers::{SampleResult, SideResult};
 use super::conn::ConnError;
 use super::executor::{Executor, Handled};
-use super::run::{RunResult, SideResult, Snapshot};
+use super::job::Judged;
+use super::transaction::Snapshot;
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
 use crate::capture::tracker::Sample;
@@ -54,23 +56,6 @@ const MAX_NOISY: usize = 10_000;
 /// mismatch is rare enough to afford the round trip.
 const RECHECK_KEY_AGE: Duration = Duration::ZERO;
 
-/// A sample's result, and whether its relations' keys should be looked up
-/// again (a relation changed, or a column is missing).
-#[derive(Debug)]
-pub(super) struct Judged {
-    pub handled: Handled,
-    pub keys_suspect: bool,
-}
-
-impl Judged {
-    pub(super) fn skipped(reason: SkipReason) -> Self {
-        Self {
-            handled: Handled::Skipped(reason),
-            keys_suspect: false,
-        }
-    }
-}
-
 impl Executor {
     /// Judges a sample's first run, runs the follow-ups it needs and
     /// returns the outcome.
@@ -79,7 +64,7 @@ impl Executor {
         sample: &Sample,
         plan: &Plan,
         options: &CompareOptions,
-        first: Result<RunResult, ConnError>,
+        first: Result<SampleResult, ConnError>,
     ) -> Judged {
         let mut outcome = self.outcome_shell(sample, plan);
         let first = match first {
@@ -139,10 +124,10 @@ impl Executor {
         sample: &Sample,
         plan: &Plan,
         options: &CompareOptions,
-        r: RunResult,
+        r: SampleResult,
         out: &mut Outcome,
     ) {
-        let RunResult {
+        let SampleResult {
             old,
             new,
             baseline,
@@ -160,10 +145,10 @@ impl Executor {
         // In one transaction, the side that runs second never ran after the
         // first one failed: run it alone to see whether it fails too.
         let (old, new) = if shared && new_first && failed(&new) {
-            let alone = self.run_old_alone(sample, plan, options).await;
+            let alone = self.rerun_old_side(sample, plan, options).await;
             (alone.unwrap_or(old), new)
         } else if shared && !new_first && failed(&old) {
-            let alone = self.run_new_alone(sample, plan, options).await;
+            let alone = self.rerun_new_side(sample, plan, options).await;
             (old, alone.unwrap_or(new))
         } else {
             (old, new)
@@ -227,7 +212,7 @@ impl Executor {
         let options = self.options_for(newer);
         let mut again = self.outcome_shell(sample, newer);
         match self
-            .execute(sample, self.spec(newer, &options, false))
+            .execute_one(sample, self.spec(newer, &options, false))
             .await
         {
             Ok(r) => self.judge_run(sample, newer, &options, r, &mut again).await,
@@ -253,9 +238,11 @@ impl Executor {
         options: &CompareOptions,
         outcome: &mut Outcome,
     ) {
-        let rerun = self.execute(sample, self.spec(plan, options, true)).await;
+        let rerun = self
+            .execute_one(sample, self.spec(plan, options, true))
+            .await;
         let confirmed = match rerun {
-            Ok(RunResult {
+            Ok(SampleResult {
                 old: SideResult::Rows(old),
                 new: SideResult::Rows(new),
                 baseline,

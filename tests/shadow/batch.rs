@@ -11,8 +11,11 @@ use bytes::Bytes;
 use pgshadow::capture::fingerprint::Fingerprint;
 use pgshadow::capture::tracker::{Sample, SessionSettings};
 use pgshadow::diff::CompareOptions;
+use pgshadow::shadow::answers::{SampleResult, SideResult};
 use pgshadow::shadow::conn::{ConnParams, ShadowConn};
-use pgshadow::shadow::run::{run_batch, Limits, RunResult, RunSpec, SideResult, Snapshot};
+use pgshadow::shadow::execute::execute_batch;
+use pgshadow::shadow::limits::Limits;
+use pgshadow::shadow::transaction::{SampleSpec, Snapshot};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,8 +41,8 @@ fn sample(sql: &str, params: &[&str]) -> Sample {
     }
 }
 
-fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> RunSpec<'a> {
-    RunSpec {
+fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> SampleSpec<'a> {
+    SampleSpec {
         old_sql: &sample.sql,
         new_sql: &sample.sql,
         old_search_path: "public",
@@ -75,11 +78,11 @@ async fn run_all(
     conn: &mut ShadowConn,
     samples: &[Sample],
     compare: &CompareOptions,
-) -> (Vec<RunResult>, u64) {
-    let items: Vec<(&Sample, RunSpec<'_>)> =
+) -> (Vec<SampleResult>, u64) {
+    let items: Vec<(&Sample, SampleSpec<'_>)> =
         samples.iter().map(|s| (s, spec(s, compare))).collect();
     let before = conn.writes();
-    let results = run_batch(conn, &items, &Limits::budget(Duration::from_secs(10))).await;
+    let results = execute_batch(conn, &items, &Limits::budget(Duration::from_secs(10))).await;
     assert_eq!(
         results.len(),
         samples.len(),
@@ -115,7 +118,7 @@ fn error_code(side: &SideResult) -> &str {
 }
 
 /// Both sides returned the first entries of `environment`.
-fn assert_first_entries(run: &RunResult, environment: i64) {
+fn assert_first_entries(run: &SampleResult, environment: i64) {
     let expected: Vec<String> = (1..=3)
         .map(|n| sys_id(environment, n).to_string())
         .collect();
@@ -336,10 +339,10 @@ async fn with_the_new_side_first_each_result_still_belongs_to_its_side() {
     let compare = CompareOptions::default();
     let which = sample("SELECT name FROM side", &[]);
     let missing = sample("SELECT id FROM only_old", &[]);
-    let items: Vec<(&Sample, RunSpec<'_>)> = [(&which, false), (&which, true), (&missing, true)]
+    let items: Vec<(&Sample, SampleSpec<'_>)> = [(&which, false), (&which, true), (&missing, true)]
         .into_iter()
         .map(|(s, baseline)| {
-            let spec = RunSpec {
+            let spec = SampleSpec {
                 new_first: true,
                 baseline,
                 ..spec(s, &compare)
@@ -347,8 +350,8 @@ async fn with_the_new_side_first_each_result_still_belongs_to_its_side() {
             (s, spec)
         })
         .collect();
-    let results: Vec<RunResult> =
-        run_batch(&mut conn, &items, &Limits::budget(Duration::from_secs(10)))
+    let results: Vec<SampleResult> =
+        execute_batch(&mut conn, &items, &Limits::budget(Duration::from_secs(10)))
             .await
             .into_iter()
             .map(|r| r.expect("runs"))

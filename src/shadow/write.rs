@@ -1,19 +1,18 @@
 //! Writing a batch's transaction into a pipeline.
 //!
 //! The bytes of one transaction (BEGIN, each sample's settings and sides,
-//! the unlock, ROLLBACK; see [`super::run`]) are appended to an output
+//! the unlock, ROLLBACK; see [`super::transaction`]) are appended to an output
 //! buffer; the caller adds the Sync. What is written is remembered in a
 //! [`Written`], for reading the replies and for cleaning up the statement
 //! cache after a failure.
 
-use super::conn::ConnError;
-use super::run::{RunSpec, Snapshot};
+use super::conn::{protocol_error, ConnError};
 use super::statements::{statement_name, Prepared, StatementCache};
+use super::transaction::{SampleSides, SideQuery, DETERMINISM};
 use crate::capture::tracker::{Sample, SessionSettings};
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A transaction takes no more samples once it holds this many bytes (a
@@ -21,76 +20,6 @@ use std::time::Duration;
 /// is read, so it must fit in the kernel's socket buffers, which hold far
 /// more than this on any system.
 pub const MAX_WRITE_BYTES: usize = 32 * 1024;
-
-/// One query and the search_path it runs under.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Side<'a> {
-    pub sql: &'a str,
-    pub search_path: &'a str,
-}
-
-/// The old side, then the new side, of `spec`.
-pub(super) fn both_sides<'a>(spec: &RunSpec<'a>) -> [Side<'a>; 2] {
-    [
-        Side {
-            sql: spec.old_sql,
-            search_path: spec.old_search_path,
-        },
-        Side {
-            sql: spec.new_sql,
-            search_path: spec.new_search_path,
-        },
-    ]
-}
-
-/// The sides of `spec`, in the order they run: old, new (or new, old with
-/// [`RunSpec::new_first`]) and, for an A/A baseline, the old query once
-/// more (in the same snapshot).
-pub(super) fn sides_of<'a>(spec: &RunSpec<'a>) -> Vec<Side<'a>> {
-    let [old, new] = both_sides(spec);
-    let mut sides = if spec.new_first {
-        vec![new, old]
-    } else {
-        vec![old, new]
-    };
-    if spec.baseline {
-        sides.push(old);
-    }
-    sides
-}
-
-/// Settings every shadow transaction makes, because the old and new query
-/// (and the A/A baseline's second run) must see the rows in the same order
-/// wherever PostgreSQL allows it: a synchronized sequential scan starts
-/// where another scan of the table happens to be, and a parallel plan
-/// gathers rows in whatever order its workers finish. Both are settable by
-/// any role.
-pub(super) const DETERMINISM: [(&str, &str); 2] = [
-    ("synchronize_seqscans", "off"),
-    ("max_parallel_workers_per_gather", "0"),
-];
-
-/// One sample to run: its sides, in order.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Run<'a> {
-    pub sample: &'a Sample,
-    pub spec: &'a RunSpec<'a>,
-    pub sides: &'a [Side<'a>],
-}
-
-impl Run<'_> {
-    /// Whether `other` may share this run's transaction: the same settings
-    /// (they are transaction-local, and each run needs its client's) and
-    /// the same statement timeout.
-    fn shares_transaction_with(&self, other: &Run<'_>) -> bool {
-        let (a, b) = (self.sample, other.sample);
-        self.spec.snapshot == Snapshot::Shared
-            && other.spec.snapshot == Snapshot::Shared
-            && self.spec.statement_timeout == other.spec.statement_timeout
-            && self.spec.lock_timeout == other.spec.lock_timeout
-            && (Arc::ptr_eq(&a.settings, &b.settings) || a.settings == b.settings)
-    }
-}
 
 /// What a step of the pipeline is, for reading its replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,13 +46,13 @@ pub(super) const STATEMENTS_PER_TRANSACTION: usize = 8;
 /// A transaction written into the pipeline.
 #[derive(Debug)]
 pub(super) struct Written {
-    /// Its steps, in order, each with the index of the run it belongs to
-    /// (BEGIN to the first, the unlock and ROLLBACK to the last).
+    /// Its steps, in order, each with the index of the entry (sample) it
+    /// belongs to (BEGIN to the first, the unlock and ROLLBACK to the last).
     pub steps: Vec<(usize, Step)>,
     /// Per step, the statement it binds (`None`: parsed unnamed).
     pub used: Vec<Option<Prepared>>,
-    /// How many of the runs offered it holds (a prefix, at least one).
-    pub runs: usize,
+    /// How many of the entries offered it holds (a prefix, at least one).
+    pub entries: usize,
 }
 
 impl Written {
@@ -142,21 +71,21 @@ impl Written {
 }
 
 /// Appends one transaction to `out` (without the Sync): the first of
-/// `runs` and as many of the following as may share it (same settings,
+/// `entries` and as many of the following as may share it (same settings,
 /// until [`MAX_WRITE_BYTES`]). `cache` is the connection's statement
 /// cache and `conn_settings` the settings the connection has in effect;
 /// no statement's `statement_timeout` exceeds `time_left` (of the
 /// transaction budget).
-/// A run after the first whose parameters cannot be encoded ends the
+/// An entry after the first whose parameters cannot be encoded ends the
 /// transaction before it (it then fails alone as the first of the next).
 pub(super) fn write_transaction(
     cache: &mut StatementCache,
     conn_settings: &SessionSettings,
     out: &mut BytesMut,
-    runs: &[Run<'_>],
+    entries: &[SampleSides<'_>],
     time_left: Duration,
 ) -> Result<Written, ConnError> {
-    let Some(first) = runs.first() else {
+    let Some(first) = entries.first() else {
         return Err(ConnError::Protocol("empty shadow transaction".into()));
     };
     if !cache.has_room(STATEMENTS_PER_TRANSACTION) {
@@ -169,13 +98,13 @@ pub(super) fn write_transaction(
         out,
         cache,
         search_path: "",
-        steps: Vec::with_capacity(8 + 4 * runs.len()),
-        used: Vec::with_capacity(8 + 4 * runs.len()),
+        steps: Vec::with_capacity(8 + 4 * entries.len()),
+        used: Vec::with_capacity(8 + 4 * entries.len()),
         time_left,
     };
     let first_run = pipe
         .begin()
-        .and_then(|()| pipe.run(0, first, Some(conn_settings)));
+        .and_then(|()| pipe.entry(0, first, Some(conn_settings)));
     if let Err(e) = first_run {
         // Nothing of it is sent: the names it was to parse do not exist
         // on the server.
@@ -183,12 +112,12 @@ pub(super) fn write_transaction(
         return Err(e);
     }
     let mut taken = 1;
-    for (index, run) in runs.iter().enumerate().skip(1) {
-        if pipe.out.len() >= MAX_WRITE_BYTES || !first.shares_transaction_with(run) {
+    for (index, entry) in entries.iter().enumerate().skip(1) {
+        if pipe.out.len() >= MAX_WRITE_BYTES || !first.shares_transaction_with(entry) {
             break;
         }
         let mark = (pipe.out.len(), pipe.steps.len(), pipe.search_path);
-        if pipe.run(index, run, None).is_err() {
+        if pipe.entry(index, entry, None).is_err() {
             pipe.out.truncate(mark.0);
             pipe.steps.truncate(mark.1);
             pipe.forget_parsed_from(mark.1);
@@ -205,12 +134,8 @@ pub(super) fn write_transaction(
     Ok(Written {
         steps: pipe.steps,
         used: pipe.used,
-        runs: taken,
+        entries: taken,
     })
-}
-
-pub(super) fn protocol_error(e: std::io::Error) -> ConnError {
-    ConnError::Protocol(e.to_string())
 }
 
 /// The pipeline being built: the bytes, its steps, and which prepared
@@ -235,27 +160,27 @@ impl<'s> Pipeline<'_, 's> {
         Ok(())
     }
 
-    /// The statements of run `index`. The transaction's first run
+    /// The statements of entry `index`. The transaction's first entry
     /// (`conn_settings` given) takes the snapshot and applies the
     /// settings; every later side only switches the search_path.
-    fn run(
+    fn entry(
         &mut self,
         index: usize,
-        run: &Run<'s>,
+        entry: &SampleSides<'s>,
         conn_settings: Option<&SessionSettings>,
     ) -> Result<(), ConnError> {
-        for (i, side) in run.sides.iter().enumerate() {
+        for (i, side) in entry.sides.iter().enumerate() {
             match conn_settings {
                 Some(conn_settings) if i == 0 => {
-                    let timeout = run.spec.statement_timeout.min(self.time_left);
+                    let timeout = entry.spec.statement_timeout.min(self.time_left);
                     let timeout = timeout.as_millis().max(1).to_string();
-                    let lock_timeout = run.spec.lock_timeout.as_millis().max(1).to_string();
+                    let lock_timeout = entry.spec.lock_timeout.as_millis().max(1).to_string();
                     let mut names = vec![
                         ("statement_timeout", timeout.as_str()),
                         ("lock_timeout", lock_timeout.as_str()),
                     ];
                     names.extend(DETERMINISM);
-                    names.extend(run.sample.settings.changes_from(conn_settings));
+                    names.extend(entry.sample.settings.changes_from(conn_settings));
                     names.push(("search_path", side.search_path));
                     self.settings(&names)?;
                     self.steps.push((index, Step::Settings));
@@ -269,14 +194,14 @@ impl<'s> Pipeline<'_, 's> {
                 }
             }
             self.search_path = side.search_path;
-            self.query(run.sample, side)?;
+            self.query(entry.sample, side)?;
             self.steps.push((index, Step::Query(i)));
         }
         Ok(())
     }
 
     /// The unlock (with the clock that ends the last side) and ROLLBACK,
-    /// both counted to the last run, `last`. Never COMMIT: what a function
+    /// both counted to the last entry, `last`. Never COMMIT: what a function
     /// a statement called may have queued for commit (a NOTIFY) is
     /// discarded; session-level advisory locks survive a rollback, hence
     /// the unlock.
@@ -350,7 +275,7 @@ impl<'s> Pipeline<'_, 's> {
 
     /// Bind/Describe/Execute of one side's query, with the client's
     /// parameters replayed byte for byte and every result column as text.
-    fn query(&mut self, sample: &Sample, side: &Side<'_>) -> Result<(), ConnError> {
+    fn query(&mut self, sample: &Sample, side: &SideQuery<'_>) -> Result<(), ConnError> {
         let name = self.statement(side.search_path, side.sql, &sample.param_types)?;
         bind_sample(&name, sample, self.out)?;
         frontend::describe(b'P', "", self.out).map_err(protocol_error)?;
@@ -414,10 +339,12 @@ fn bind_error(e: frontend::BindError) -> ConnError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::transaction::{both_sides, sides_of, SampleSpec, Snapshot};
     use super::*;
     use crate::capture::fingerprint::Fingerprint;
     use crate::diff::CompareOptions;
     use bytes::Bytes;
+    use std::sync::Arc;
     use std::time::Instant;
 
     /// What is left of the transaction budget in these tests.
@@ -440,8 +367,8 @@ mod tests {
         }
     }
 
-    fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> RunSpec<'a> {
-        RunSpec {
+    fn spec<'a>(sample: &'a Sample, compare: &'a CompareOptions) -> SampleSpec<'a> {
+        SampleSpec {
             old_sql: &sample.sql,
             new_sql: &sample.sql,
             old_search_path: "public",
@@ -458,16 +385,16 @@ mod tests {
     }
 
     /// The runs of `samples` (both sides each).
-    fn runs<'a, S: AsRef<[Side<'a>]>>(
+    fn runs<'a, S: AsRef<[SideQuery<'a>]>>(
         samples: &'a [Sample],
-        specs: &'a [RunSpec<'a>],
+        specs: &'a [SampleSpec<'a>],
         sides: &'a [S],
-    ) -> Vec<Run<'a>> {
+    ) -> Vec<SampleSides<'a>> {
         samples
             .iter()
             .zip(specs)
             .zip(sides)
-            .map(|((sample, spec), sides)| Run {
+            .map(|((sample, spec), sides)| SampleSides {
                 sample,
                 spec,
                 sides: sides.as_ref(),
@@ -492,8 +419,8 @@ mod tests {
             sample("SELECT $1::int", 1, &Arc::new((*utc).clone())),
             sample("SELECT $1::int", 1, &tokyo),
         ];
-        let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
-        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(both_sides).collect();
+        let specs: Vec<SampleSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let sides: Vec<[SideQuery<'_>; 2]> = specs.iter().map(both_sides).collect();
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
@@ -505,7 +432,7 @@ mod tests {
             LEFT,
         )
         .expect("encodes");
-        assert_eq!(written.runs, 3, "the sample in another time zone waits");
+        assert_eq!(written.entries, 3, "the sample in another time zone waits");
         use Step::*;
         let expected = [
             (0, Control),
@@ -560,9 +487,9 @@ mod tests {
         let compare = CompareOptions::default();
         let settings = Arc::new(SessionSettings::default());
         let samples = [sample("SELECT 1", 0, &settings)];
-        let mut specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let mut specs: Vec<SampleSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
         specs[0].baseline = true;
-        let sides: Vec<Vec<Side<'_>>> = specs.iter().map(sides_of).collect();
+        let sides: Vec<Vec<SideQuery<'_>>> = specs.iter().map(sides_of).collect();
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
@@ -596,8 +523,8 @@ mod tests {
         let compare = CompareOptions::default();
         let settings = Arc::new(SessionSettings::default());
         let samples = [sample("SELECT 1", 0, &settings)];
-        let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
-        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(both_sides).collect();
+        let specs: Vec<SampleSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let sides: Vec<[SideQuery<'_>; 2]> = specs.iter().map(both_sides).collect();
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
@@ -630,8 +557,8 @@ mod tests {
             sample("SELECT 1", 0, &settings),
             sample("SELECT 2", 70_000, &settings),
         ];
-        let specs: Vec<RunSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
-        let sides: Vec<[Side<'_>; 2]> = specs.iter().map(both_sides).collect();
+        let specs: Vec<SampleSpec<'_>> = samples.iter().map(|s| spec(s, &compare)).collect();
+        let sides: Vec<[SideQuery<'_>; 2]> = specs.iter().map(both_sides).collect();
         let runs = runs(&samples, &specs, &sides);
         let mut cache = StatementCache::default();
         let mut out = BytesMut::new();
@@ -643,7 +570,7 @@ mod tests {
             LEFT,
         )
         .expect("the first sample encodes");
-        assert_eq!(written.runs, 1);
+        assert_eq!(written.entries, 1);
         assert_eq!(written.steps.last(), Some(&(0, Step::Control)), "ROLLBACK");
         let again = cache.prepare("public", "SELECT 2", &[0; 70_000]);
         assert!(
@@ -676,7 +603,7 @@ mod tests {
                 prepared(3, false),
                 prepared(4, true),
             ],
-            runs: 1,
+            entries: 1,
         };
         let doubtful: Vec<u32> = written.doubtful_after(2).collect();
         assert_eq!(
