@@ -22,6 +22,7 @@
 //! - [`privacy`]: which production values logs and the store may keep;
 //! - [`localpg`]: throw-away PostgreSQL clusters for tests and the demo;
 //! - [`tls`]: TLS on the client leg, the upstream leg and the admin port;
+//! - [`utc`]: epoch milliseconds as UTC times for people;
 //! - [`reload`]: SIGHUP re-reads the config file and applies its hot keys;
 //! - [`server`]: the application assembled (store, writer, shadow, plan
 //!   caches, admin, webhook) and handed to the proxy;
@@ -47,3 +48,4 @@ pub mod server;
 pub mod shadow;
 pub mod store;
 pub mod tls;
+pub mod utc;

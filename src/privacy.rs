@@ -26,18 +26,6 @@ use crate::diff::{CellChange, Diff, RowChange, RowRef};
 use ring::hmac;
 use std::sync::OnceLock;
 
-static LOG_VALUES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Sets `log.values` for the process (once, when logging starts).
-pub fn set_log_values(on: bool) {
-    LOG_VALUES.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Whether log lines may carry parameter and row values (`log.values`).
-pub fn log_values() -> bool {
-    LOG_VALUES.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// The process's hashing key.
 fn key() -> &'static hmac::Key {
     static KEY: OnceLock<hmac::Key> = OnceLock::new();

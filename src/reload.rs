@@ -193,21 +193,17 @@ pub fn reload_on_sighup(mut reloader: Reloader) -> std::io::Result<JoinHandle<()
     }))
 }
 
-/// The muted fingerprints of a (validated) config.
+/// The muted fingerprints of a config, as the sampler holds them.
 pub fn muted_fingerprints(shadow: &ShadowConfig) -> HashSet<Fingerprint> {
-    shadow
-        .muted_fingerprints
-        .iter()
-        .filter_map(|f| f.parse().ok())
-        .collect()
+    shadow.muted_fingerprints.iter().copied().collect()
 }
 
-/// The per-fingerprint sample rates of a (validated) config.
+/// The per-fingerprint sample rates of a config, as the sampler holds them.
 fn fingerprint_rates(shadow: &ShadowConfig) -> HashMap<Fingerprint, f64> {
     shadow
         .fingerprint_sample_rates
         .iter()
-        .filter_map(|(k, v)| Some((k.parse().ok()?, *v)))
+        .map(|(fingerprint, rate)| (*fingerprint, *rate))
         .collect()
 }
 

@@ -6,7 +6,7 @@
 
 use super::input::{json_body, ListQuery, MuteRequest, SamplingRequest, StatusRequest};
 use super::queries::{self, IncidentDetailView, IncidentView};
-use super::AdminState;
+use super::state::AdminState;
 use crate::store::{now_ms, Incident, StoreError, StoreWriter};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;

@@ -12,7 +12,7 @@
 //! from its last operation ([`crate::store::StoreHealth`]), without
 //! touching it, so a hung store cannot slow the probe either.
 
-use super::AdminState;
+use super::state::AdminState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -6,9 +6,10 @@
 //! `/login` and reloads, now with the cookie. The token itself never
 //! reaches a URL, the page or storage a script can read.
 
+use super::api::ApiError;
 use super::html::Html;
-use super::page::{html_response, STYLE};
-use super::AdminState;
+use super::layout::{html_response, STYLE};
+use super::state::AdminState;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -54,7 +55,7 @@ pub async fn login(State(state): State<AdminState>, Json(body): Json<LoginBody>)
     };
     if !token.matches(body.token.trim().as_bytes()) {
         tracing::warn!("admin login with a wrong token refused");
-        return super::api::ApiError::new(StatusCode::UNAUTHORIZED, "that is not the admin token")
+        return ApiError::new(StatusCode::UNAUTHORIZED, "that is not the admin token")
             .into_response();
     }
     let mut response = StatusCode::NO_CONTENT.into_response();

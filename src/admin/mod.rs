@@ -17,194 +17,54 @@
 //! metrics needs it; the `Host` header is checked, changes must be JSON
 //! and come from this origin: [`auth`], with the browser's login form in
 //! [`login`]. `admin.tls_cert`/`admin.tls_key` serve HTTPS ([`tls`]).
+//!
+//! Files, each naming only those listed before it: `error.rs` (why the
+//! server could not start), `credentials.rs` (the token and allowed
+//! hosts), `metrics.rs` (the recorder behind `/metrics`), `state.rs`
+//! (what every handler works with), `html.rs`, `input.rs`, `queries.rs`
+//! and `plans.rs` (escaping, request bodies, views of the store, plan
+//! rendering), `api.rs`, `health.rs`, `layout.rs` (the frame of every
+//! page), `incident.rs` (one incident's view), `page.rs`, `login.rs`,
+//! `auth.rs` and `tls.rs`; this file binds the server and lists its
+//! routes.
 
 pub mod api;
 pub mod auth;
+mod credentials;
+mod error;
 pub mod health;
 mod html;
+mod incident;
 pub mod input;
+mod layout;
 mod login;
+mod metrics;
 pub mod page;
 mod plans;
 mod queries;
+mod state;
 mod tls;
+
+pub use credentials::{AllowedHosts, Token, COOKIE};
+pub use error::AdminError;
+pub use metrics::{install_metrics, MetricsSource};
+pub use state::AdminState;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
-use thiserror::Error;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::observability::metrics::{
-    describe, BATCH_BUCKETS, DURATION_BUCKETS, KEY_LOOKUP_SECONDS, SHADOW_BATCH_SAMPLES,
-    SHADOW_DURATION_SECONDS,
-};
 use crate::shadow::Shadow;
 use crate::store::StoreWriter;
 use crate::tls::ServerTls;
-use auth::{AllowedHosts, Token};
-
-/// Why the admin server could not start.
-#[derive(Debug, Error)]
-pub enum AdminError {
-    /// The address is taken or not ours.
-    #[error("cannot listen on admin address {address}: {source}")]
-    Bind {
-        /// The address from `admin.address`.
-        address: SocketAddr,
-        /// Why binding failed.
-        source: std::io::Error,
-    },
-    /// The metrics recorder could not be installed.
-    #[error("cannot install the metrics recorder: {0}")]
-    Recorder(String),
-    /// `admin.token_env` names a variable that is unset or empty.
-    #[error("admin token: {0}")]
-    Token(String),
-    /// `admin.tls_cert` / `admin.tls_key` cannot be used.
-    #[error("admin TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
-}
-
-/// What `/metrics` shows: the recorder's text, with the relay's sharded
-/// statement counts summed into their counters first
-/// ([`crate::capture::counts`]).
-#[derive(Clone)]
-pub struct MetricsSource {
-    handle: PrometheusHandle,
-    shadow: Option<Arc<Shadow>>,
-}
-
-impl MetricsSource {
-    /// Renders `handle`, bringing `shadow`'s counts up to date first.
-    pub fn new(handle: PrometheusHandle, shadow: Option<Arc<Shadow>>) -> Self {
-        Self { handle, shadow }
-    }
-
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        if let Some(shadow) = &self.shadow {
-            shadow.publish_counts();
-        }
-        self.handle.render()
-    }
-}
-
-/// Installs the process-wide Prometheus recorder (once) and returns the
-/// handle that renders it.
-pub fn install_metrics() -> Result<PrometheusHandle, AdminError> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(h) = HANDLE.get() {
-        return Ok(h.clone());
-    }
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(SHADOW_DURATION_SECONDS.to_string()),
-            &DURATION_BUCKETS,
-        )
-        .map_err(|e| AdminError::Recorder(e.to_string()))?
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(SHADOW_BATCH_SAMPLES.to_string()),
-            &BATCH_BUCKETS,
-        )
-        .map_err(|e| AdminError::Recorder(e.to_string()))?
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(KEY_LOOKUP_SECONDS.to_string()),
-            &DURATION_BUCKETS,
-        )
-        .map_err(|e| AdminError::Recorder(e.to_string()))?
-        .install_recorder()
-        .map_err(|e| AdminError::Recorder(e.to_string()))?;
-    describe();
-    Ok(HANDLE.get_or_init(|| handle).clone())
-}
-
-/// What the handlers work with: the metrics, the running shadow and store
-/// (absent when the shadow is disabled) and the few config values the
-/// admin surface needs. Cheap to clone.
-#[derive(Clone)]
-pub struct AdminState {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    metrics: MetricsSource,
-    upstream_host: String,
-    upstream_port: u16,
-    /// The proxy's listening address, when served beside it.
-    listener: Option<SocketAddr>,
-    /// How long `/readyz` waits for a TCP connection to the upstream.
-    ready_timeout: Duration,
-    /// `shadow.sample_rate` from the file, shown while there is no shadow.
-    configured_sample_rate: f64,
-    token: Option<Token>,
-    /// Host names the server answers to.
-    hosts: AllowedHosts,
-    /// Served over HTTPS (session cookies are then `Secure`).
-    tls: bool,
-    shadow: Option<Arc<Shadow>>,
-    store: Option<Arc<StoreWriter>>,
-}
-
-/// Longest `/readyz` waits for the upstream: a readiness probe must answer
-/// well within a load balancer's or kubelet's own timeout.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
-
-impl AdminState {
-    /// The state for `config`, with the proxy's shadow and store when the
-    /// shadow is enabled (`None` for either answers 503 on the endpoints
-    /// that need it).
-    pub fn new(
-        config: &Config,
-        metrics: PrometheusHandle,
-        shadow: Option<Arc<Shadow>>,
-        store: Option<Arc<StoreWriter>>,
-    ) -> Result<Self, AdminError> {
-        let token = config
-            .admin
-            .resolve_token()
-            .map_err(AdminError::Token)?
-            .map(Token::new);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                metrics: MetricsSource::new(metrics, shadow.clone()),
-                upstream_host: config.upstream.host.clone(),
-                upstream_port: config.upstream.port,
-                listener: None,
-                ready_timeout: config.upstream.connect_timeout().min(READY_TIMEOUT),
-                configured_sample_rate: config.shadow.sample_rate,
-                token,
-                hosts: AllowedHosts::new(&config.admin.allowed_hosts),
-                tls: config.admin.tls_cert.is_some(),
-                shadow,
-                store,
-            }),
-        })
-    }
-
-    /// The running shadow, if the proxy started one.
-    fn shadow(&self) -> Option<&Arc<Shadow>> {
-        self.inner.shadow.as_ref()
-    }
-
-    /// The mismatch store's writer, if the proxy opened a store.
-    fn store(&self) -> Option<&Arc<StoreWriter>> {
-        self.inner.store.as_ref()
-    }
-
-    /// Whether changes need a bearer token.
-    fn token_required(&self) -> bool {
-        self.inner.token.is_some()
-    }
-}
 
 /// A bound admin server.
 pub struct AdminServer {
@@ -312,7 +172,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/", get(page::incident_list))
         .route("/incidents/{id}", get(page::incident))
         .route("/coverage", get(page::coverage))
-        .route("/page.js", get(page::script))
+        .route("/page.js", get(layout::script))
         .route("/login", get(login::show).post(login::login))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -335,6 +195,6 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     if uri.path().starts_with("/api/") {
         api::ApiError::not_found(format!("no such endpoint: {}", uri.path())).into_response()
     } else {
-        page::not_found("No such page.").into_response()
+        layout::not_found("No such page.").into_response()
     }
 }

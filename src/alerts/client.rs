@@ -8,8 +8,8 @@
 //! error to see, not to chase). Errors never carry the URL: webhook URLs
 //! keep their secret in the path.
 
+use crate::config::WebhookUrl;
 use crate::tls::TlsError;
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
@@ -41,64 +41,6 @@ pub enum PostError {
         /// The cause, from the client.
         reason: String,
     },
-}
-
-/// An `http://` or `https://` webhook address, checked once when the
-/// config is loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookUrl {
-    url: reqwest::Url,
-    authority: String,
-}
-
-impl WebhookUrl {
-    /// Parses a webhook URL; the error says what is wrong in words a
-    /// config file's author can act on.
-    pub fn parse(url: &str) -> Result<WebhookUrl, String> {
-        let url = url.trim();
-        let parsed = reqwest::Url::parse(url).map_err(|e| {
-            if url.contains("://") {
-                format!("{url:?} is not a valid URL: {e}")
-            } else {
-                format!("must be an http:// or https:// URL, got {url:?}")
-            }
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("must be an http:// or https:// URL, got {url:?}"));
-        }
-        let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) else {
-            return Err(format!("no host in {url:?}"));
-        };
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err("user names and passwords in the URL are not supported".into());
-        }
-        let authority = match parsed.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_string(),
-        };
-        Ok(WebhookUrl {
-            url: parsed,
-            authority,
-        })
-    }
-
-    /// `host[:port]` as written in the URL.
-    pub fn authority(&self) -> &str {
-        &self.authority
-    }
-
-    /// Whether the receiver speaks TLS.
-    pub fn is_https(&self) -> bool {
-        self.url.scheme() == "https"
-    }
-}
-
-impl fmt::Display for WebhookUrl {
-    /// The URL without its path and query: webhook URLs usually carry
-    /// their secret in the path, and this form goes into logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}/…", self.url.scheme(), self.authority)
-    }
 }
 
 /// Posts alerts to one receiver.
@@ -145,7 +87,7 @@ impl WebhookClient {
     pub async fn post_json(&self, body: &[u8]) -> Result<u16, PostError> {
         let sent = self
             .client
-            .post(self.url.url.clone())
+            .post(self.url.as_url().clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_vec())
             .send()
@@ -157,7 +99,7 @@ impl WebhookClient {
     }
 
     fn explain(&self, e: reqwest::Error) -> PostError {
-        let authority = self.url.authority.clone();
+        let authority = self.url.authority().to_string();
         if e.is_timeout() {
             return PostError::Timeout {
                 authority,
@@ -182,38 +124,6 @@ impl WebhookClient {
             PostError::Connect { authority, reason }
         } else {
             PostError::Failed { authority, reason }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn webhook_urls_keep_their_path_out_of_display() {
-        let u = WebhookUrl::parse("https://hooks.example.com/services/T0/B1?x=1").unwrap();
-        assert_eq!(u.authority(), "hooks.example.com");
-        assert!(u.is_https());
-        assert_eq!(u.to_string(), "https://hooks.example.com/…");
-        let u = WebhookUrl::parse("HTTP://127.0.0.1:8080").unwrap();
-        assert_eq!(u.authority(), "127.0.0.1:8080");
-        assert!(!u.is_https());
-        let u = WebhookUrl::parse("http://[::1]:9000/hook#frag").unwrap();
-        assert_eq!(u.to_string(), "http://[::1]:9000/…");
-    }
-
-    #[test]
-    fn unusable_urls_say_why() {
-        for (url, expect) in [
-            ("ftp://x", "must be an http:// or https:// URL"),
-            ("hooks.example.com/x", "must be an http:// or https:// URL"),
-            ("http://", "not a valid URL"),
-            ("http://host:99999/", "not a valid URL"),
-            ("http://user:pw@host/", "user names"),
-        ] {
-            let err = WebhookUrl::parse(url).unwrap_err();
-            assert!(err.contains(expect), "{url}: {err}");
         }
     }
 }

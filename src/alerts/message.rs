@@ -27,7 +27,7 @@ pub fn payload(event: &IncidentEvent, page_base: &str) -> Value {
     let differs = difference_label(notice);
     // A chat channel is a log pipeline too: literals in the statement
     // are values, shown only with `log.values`.
-    let sql = if crate::privacy::log_values() {
+    let sql = if crate::observability::logs::log_values() {
         shorten_sql(&notice.client_sql, SQL_CHARS)
     } else {
         shorten_sql(

@@ -17,7 +17,7 @@
 //! A receiver that hangs or is gone therefore costs one task's time and a
 //! few counted drops, never a relayed byte.
 
-use super::client::{PostError, WebhookClient, WebhookUrl};
+use super::client::{PostError, WebhookClient};
 use super::message;
 use super::rate_limit::RateLimiter;
 use crate::config::AlertsConfig;
@@ -66,7 +66,7 @@ impl WebhookSettings {
         let Some(url) = &alerts.webhook_url else {
             return Ok(None);
         };
-        let url = WebhookUrl::parse(url).map_err(|e| format!("alerts.webhook_url: {e}"))?;
+        let url = url.clone();
         let timeout = Duration::from_millis(alerts.timeout_ms.max(1));
         let client = WebhookClient::new(url, timeout, alerts.tls_root_cert.as_deref())
             .map_err(|e| format!("alerts.tls_root_cert: {e}"))?;
@@ -317,7 +317,7 @@ mod tests {
     }
 
     fn settings(url: &str) -> WebhookSettings {
-        let url = WebhookUrl::parse(url).unwrap();
+        let url = crate::config::WebhookUrl::parse(url).unwrap();
         WebhookSettings {
             client: WebhookClient::new(url, Duration::from_millis(500), None).unwrap(),
             page_base: "http://admin".into(),

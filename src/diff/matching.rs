@@ -16,13 +16,13 @@
 //! for a total order; otherwise the order-insensitive digest of the whole
 //! result, because which rows were kept is itself up to the plan.
 
-use super::compare::CompareOptions;
 use super::identity::{by_position, pair_by_id, Lone, Named, Pair};
 use super::multiset::{match_rows, Unmatched};
-use super::normalise::whole_unordered_digest;
+use super::options::CompareOptions;
+use super::ordering::{Ordering, RowOrder, SortKey};
+use super::result::whole_unordered_digest;
 use super::runs::{compare_runs, Edge};
 use super::view::{Sides, View};
-use super::{Ordering, RowOrder, SortKey};
 
 /// Everything found about the rows; turned into a report by
 /// [`report`](super::report).

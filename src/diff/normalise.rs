@@ -6,11 +6,8 @@
 //! for `numeric` (`numeric(10,2)` became plain `numeric`, so `1.50` now
 //! reads `1.5`). NULL equals only NULL; in particular NULL is not `''`.
 
-use super::compare::CompareOptions;
-use super::result::{hash_cells, unordered_term, ResultSet, Row};
+use super::options::CompareOptions;
 use super::types;
-use super::view::kept_columns;
-use crate::diff::result::Column;
 
 /// How one column's values are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,66 +144,6 @@ fn parse_float(value: &[u8]) -> Option<f64> {
         "-Infinity" => Some(f64::NEG_INFINITY),
         text => text.parse().ok(),
     }
-}
-
-/// Which cells a normalised digest covers and how: the columns left after
-/// the ignore list, numeric values scale-normalised. Float tolerance
-/// cannot be hashed, so floats are digested as sent.
-#[derive(Debug, Clone)]
-pub(crate) struct DigestShape {
-    keep: Vec<usize>,
-    numeric: Vec<bool>,
-}
-
-impl DigestShape {
-    /// The shape for a result with these columns under `ignore_columns`
-    /// and the numeric-scale rule.
-    pub(crate) fn new(columns: &[Column], ignore_columns: &[String], numeric_scale: bool) -> Self {
-        let keep = kept_columns(columns, ignore_columns);
-        let numeric = keep
-            .iter()
-            .map(|&i| {
-                numeric_scale
-                    && columns
-                        .get(i)
-                        .is_some_and(|c| types::is_numeric(c.type_oid))
-            })
-            .collect();
-        Self { keep, numeric }
-    }
-
-    /// The row's hash as the comparison sees it.
-    pub(crate) fn hash(&self, row: &Row) -> u64 {
-        hash_cells(self.keep.iter().zip(&self.numeric).map(|(&i, &numeric)| {
-            let value = row.get(i).and_then(|v| v.as_deref());
-            if numeric {
-                value.map(normalise_numeric)
-            } else {
-                value
-            }
-        }))
-    }
-}
-
-/// The order-insensitive digest of *all* rows of a result, the kept ones
-/// and the digested tail alike.
-///
-/// Which rows end up kept is arbitrary when the order is not total (two
-/// plans may return the same rows in another order), so only the digest
-/// of the whole result compares fairly. The kept rows are hashed the way
-/// the builder hashed the tail: normalised when it was.
-pub(crate) fn whole_unordered_digest(set: &ResultSet, opts: &CompareOptions) -> u64 {
-    let shape = set
-        .tail
-        .normalised
-        .then(|| DigestShape::new(&set.columns, &opts.ignore_columns, opts.numeric_scale));
-    set.rows.iter().fold(set.tail.unordered, |acc, row| {
-        let h = match &shape {
-            Some(shape) => shape.hash(row),
-            None => super::result::row_hash(row),
-        };
-        acc.wrapping_add(unordered_term(h))
-    })
 }
 
 #[cfg(test)]

@@ -5,15 +5,15 @@
 //! summary that fits on one log line.
 
 use super::columns::ColumnDiff;
-use super::compare::CompareOptions;
 use super::identity::{Lone, Pair};
 use super::matching::Findings;
+use super::options::CompareOptions;
+use super::ordering::RowOrder;
 use super::render::{list, plural, report_value, summary_value, SUMMARY_CELLS, SUMMARY_ITEMS};
-use super::result::ResultSet;
+use super::result::{kept_columns, ResultSet};
 use super::runs::Edge;
 use super::types::reads_as_number;
-use super::view::{kept_columns, Sides, View};
-use super::RowOrder;
+use super::view::{Sides, View};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 

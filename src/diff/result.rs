@@ -9,8 +9,9 @@
 //! before hashing: build with [`ResultBuilder::normalised`] and the
 //! options later given to [`compare`](super::compare()).
 
-use super::compare::CompareOptions;
-use super::normalise::DigestShape;
+use super::normalise::normalise_numeric;
+use super::options::CompareOptions;
+use super::types;
 use bytes::Bytes;
 
 /// One output column from RowDescription.
@@ -228,6 +229,81 @@ pub(crate) fn hash_cells<'a>(cells: impl Iterator<Item = Option<&'a [u8]>>) -> u
         eat(0xfe);
     }
     h
+}
+
+/// Indices of the columns not named in `ignore_columns` (compared
+/// case-insensitively).
+pub(crate) fn kept_columns(columns: &[Column], ignore_columns: &[String]) -> Vec<usize> {
+    let ignored = |name: &str| {
+        let name = name.to_lowercase();
+        ignore_columns.iter().any(|i| i.to_lowercase() == name)
+    };
+    columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !ignored(&c.name))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Which cells a normalised digest covers and how: the columns left after
+/// the ignore list, numeric values scale-normalised. Float tolerance
+/// cannot be hashed, so floats are digested as sent.
+#[derive(Debug, Clone)]
+pub(crate) struct DigestShape {
+    keep: Vec<usize>,
+    numeric: Vec<bool>,
+}
+
+impl DigestShape {
+    /// The shape for a result with these columns under `ignore_columns`
+    /// and the numeric-scale rule.
+    pub(crate) fn new(columns: &[Column], ignore_columns: &[String], numeric_scale: bool) -> Self {
+        let keep = kept_columns(columns, ignore_columns);
+        let numeric = keep
+            .iter()
+            .map(|&i| {
+                numeric_scale
+                    && columns
+                        .get(i)
+                        .is_some_and(|c| types::is_numeric(c.type_oid))
+            })
+            .collect();
+        Self { keep, numeric }
+    }
+
+    /// The row's hash as the comparison sees it.
+    pub(crate) fn hash(&self, row: &Row) -> u64 {
+        hash_cells(self.keep.iter().zip(&self.numeric).map(|(&i, &numeric)| {
+            let value = row.get(i).and_then(|v| v.as_deref());
+            if numeric {
+                value.map(normalise_numeric)
+            } else {
+                value
+            }
+        }))
+    }
+}
+
+/// The order-insensitive digest of *all* rows of a result, the kept ones
+/// and the digested tail alike.
+///
+/// Which rows end up kept is arbitrary when the order is not total (two
+/// plans may return the same rows in another order), so only the digest
+/// of the whole result compares fairly. The kept rows are hashed the way
+/// the builder hashed the tail: normalised when it was.
+pub(crate) fn whole_unordered_digest(set: &ResultSet, opts: &CompareOptions) -> u64 {
+    let shape = set
+        .tail
+        .normalised
+        .then(|| DigestShape::new(&set.columns, &opts.ignore_columns, opts.numeric_scale));
+    set.rows.iter().fold(set.tail.unordered, |acc, row| {
+        let h = match &shape {
+            Some(shape) => shape.hash(row),
+            None => row_hash(row),
+        };
+        acc.wrapping_add(unordered_term(h))
+    })
 }
 
 #[cfg(test)]

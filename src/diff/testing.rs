@@ -1,8 +1,9 @@
 //! Small builders for the diff's tests: results written as tables.
 
+use super::options::CompareOptions;
+use super::ordering::{Ordering, SortKey};
 use super::result::{Column, ResultBuilder, ResultSet};
 use super::types::{INT4, TEXT};
-use super::{CompareOptions, Ordering, SortKey};
 use bytes::Bytes;
 
 /// Stands for SQL NULL in a test table.

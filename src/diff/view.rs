@@ -5,24 +5,9 @@
 //! sort keys or in reports. Rows are read in place; a cell missing from a
 //! malformed row reads as NULL, so bad input cannot panic.
 
-use super::compare::CompareOptions;
 use super::normalise::ValueRules;
-use super::result::{Column, ResultSet};
-
-/// Indices of the columns not named in `ignore_columns` (compared
-/// case-insensitively).
-pub(crate) fn kept_columns(columns: &[Column], ignore_columns: &[String]) -> Vec<usize> {
-    let ignored = |name: &str| {
-        let name = name.to_lowercase();
-        ignore_columns.iter().any(|i| i.to_lowercase() == name)
-    };
-    columns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !ignored(&c.name))
-        .map(|(i, _)| i)
-        .collect()
-}
+use super::options::CompareOptions;
+use super::result::{kept_columns, Column, ResultSet};
 
 /// One side's result without its ignored columns. Column numbers passed
 /// to its methods are positions among the kept columns.

@@ -3,14 +3,85 @@
 //! Every line written while serving a client carries the `session` span
 //! with that client's connection id, so one connection's story can be
 //! followed with a single grep.
+//!
+//! The `[log]` section of the config is defined here ([`LogConfig`]), so
+//! logging depends on no layer above it; [`crate::config::Config`] holds it.
 
-use crate::config::{parse_log_filter, LogConfig, LogFormat};
+use serde::Deserialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::EnvFilter;
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Minimum level (`error`, `warn`, `info`, `debug`, `trace`) or a full
+    /// `tracing` filter such as `info,pgshadow::proxy=debug`.
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+    /// Write parameter and row values into log lines. Off (default): lines
+    /// carry lengths and keyed hashes instead, so production data never
+    /// reaches the log pipeline.
+    pub values: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+            values: false,
+        }
+    }
+}
+
+/// Parses `log.level`: a bare level (`info`) or a `tracing` filter
+/// (`info,pgshadow::proxy=debug`).
+///
+/// A bare level applies to pgshadow's own lines; libraries log at most at
+/// `info`, so `debug` shows what the proxy decides, not every token the SQL
+/// parser reads. A filter is taken as written.
+pub fn parse_log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    use std::str::FromStr;
+    use tracing::level_filters::LevelFilter;
+    use tracing_subscriber::EnvFilter;
+    let level = level.trim();
+    if level.contains('=') || level.contains(',') {
+        return EnvFilter::try_new(level).map_err(|e| format!("invalid filter {level:?}: {e}"));
+    }
+    let parsed = LevelFilter::from_str(level).map_err(|_| {
+        format!("unknown level {level:?}: use error, warn, info, debug, trace or a filter like \"info,pgshadow::proxy=debug\"")
+    })?;
+    let libraries = parsed.min(LevelFilter::INFO);
+    EnvFilter::try_new(format!("{libraries},pgshadow={parsed}"))
+        .map_err(|e| format!("invalid level {level:?}: {e}"))
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `log.values`, set once when logging starts: read wherever a value could
+/// reach a log line ([`crate::privacy`] decides the value-free form).
+static LOG_VALUES: AtomicBool = AtomicBool::new(false);
+
+/// Whether log lines may carry parameter and row values (`log.values`).
+pub fn log_values() -> bool {
+    LOG_VALUES.load(Ordering::Relaxed)
+}
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides
 /// `log.level`. Lines go to stderr.
 pub fn init(config: &LogConfig) -> Result<(), String> {
-    crate::privacy::set_log_values(config.values);
+    LOG_VALUES.store(config.values, Ordering::Relaxed);
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => {
             EnvFilter::try_new(&v).map_err(|e| format!("invalid RUST_LOG {v:?}: {e}"))?
@@ -29,4 +100,31 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
             .try_init(),
     };
     result.map_err(|e| format!("cannot install the log subscriber: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_filters_parse_and_nonsense_does_not() {
+        assert!(parse_log_filter("info").is_ok());
+        assert!(parse_log_filter("DEBUG").is_ok());
+        assert!(parse_log_filter("info,pgshadow::proxy=debug").is_ok());
+        assert!(parse_log_filter("loud")
+            .unwrap_err()
+            .contains("unknown level"));
+    }
+
+    #[test]
+    fn a_bare_level_keeps_libraries_at_info() {
+        let filter = parse_log_filter("debug").unwrap().to_string();
+        assert!(filter.contains("pgshadow=debug"), "{filter}");
+        assert!(
+            !filter.replace("pgshadow=debug", "").contains("debug"),
+            "{filter}"
+        );
+        let quiet = parse_log_filter("warn").unwrap().to_string();
+        assert!(!quiet.contains("info"), "{quiet}");
+    }
 }

@@ -11,7 +11,7 @@ impl Outcome {
     /// INFO for errors, DEBUG for matches. Without `log.values` the line
     /// carries no parameter or row values ([`crate::privacy`]).
     pub fn log(&self) {
-        let values = privacy::log_values();
+        let values = crate::observability::logs::log_values();
         let code = |e: &Option<ErrorFields>| e.as_ref().map(|e| e.code.clone()).unwrap_or_default();
         let scrubbed = |text: &str| {
             if values {

@@ -15,7 +15,10 @@
 //! is kept: a deep one may only be walked (and dropped) on a thread with a
 //! large stack (see `parse`).
 
-use super::{choose, plan_with_keys, Catalog, Key, Plan, RewriteRules, Tiebreak};
+use super::keys::{choose, Catalog, Key};
+use super::order_by::Tiebreak;
+use super::plan::{plan_with_keys, Plan};
+use super::rules::RewriteRules;
 use crate::capture::skip::SkipReason;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};

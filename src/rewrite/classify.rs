@@ -14,7 +14,7 @@ use super::functions::{
     base_name, calls_volatile, count_volatile, has_side_effects, is_session_dependent, is_volatile,
 };
 use super::names::name_parts;
-use super::RewriteRules;
+use super::rules::RewriteRules;
 use crate::capture::skip::SkipReason;
 use sqlparser::ast::{
     Expr, ObjectName, OrderByKind, Query, Select, Statement, TableFactor, Visit, Visitor,

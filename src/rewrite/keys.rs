@@ -13,7 +13,7 @@
 //! (`shadow::keys`), on a shadow connection, never on the relay.
 
 use super::names::relation_keys;
-use super::RewriteRules;
+use super::rules::RewriteRules;
 
 /// Where a relation's key came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,18 +1,18 @@
 //! From the application's SQL text to the two statements the shadow runs.
 //!
-//! [`plan`] parses a statement once (sqlparser, PostgreSqlDialect), decides
+//! [`plan()`] parses a statement once (sqlparser, PostgreSqlDialect), decides
 //! whether it may be replayed at all (DESIGN §2: only provable plain reads
 //! without effects outside a read-only transaction), and produces:
 //!
 //! - the OLD side's SQL: the original text, or, when relation keys were
 //!   appended to the outermost ORDER BY (DESIGN §5), that rewrite;
 //! - the NEW side's SQL: the same plus `[shadow] table_map` renames;
-//! - how the diff must compare the rows ([`Ordering`]) and which output
+//! - how the diff must compare the rows ([`Ordering`](crate::diff::Ordering)) and which output
 //!   columns identify a row.
 //!
 //! The keys come from the caller ([`plan_with_keys`]): the shadow asks the
 //! catalog ([`keys`] decides between catalog, configuration and default);
-//! [`plan`] uses the configuration alone.
+//! [`plan()`] uses the configuration alone.
 //!
 //! Rewrites are printed from the AST with `Display` and accepted only if
 //! the printed text parses back to the same AST; otherwise the statement is
@@ -22,372 +22,35 @@
 //! Parsing costs ~50 µs, so plans are cached per distinct text in a
 //! [`PlanCache`], with one plan per set of keys the text was planned with.
 //!
-//! Layout: `parse` tokenizes and guards the stack, `classify` decides
-//! eligibility, `scope` resolves the relations and keys a query provably
-//! has, `keys` chooses each relation's key, `tiebreak` decides the ORDER BY
-//! rewrite, `row_ids` which output columns name a row, `table_map` renames relations, `names` folds identifiers,
-//! `functions` knows functions by name, `cache` holds plans.
+//! Layout: `rules` holds the configured rewrite rules and `order_by` what
+//! can happen to an ORDER BY (both named by the files below, which name
+//! neither this file nor each other in a circle); `parse` tokenizes and
+//! guards the stack, `classify` decides eligibility, `scope` resolves the
+//! relations and keys a query provably has, `keys` chooses each relation's
+//! key, `tiebreak` decides the ORDER BY rewrite, `row_ids` which output
+//! columns name a row, `table_map` renames relations, `names` folds
+//! identifiers, `functions` knows functions by name; `plan` plans a
+//! statement with them, and `cache` holds the plans.
 
 mod cache;
 mod classify;
 mod functions;
 pub mod keys;
 mod names;
+mod order_by;
 mod parse;
+mod plan;
 mod row_ids;
+mod rules;
 mod scope;
 mod table_map;
 mod tiebreak;
 
 pub use cache::{CachedPlan, CachedRelations, PlanCache};
 pub use keys::{choose, Catalog, CatalogRelation, Key, KeySource};
-
-use crate::capture::lexer;
-use crate::capture::skip::SkipReason;
-use crate::diff::Ordering;
-use serde::Serialize;
-use sqlparser::ast::{OrderByKind, Query, Statement};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::TokenWithSpan;
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-/// The rewrite rules, from the configuration.
-#[derive(Debug, Clone, Default)]
-pub struct RewriteRules {
-    /// `[tiebreak] default_column`: the key of relations that have
-    /// neither a configured nor a catalog key, e.g. `"id"`. Empty: none.
-    pub default_id_column: String,
-    /// `[tiebreak] columns`: relation → its key columns. Keys are
-    /// `"table"` or `"schema.table"` (lower case); the schema-qualified key
-    /// wins.
-    pub id_columns: BTreeMap<String, Vec<String>>,
-    /// `[shadow] table_map`: old relation → new relation (`"table"` or
-    /// `"schema.table"` on both sides), applied to the NEW side only.
-    pub table_map: BTreeMap<String, String>,
-    /// `[shadow] deny_functions`: more function names (lower case) whose
-    /// effects escape a read-only transaction; a trailing `*` matches a
-    /// prefix.
-    pub deny_functions: Vec<String>,
-}
-
-/// What happened to the outermost ORDER BY.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tiebreak {
-    /// Keys were appended as the last ORDER BY keys (the order is total
-    /// when every relation had one, see [`Plan::ordering`]).
-    Appended,
-    /// The ORDER BY already holds every relation's key: total.
-    AlreadyTotal,
-    /// No ORDER BY: rows are compared as multisets.
-    NoOrderBy,
-    /// `FETCH … WITH TIES`: appending the id would change which rows come
-    /// back, so the order stays partial.
-    WithTies,
-    /// No key could provably be appended (the reason is a short
-    /// snake_case word such as `"no_key"`, `"distinct"`, `"group_by"`,
-    /// `"derived_table"`); the comparison is tie-tolerant.
-    NotApplicable(&'static str),
-}
-
-/// How a comparison's rows are ordered, as `pgshadow_comparison_ordering_total`
-/// counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OrderBasis {
-    /// A total order, made total by keys from the catalog only.
-    CatalogKey,
-    /// A total order that needed a configured key or the default column.
-    Config,
-    /// An ORDER BY that leaves ties: compared tie-tolerantly.
-    Partial,
-    /// No (meaningful) ORDER BY: compared as multisets.
-    Unordered,
-}
-
-impl OrderBasis {
-    /// Every basis, for pre-registering metric series.
-    pub const ALL: [OrderBasis; 4] = [
-        OrderBasis::CatalogKey,
-        OrderBasis::Config,
-        OrderBasis::Partial,
-        OrderBasis::Unordered,
-    ];
-
-    /// Stable label for metrics, logs and the store.
-    pub fn label(self) -> &'static str {
-        match self {
-            OrderBasis::CatalogKey => "catalog_key",
-            OrderBasis::Config => "config",
-            OrderBasis::Partial => "partial",
-            OrderBasis::Unordered => "unordered",
-        }
-    }
-}
-
-impl Tiebreak {
-    /// What happened, without the reason: what outcomes and the store keep.
-    pub fn kind(self) -> TiebreakKind {
-        match self {
-            Tiebreak::Appended => TiebreakKind::Appended,
-            Tiebreak::AlreadyTotal => TiebreakKind::AlreadyTotal,
-            Tiebreak::NoOrderBy => TiebreakKind::NoOrderBy,
-            Tiebreak::WithTies => TiebreakKind::WithTies,
-            Tiebreak::NotApplicable(_) => TiebreakKind::NotApplicable,
-        }
-    }
-
-    /// Stable label for logs and metrics ([`TiebreakKind::label`]).
-    pub fn label(self) -> &'static str {
-        self.kind().label()
-    }
-}
-
-/// A [`Tiebreak`] without its reason: the `tiebreak` of an outcome, of a
-/// stored example and of the log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TiebreakKind {
-    /// [`Tiebreak::Appended`].
-    Appended,
-    /// [`Tiebreak::AlreadyTotal`].
-    AlreadyTotal,
-    /// [`Tiebreak::NoOrderBy`].
-    NoOrderBy,
-    /// [`Tiebreak::WithTies`].
-    WithTies,
-    /// [`Tiebreak::NotApplicable`].
-    NotApplicable,
-}
-
-impl TiebreakKind {
-    /// Every kind, for parsing.
-    pub const ALL: [TiebreakKind; 5] = [
-        TiebreakKind::Appended,
-        TiebreakKind::AlreadyTotal,
-        TiebreakKind::NoOrderBy,
-        TiebreakKind::WithTies,
-        TiebreakKind::NotApplicable,
-    ];
-
-    /// The label: `appended`, `already_total`, `no_order_by`, `with_ties`,
-    /// `not_applicable`.
-    pub fn label(self) -> &'static str {
-        match self {
-            TiebreakKind::Appended => "appended",
-            TiebreakKind::AlreadyTotal => "already_total",
-            TiebreakKind::NoOrderBy => "no_order_by",
-            TiebreakKind::WithTies => "with_ties",
-            TiebreakKind::NotApplicable => "not_applicable",
-        }
-    }
-
-    /// Parses a label (the store's read side).
-    pub fn parse(label: &str) -> Option<TiebreakKind> {
-        Self::ALL.into_iter().find(|k| k.label() == label)
-    }
-}
-
-/// How to run and compare one statement.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// What runs on the old side (the tiebreaker appended if applicable).
-    pub old_sql: Arc<str>,
-    /// What runs on the new side (tiebreaker and table map).
-    pub new_sql: Arc<str>,
-    /// How the diff orders rows. `total` is false when a relation has no
-    /// key, and for a UNION even with appended keys, because its branches
-    /// may repeat a key.
-    pub ordering: Ordering,
-    /// What happened to the ORDER BY.
-    pub tiebreak: Tiebreak,
-    /// What made the order total, if anything.
-    pub basis: OrderBasis,
-    /// The output columns that carry the relations' keys, when the select
-    /// list provably holds each exactly once (`*` over one relation,
-    /// `e.env_id, e.entry_id`, `e.sys_id AS key` → `"key"`); the diff
-    /// names rows by them.
-    pub id_columns: Vec<String>,
-    /// Whether `id_columns` hold every relation's whole key, so that they
-    /// identify each row.
-    pub id_unique: bool,
-    /// Per relation of the outermost FROM, the key the order ends in, for
-    /// logs and reports: `e (env_id, entry_id) primary_key; r no key
-    /// (no_key)`.
-    pub keys: Arc<str>,
-    /// The relation names the tiebreaker asked keys for (folded parts as
-    /// written), in order: what a key refresh must look up again.
-    pub relations: Arc<[Vec<String>]>,
-    /// The keys it got, one per relation name.
-    pub key_choices: Vec<Option<Key>>,
-    /// `old_sql` or `new_sql` differs from the input text.
-    pub rewritten: bool,
-    /// The functions the statement calls (lower-cased unqualified names,
-    /// distinct): the shadow skips it when one is a user-defined VOLATILE
-    /// function ([`crate::shadow::functions`]).
-    pub functions: Arc<[String]>,
-}
-
-/// Classifies `sql` and plans its replay with the keys of the
-/// configuration alone (`tiebreak.columns`, `default_column`), as written.
-/// `Err(reason)` when the statement must not be replayed: the first of not
-/// a single statement (`MultiStatement`), unparsable, not a plain read,
-/// side-effect function, session-dependent, LIMIT without ORDER BY.
-///
-/// A statement with thousands of operators (`… OR … OR …`) is skipped as
-/// `TooLarge`: its parse tree is too deep to walk safely (see `parse`).
-pub fn plan(sql: &str, rules: &RewriteRules) -> Result<Plan, SkipReason> {
-    plan_with_keys(sql, rules, &mut |parts| {
-        choose(parts, rules, Catalog::NotConsulted)
-    })
-}
-
-/// [`plan`], asking `keys` for the key of every relation (folded name
-/// parts as written) the tiebreaker may use. Each name is asked once;
-/// [`Plan::relations`] and [`Plan::key_choices`] record the questions and
-/// the answers.
-pub fn plan_with_keys(
-    sql: &str,
-    rules: &RewriteRules,
-    keys: &mut (dyn FnMut(&[String]) -> Option<Key> + Send),
-) -> Result<Plan, SkipReason> {
-    if lexer::lex(sql).statements > 1 {
-        return Err(SkipReason::MultiStatement);
-    }
-    parse::with_tokens(sql, |tokens| plan_tokens(sql, tokens, rules, keys))
-}
-
-/// [`plan_with_keys`] once the text is tokenized.
-fn plan_tokens(
-    sql: &str,
-    tokens: Vec<TokenWithSpan>,
-    rules: &RewriteRules,
-    keys: &mut (dyn FnMut(&[String]) -> Option<Key> + Send),
-) -> Result<Plan, SkipReason> {
-    let mut statements = Parser::new(&PostgreSqlDialect {})
-        .with_tokens_with_locations(tokens)
-        .parse_statements()
-        .map_err(|_| SkipReason::Unparsable)?;
-    let statement = match (statements.pop(), statements.is_empty()) {
-        (Some(statement), true) => statement,
-        (Some(_), false) => return Err(SkipReason::MultiStatement),
-        // An empty text is nothing to compare.
-        (None, _) => return Err(SkipReason::NotRead),
-    };
-    let functions = classify::classify(&statement, rules)?;
-    let Statement::Query(query) = statement else {
-        return Err(SkipReason::NotRead);
-    };
-    // Every name is asked once, whatever the analysis looks at twice.
-    let mut relations: Vec<Vec<String>> = Vec::new();
-    let mut key_choices: Vec<Option<Key>> = Vec::new();
-    let mut lookup = |parts: &[String]| {
-        if let Some(i) = relations.iter().position(|r| r == parts) {
-            return key_choices.get(i).cloned().flatten();
-        }
-        let key = keys(parts);
-        relations.push(parts.to_vec());
-        key_choices.push(key.clone());
-        key
-    };
-    let analysis = tiebreak::analyse(&query, &mut lookup);
-    let (analysis, old_sql, new_sql) = match render(sql, &query, &analysis, rules) {
-        Some((old_sql, new_sql)) => (analysis, old_sql, new_sql),
-        None if !analysis.appended.is_empty() => {
-            let analysis = analysis.without_append("round_trip");
-            let (old_sql, new_sql) =
-                render(sql, &query, &analysis, rules).ok_or(SkipReason::Unparsable)?;
-            (analysis, old_sql, new_sql)
-        }
-        // The table map's rewrite does not print back faithfully: the new
-        // side cannot be expressed.
-        None => return Err(SkipReason::Unparsable),
-    };
-    let rewritten = *old_sql != *sql || *new_sql != *sql;
-    Ok(Plan {
-        old_sql,
-        new_sql,
-        ordering: analysis.ordering,
-        tiebreak: analysis.tiebreak,
-        basis: analysis.basis,
-        id_columns: analysis.id_columns,
-        id_unique: analysis.id_unique,
-        keys: Arc::from(analysis.keys),
-        relations: Arc::from(relations),
-        key_choices,
-        rewritten,
-        functions: Arc::from(functions),
-    })
-}
-
-/// The relation a name refers to on the new side: `[shadow] table_map`'s
-/// target (folded parts), or the same name.
-pub fn new_side_name(parts: &[String], rules: &RewriteRules) -> Vec<String> {
-    table_map::target(parts, rules)
-        .map(|target| target.split('.').map(str::to_string).collect())
-        .unwrap_or_else(|| parts.to_vec())
-}
-
-/// `tiebreak.apply_to_primary`: the application's statement with the
-/// tiebreaker appended to its own ORDER BY (nothing else changed, no table
-/// map), or `None` when there is nothing to append or the statement is not
-/// an eligible read.
-pub fn tiebreak_for_primary(sql: &str, rules: &RewriteRules) -> Option<String> {
-    match plan(sql, rules) {
-        Ok(plan) if plan.tiebreak == Tiebreak::Appended => Some(plan.old_sql.to_string()),
-        _ => None,
-    }
-}
-
-/// The old and new texts for `query` with `analysis.appended` applied, or
-/// `None` when a rewritten text does not parse back to the rewritten AST.
-fn render(
-    sql: &str,
-    query: &Query,
-    analysis: &tiebreak::Analysis,
-    rules: &RewriteRules,
-) -> Option<(Arc<str>, Arc<str>)> {
-    let mut old = query.clone();
-    let old_sql: Arc<str> = if analysis.appended.is_empty() {
-        Arc::from(sql)
-    } else {
-        tiebreak::with_outermost_mut(&mut old, |outer| {
-            if let Some(OrderByKind::Expressions(keys)) =
-                outer.order_by.as_mut().map(|o| &mut o.kind)
-            {
-                keys.extend(analysis.appended.iter().cloned());
-            }
-        });
-        Arc::from(print_checked(&old)?)
-    };
-    let mut new = old;
-    let new_sql = if table_map::apply(&mut new, rules) {
-        Arc::from(print_checked(&new)?)
-    } else {
-        old_sql.clone()
-    };
-    Some((old_sql, new_sql))
-}
-
-/// Prints `query` and accepts the text only if it parses back to the same
-/// AST (spans and token positions are ignored by sqlparser's equality).
-///
-/// The round trip proves the printer faithful to the AST, not the AST to
-/// the text. One known misparse is refused as well: an identifier quoted
-/// other than with `"` does not exist in PostgreSQL, so the parser took
-/// something else for one (`'a'\n'b'`, a continued string literal, parses
-/// as `'a' AS 'b'`), and a print of it would be wrong.
-fn print_checked(query: &Query) -> Option<String> {
-    if names::has_foreign_quotes(query) {
-        return None;
-    }
-    let text = query.to_string();
-    let reparsed = Parser::parse_sql(&PostgreSqlDialect {}, &text).ok()?;
-    match reparsed.as_slice() {
-        [Statement::Query(again)] if **again == *query => Some(text),
-        _ => None,
-    }
-}
+pub use order_by::{OrderBasis, Tiebreak, TiebreakKind};
+pub use plan::{new_side_name, plan, plan_with_keys, tiebreak_for_primary, Plan};
+pub use rules::RewriteRules;
 
 #[cfg(test)]
 mod tests;

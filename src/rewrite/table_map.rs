@@ -10,7 +10,7 @@
 //! `entries.id` keep resolving.
 
 use super::names::{ident_key, last_ident, name_parts, object_name_for, relation_keys};
-use super::RewriteRules;
+use super::rules::RewriteRules;
 use sqlparser::ast::{
     Expr, ObjectName, Query, TableAlias, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
 };

@@ -16,12 +16,12 @@ use super::classify::cut_edges;
 use super::functions::{calls_at_top, calls_volatile, is_aggregate, is_set_returning};
 use super::keys::{Key, KeySource};
 use super::names::{column_ref, ident_for, ident_key};
+use super::order_by::{OrderBasis, Tiebreak};
 use super::row_ids::output_ids;
 use super::scope::{
     covers, is_column_ref, item_expr, key_outputs, named_output, ordinal, relations, KeyLookup,
     Relation,
 };
-use super::{OrderBasis, Tiebreak};
 use crate::diff::{Ordering, SortKey};
 use sqlparser::ast::{
     Distinct, Expr, GroupByExpr, Ident, OrderByExpr, OrderByKind, OrderByOptions, Query, Select,

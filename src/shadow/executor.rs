@@ -115,16 +115,7 @@ impl Executor {
             max_rows: c.max_rows,
             snapshot,
             recheck: s.recheck_mismatches,
-            compare: CompareOptions {
-                ignore_columns: c.ignore_columns.clone(),
-                float_tolerance: c.float_tolerance,
-                numeric_scale: c.numeric_scale,
-                strict_types: c.strict_types,
-                id_columns: Vec::new(),
-                id_unique: false,
-                max_reported: c.max_reported,
-                max_ids: usize::try_from(config.store.max_ids_per_incident).unwrap_or(usize::MAX),
-            },
+            compare: config.compare_options(),
             default_id: config.tiebreak.default_column.clone(),
             baseline_rate: if snapshot == Snapshot::Shared {
                 s.baseline_rate

@@ -34,6 +34,7 @@
 //! used least recently (preferably one not found slower) is forgotten.
 
 use crate::capture::fingerprint::Fingerprint;
+use crate::config::PAIR_WINDOW;
 use crate::outcome::{LatencySummary, Verdict};
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, VecDeque};
@@ -43,9 +44,6 @@ use std::time::{Duration, Instant};
 /// Fingerprints tracked at most. Each costs two histograms of ~8 KiB and
 /// a window of pairs of 1 KiB.
 pub const MAX_TRACKED: usize = 512;
-
-/// Paired samples kept per fingerprint for the verdict.
-pub const PAIR_WINDOW: usize = 128;
 
 /// Significance of the sign test: the chance that a fingerprint that is not
 /// slower is declared slower on one evaluation (or a slower one recovered).

@@ -162,7 +162,7 @@ impl Shadow {
         let overrides: HashMap<Fingerprint, f64> = s
             .fingerprint_sample_rates
             .iter()
-            .filter_map(|(k, v)| Some((k.parse().ok()?, *v)))
+            .map(|(fingerprint, rate)| (*fingerprint, *rate))
             .collect();
         let (tx, rx) = mpsc::channel(s.queue_capacity);
         let shadow = Arc::new(Shadow {

@@ -7,7 +7,7 @@
 //! `GREATEST`); the SQLite backend turns `$1` into `?1`. Every integer
 //! column is a 64-bit integer on both, every number read back an `i64`.
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// Which database a [`Db`] talks to, for the few statements that differ
 /// (DDL, locking).
@@ -212,6 +212,13 @@ pub(crate) fn sqlite_placeholders(sql: &str) -> String {
         }
     }
     out
+}
+
+/// The single row a statement must return.
+pub(crate) fn one(rows: Vec<DbRow>) -> Result<DbRow, StoreError> {
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("a statement returned no row".into()))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! `/readyz` shows this state without touching it, because a store outage
 //! must not take the proxy out of its load balancer.
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::observability::metrics::{STORE_ERRORS_TOTAL, STORE_UP};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -10,10 +10,10 @@
 //! per incident; sightings of further ids are only counted
 //! (`ids_omitted`), as are ids whose value is too long to be a key.
 
-use super::db::{Db, DbRow};
-use super::ops::one;
-use super::StoreError;
+use super::db::{one, Db, DbRow};
+use super::error::StoreError;
 use crate::diff::RowIds;
+use crate::utc::format_utc;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -102,8 +102,8 @@ impl IncidentIds {
                 id.values.iter().map(|v| csv_field(v.as_deref())).collect();
             fields.extend([
                 id.change.label().to_string(),
-                super::format_utc(id.first_seen_ms),
-                super::format_utc(id.last_seen_ms),
+                format_utc(id.first_seen_ms),
+                format_utc(id.last_seen_ms),
                 id.seen.to_string(),
             ]);
             out.push_str(&fields.join(","));

@@ -26,9 +26,18 @@
 //! [`Store::incident_ids`], [`Store::ack`], [`Store::mute`], [`Store::unmute`],
 //! [`Store::list_coverage`], [`Store::open_incident_count`],
 //! [`Store::ping`]. For alerts, [`writer::StoreWriter::subscribe`].
+//!
+//! Files, each naming only those listed before it: `error.rs` (why an
+//! operation failed), `health.rs` (whether the store answers), [`model`]
+//! (what is stored), `db.rs` (what both backends must do), `schema.rs`
+//! (tables and migrations), `sqlite.rs` and `postgres.rs` (the backends),
+//! [`ids`] (differing row ids), `batch.rs` (outcomes folded in memory),
+//! `ops.rs` (the writes) and `queries.rs` (the reads); this file opens a
+//! [`Store`] on either backend, and [`writer`] feeds it.
 
 mod batch;
 mod db;
+mod error;
 mod health;
 pub mod ids;
 pub mod model;
@@ -39,15 +48,18 @@ mod schema;
 mod sqlite;
 pub mod writer;
 
+pub use error::StoreError;
 pub use health::{StoreHealth, StoreOp};
 pub use ids::{IdChange, IncidentIds, IncidentRowId};
 pub use model::{
-    format_utc, mismatch_rate_upper_bound, now_ms, plan_outline, Coverage, CoverageLatency,
-    Example, Incident, IncidentDetail, IncidentEvent, IncidentFilter, IncidentNotice,
-    IncidentStatus, StoredDiff, StoredError,
+    mismatch_rate_upper_bound, now_ms, plan_outline, Coverage, CoverageLatency, Example, Incident,
+    IncidentDetail, IncidentEvent, IncidentFilter, IncidentNotice, IncidentStatus, StoredDiff,
+    StoredError,
 };
 pub use ops::Expired;
 pub use writer::{StoreWriter, WriterOptions};
+// Times in the store's views are printed by the crate-wide formatter.
+pub use crate::utc::format_utc;
 
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
@@ -59,87 +71,7 @@ use sqlite::{ready, SqliteStore};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use thiserror::Error;
 use tokio::sync::OnceCell;
-
-/// Why the store could not be opened, read or written.
-#[derive(Debug, Error)]
-pub enum StoreError {
-    /// `store.url` is not a store address.
-    #[error("store.url {url:?}: {reason}")]
-    BadUrl {
-        /// The URL as configured.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The store could not be opened or created.
-    #[error("cannot open the mismatch store {url}: {message}")]
-    Open {
-        /// The store (without password).
-        url: String,
-        /// Why.
-        message: String,
-    },
-    /// `store.password_env` names a variable that is not set.
-    #[error("store.password_env: environment variable {0} is not set")]
-    MissingPassword(String),
-    /// An SQLite error.
-    #[error("SQLite mismatch store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A PostgreSQL error.
-    #[error("PostgreSQL mismatch store: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
-    /// The store was created by a newer pgshadow.
-    #[error(
-        "the mismatch store has schema version {found}, this pgshadow supports up to \
-         {supported}: upgrade pgshadow or use another store.url"
-    )]
-    TooNew {
-        /// Version found.
-        found: i64,
-        /// Newest version this build knows.
-        supported: i64,
-    },
-    /// Stored data this build cannot read.
-    #[error("unexpected data in the mismatch store: {0}")]
-    Corrupt(String),
-    /// The SQLite store's thread has stopped.
-    #[error("the SQLite mismatch store's thread has stopped")]
-    Closed,
-    /// An operation did not finish within `store.op_timeout_ms`.
-    #[error("the mismatch store did not answer within {ms} ms ({op}; store.op_timeout_ms)")]
-    Timeout {
-        /// What the operation was doing ([`StoreOp::label`]).
-        op: &'static str,
-        /// The timeout.
-        ms: u64,
-    },
-    /// The SQLite store's thread is still busy with earlier operations that
-    /// timed out (a hung disk): new ones are refused rather than queued.
-    #[error("the SQLite mismatch store is still busy with {0} earlier operations")]
-    Busy(usize),
-}
-
-impl StoreError {
-    /// Whether the error says the store cannot be reached or does not
-    /// answer (as opposed to a bad URL, a newer schema or bad data): the
-    /// store is down, and the admin API answers 503.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            StoreError::Open { .. }
-            | StoreError::Sqlite(_)
-            | StoreError::Closed
-            | StoreError::Timeout { .. }
-            | StoreError::Busy(_) => true,
-            StoreError::Postgres(e) => e.as_db_error().is_none() || e.is_closed(),
-            StoreError::BadUrl { .. }
-            | StoreError::MissingPassword(_)
-            | StoreError::TooNew { .. }
-            | StoreError::Corrupt(_) => false,
-        }
-    }
-}
 
 /// Options of an open store (from `[store]`).
 #[derive(Debug, Clone)]

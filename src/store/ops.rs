@@ -7,10 +7,10 @@
 //! reports the new incident.
 
 use super::batch::{Batch, IncidentDelta};
-use super::db::{Db, DbRow, Param};
+use super::db::{one, Db, Param};
+use super::error::StoreError;
 use super::ids::write_ids;
 use super::model::{IncidentStatus, StoredError};
-use super::StoreError;
 use crate::capture::fingerprint::Fingerprint;
 use crate::outcome::LatencySummary;
 use crate::outcome::Outcome;
@@ -512,11 +512,4 @@ pub(crate) async fn reopen_expired_mutes(
     .iter()
     .map(|r| r.text(0))
     .collect()
-}
-
-/// The single row a statement must return.
-pub(crate) fn one(rows: Vec<DbRow>) -> Result<DbRow, StoreError> {
-    rows.into_iter()
-        .next()
-        .ok_or_else(|| StoreError::Corrupt("a statement returned no row".into()))
 }

@@ -12,7 +12,8 @@
 //! roots), through rustls ([`crate::tls::upstream`]).
 
 use super::db::{Db, DbRow, Dialect, Param, Value};
-use super::{schema, StoreError};
+use super::error::StoreError;
+use super::schema;
 use crate::tls::{TlsMode, UpstreamTls};
 use std::collections::HashMap;
 use std::str::FromStr;

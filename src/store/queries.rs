@@ -1,13 +1,12 @@
 //! Every read of the store, written once over [`Db`] for both backends:
 //! what the admin API, the CLI and the web page show.
 
-use super::db::{Db, DbRow, Param};
+use super::db::{one, Db, DbRow, Param};
+use super::error::StoreError;
 use super::model::{
     mismatch_rate_upper_bound, parse_diff_kind, Coverage, CoverageLatency, Example, Incident,
     IncidentDetail, IncidentFilter, IncidentStatus, StoredDiff,
 };
-use super::ops::one;
-use super::StoreError;
 use crate::diff::RowOrder;
 use crate::outcome::signature::IncidentKind;
 use crate::rewrite::TiebreakKind;

@@ -7,7 +7,7 @@
 //! written by a newer pgshadow is refused rather than misread.
 
 use super::db::{Db, Dialect};
-use super::StoreError;
+use super::error::StoreError;
 
 /// The migration this build ends at.
 pub(crate) const CURRENT_VERSION: i64 = 3;

@@ -13,7 +13,8 @@
 //! open the same file: writers wait for each other up to the busy timeout.
 
 use super::db::{sqlite_placeholders, Db, DbRow, Dialect, Param, Value};
-use super::{schema, StoreError};
+use super::error::StoreError;
+use super::schema;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 use std::future::Future;

@@ -27,8 +27,9 @@
 //! first retry that succeeds; the relay never waits for any of it.
 
 use super::batch::{Batch, IncidentDelta};
+use super::error::StoreError;
 use super::model::{now_ms, Incident, IncidentEvent, IncidentNotice};
-use super::{Store, StoreError};
+use super::Store;
 use crate::capture::skip::SkipCounts;
 use crate::config::{StoreConfig, StoreValues};
 use crate::observability::metrics::{

@@ -306,7 +306,7 @@ fn plain_name(presented: &str) -> &str {
 
 /// Seconds since the epoch as a UTC time for messages.
 fn utc(secs: u64) -> String {
-    crate::store::format_utc(
+    crate::utc::format_utc(
         i64::try_from(secs)
             .unwrap_or(i64::MAX / 1000)
             .saturating_mul(1000),

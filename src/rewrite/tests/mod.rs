@@ -7,7 +7,8 @@ mod table_map;
 mod tiebreaker;
 
 use super::*;
-use crate::diff::SortKey;
+use crate::capture::skip::SkipReason;
+use crate::diff::{Ordering, SortKey};
 
 /// The fixture's rules: `entries` is keyed by `sys_id`, everything else by
 /// `id`; no table map unless a test adds one.
