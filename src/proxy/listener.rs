@@ -28,7 +28,7 @@ use crate::tls::{ServerTls, TlsError, UpstreamTls};
 
 /// Why the proxy could not start.
 #[derive(Debug, Error)]
-pub enum ProxyError {
+pub enum ListenError {
     /// The listen address is taken or not ours.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -50,7 +50,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Loads the certificates of both legs and binds `listen.address`.
-    pub async fn bind(config: Arc<Config>) -> Result<Proxy, ProxyError> {
+    pub async fn bind(config: Arc<Config>) -> Result<Proxy, ListenError> {
         let address = config.listen.address;
         let l = &config.listen;
         let client_tls = match (&l.tls_cert, &l.tls_key) {
@@ -64,7 +64,7 @@ impl Proxy {
             UpstreamTls::new(u.tls, u.tls_root_cert.as_deref(), &u.host, "upstream")?;
         let listener = TcpListener::bind(address)
             .await
-            .map_err(|source| ProxyError::Bind { address, source })?;
+            .map_err(|source| ListenError::Bind { address, source })?;
         Ok(Proxy {
             listener,
             config,

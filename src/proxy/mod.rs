@@ -27,6 +27,6 @@ mod slots;
 mod upstream;
 
 pub use handoff::Handoff;
-pub use listener::{Proxy, ProxyError};
+pub use listener::{ListenError, Proxy};
 pub use session::SessionEnd;
 pub use upstream::UpstreamError;
