@@ -6,16 +6,15 @@
 pub mod demo;
 pub mod exit;
 pub mod mismatches;
-pub mod serve;
 
 use crate::admin;
 use crate::config::Config;
 use crate::observability;
 use crate::reload::{self, Reloader};
+use crate::server::Server;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use exit::{EXIT_FAILURE, EXIT_USAGE};
-use serve::Server;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -129,15 +128,12 @@ fn run(config: Config, path: &Path) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let config = Arc::new(config);
     runtime.block_on(async move {
-        let server = Server::bind(config.clone(), metrics, |proxy, certificates| {
+        let server = Server::bind(config.clone(), metrics, |parts, certificates| {
             // Before the first log line announces the proxy: from here on a
             // SIGHUP reloads instead of terminating the process.
-            let reloader = Reloader::new(
-                path.to_path_buf(),
-                (*config).clone(),
-                proxy.shadow().cloned(),
-            )
-            .with_certificates(certificates);
+            let reloader =
+                Reloader::new(path.to_path_buf(), (*config).clone(), parts.shadow.clone())
+                    .with_certificates(certificates);
             reload::reload_on_sighup(reloader).context("cannot install the SIGHUP handler")?;
             Ok(())
         })

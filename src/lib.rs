@@ -24,9 +24,11 @@
 //! - [`tls`]: TLS on the client leg, the upstream leg and the admin port;
 //! - [`utc`]: epoch milliseconds as UTC times for people;
 //! - [`reload`]: SIGHUP re-reads the config file and applies its hot keys;
-//! - [`cli`]: the `pgshadow` command line: `run` ([`cli::serve`]), `demo`
-//!   (a throw-away database, migration and traffic, [`cli::demo`]) and
-//!   `mismatches`.
+//! - [`server`]: the application assembled (store, writer, shadow, plan
+//!   caches, admin, webhook) and handed to the proxy;
+//! - [`cli`]: the `pgshadow` command line: `run` (a [`server::Server`]),
+//!   `demo` (a throw-away database, migration and traffic, [`cli::demo`])
+//!   and `mismatches`.
 
 pub mod admin;
 pub mod alerts;
@@ -42,6 +44,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod reload;
 pub mod rewrite;
+pub mod server;
 pub mod shadow;
 pub mod store;
 pub mod tls;

@@ -62,7 +62,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::proxy::Proxy;
+use crate::shadow::Shadow;
+use crate::store::StoreWriter;
 use crate::tls::ServerTls;
 
 /// A bound admin server.
@@ -74,25 +75,22 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Binds `admin.address` for `proxy`: its shadow and mismatch store
-    /// (when the shadow is enabled) back the API and the page.
-    /// `tls` is the certificate from [`AdminServer::load_tls`], when
-    /// `admin.tls_cert` is set.
+    /// Binds `admin.address` for the proxy listening on `proxy_address`:
+    /// its shadow and mismatch store (when the shadow is enabled) back the
+    /// API and the page. `tls` is the certificate from
+    /// [`AdminServer::load_tls`], when `admin.tls_cert` is set.
     pub async fn bind(
         config: &Config,
         metrics: PrometheusHandle,
-        proxy: &Proxy,
+        shadow: Option<Arc<Shadow>>,
+        store: Option<Arc<StoreWriter>>,
+        proxy_address: SocketAddr,
         tls: Option<Arc<ServerTls>>,
     ) -> Result<Self, AdminError> {
-        let state = AdminState::new(
-            config,
-            metrics,
-            proxy.shadow().cloned(),
-            proxy.store_writer().cloned(),
-        )?;
+        let state = AdminState::new(config, metrics, shadow, store)?;
         let mut state = state;
-        if let (Some(inner), Ok(address)) = (Arc::get_mut(&mut state.inner), proxy.local_addr()) {
-            inner.listener = Some(address);
+        if let Some(inner) = Arc::get_mut(&mut state.inner) {
+            inner.listener = Some(proxy_address);
         }
         let mut server = Self::bind_with(config.admin.address, state).await?;
         server.tls = tls;

@@ -8,10 +8,14 @@
 //! [`tracker::Sample`]. Only cheap
 //! work happens here ([`lexer`]); parsing and rewriting happen off the
 //! relay, in the shadow workers. What every statement costs the relay is
-//! counted per thread shard ([`counts`]).
+//! counted per thread shard ([`counts`]). The relay reaches capture through
+//! one trait ([`handoff::SessionCapture`]); the tricks that keep it cheap
+//! are in `hot_path/`, each beside the figure that justifies it.
 
 pub mod counts;
 pub mod fingerprint;
+pub mod handoff;
+mod hot_path;
 pub mod lexer;
 pub mod sample;
 pub mod skip;

@@ -18,11 +18,15 @@
 pub use super::sample::{Sample, SessionSettings};
 
 use super::fingerprint::Fingerprint;
+use super::handoff::SessionCapture;
+use super::hot_path::idle_clock::IdleClock;
+use super::hot_path::last_bound::LastBound;
+use super::hot_path::skip_run::SkipRun;
 use super::lexer;
 use super::skip::{SkipReason, SkipTally};
 pub use super::statement::DEFAULT_STATEMENT_BUDGET;
 use super::statement::{
-    ineligible, Facts, LastBound, NamedStatements, RecentStatements, SessionEffect, Statement,
+    ineligible, Facts, NamedStatements, RecentStatements, SessionEffect, Statement,
 };
 use crate::protocol::backend::{tag as be, TransactionStatus};
 use crate::protocol::frontend::{self, tag as fe};
@@ -31,17 +35,13 @@ use replies::{Candidate, Expected, ReplyQueue, Target};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use ticket::{Portal, Ticket};
 
 /// A session hands its per-fingerprint skip counts to the gate after this
 /// many skips, or at an idle ReadyForQuery once [`SKIP_FLUSH_INTERVAL`] has
 /// passed, and when it ends.
 const SKIP_FLUSH_EVERY: u32 = 1024;
 const SKIP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// The clock is read for [`SKIP_FLUSH_INTERVAL`] at every this many idle
-/// ReadyForQuery messages only: reading it at each one was a measurable
-/// part of the relay's per-transaction capture cost. A session that runs
-/// one transaction a second therefore hands its skips over every 16 s.
-const CLOCK_EVERY_IDLE_READY: u32 = 16;
 
 /// Where the tracker sends its decisions: the sampler and the shadow queue.
 pub trait SampleGate {
@@ -70,23 +70,6 @@ pub trait SampleGate {
     fn submit(&self, sample: Sample) -> Result<(), SkipReason>;
 }
 
-/// An execution picked for sampling: the portal it was bound to and the
-/// parameters copied from its Bind. Boxed, and only for picked executions,
-/// so that what every execution writes stays small.
-#[derive(Debug)]
-struct Ticket {
-    portal: Vec<u8>,
-    statement: Arc<Statement>,
-    param_formats: Vec<i16>,
-    params: Vec<Option<Bytes>>,
-}
-
-/// A bound portal; carries the ticket while its execution is pending.
-#[derive(Debug)]
-struct Portal {
-    ticket: Option<Box<Ticket>>,
-}
-
 /// Tracks one session's statements; see the module docs.
 pub struct Tracker<G: SampleGate> {
     gate: G,
@@ -108,14 +91,11 @@ pub struct Tracker<G: SampleGate> {
     session_dependent: bool,
     /// Skips per fingerprint not yet handed to the gate.
     skips: SkipTally,
-    /// The latest run of skips with the same key, not yet in `skips`
-    /// (most sessions repeat a few statements: this saves a hash lookup
-    /// per skip).
-    skip_run: Option<((Fingerprint, SkipReason), u64)>,
+    /// The latest run of equal skips, not yet in `skips`.
+    skip_run: SkipRun,
     unflushed_skips: u32,
-    skips_flushed_at: Instant,
-    /// Idle ReadyForQuery messages since the clock was last read.
-    idle_readies: u32,
+    /// When the skips were last handed over.
+    skip_clock: IdleClock,
 }
 
 impl<G: SampleGate> Tracker<G> {
@@ -134,10 +114,9 @@ impl<G: SampleGate> Tracker<G> {
             expected: ReplyQueue::default(),
             session_dependent: false,
             skips: SkipTally::new(),
-            skip_run: None,
+            skip_run: SkipRun::default(),
             unflushed_skips: 0,
-            skips_flushed_at: Instant::now(),
-            idle_readies: 0,
+            skip_clock: IdleClock::new(),
         }
     }
 
@@ -152,89 +131,6 @@ impl<G: SampleGate> Tracker<G> {
     /// Bytes of named statements remembered now.
     pub fn statement_bytes(&self) -> usize {
         self.statements.bytes()
-    }
-
-    /// A reported setting changed (ParameterStatus).
-    pub fn on_parameter_status(&mut self, name: &str, value: &str) {
-        let mut next = (*self.settings).clone();
-        next.set(name, value);
-        if next != *self.settings {
-            self.settings = Arc::new(next);
-        }
-    }
-
-    // ----- client messages -------------------------------------------
-
-    /// A simple Query (`body` is the message body).
-    pub fn on_query(&mut self, body: &[u8]) {
-        self.gate.executed();
-        let candidate = match frontend::query(body) {
-            Ok(sql) => {
-                let lexed = lexer::lex_bytes(sql);
-                let text = std::str::from_utf8(sql).ok();
-                self.apply(SessionEffect::of(&lexed));
-                let verdict = self
-                    .eligible(ineligible(&lexed, text.is_some()))
-                    .and_then(|()| self.gate.decide(lexed.fingerprint, 0));
-                match (verdict, text) {
-                    (Ok(()), Some(sql)) => Some(Box::new(Candidate {
-                        fingerprint: lexed.fingerprint,
-                        sql: Arc::from(sql),
-                    })),
-                    (Err(reason), _) => {
-                        self.skip(lexed.fingerprint, reason);
-                        None
-                    }
-                    (Ok(()), None) => None,
-                }
-            }
-            Err(_) => {
-                self.gate.skip(SkipReason::Unparsable);
-                None
-            }
-        };
-        self.expected.push_back(Expected::Query {
-            candidate,
-            completed: false,
-            failed: false,
-        });
-    }
-
-    /// A Parse message.
-    pub fn on_parse(&mut self, body: &[u8]) {
-        let Ok(parse) = frontend::parse(body) else {
-            self.on_untracked(fe::PARSE);
-            return;
-        };
-        let statement = self.recent.get_or_prepare(parse.sql, parse.param_types);
-        if parse.name.is_empty() {
-            self.unnamed_statement = Some(statement);
-        } else {
-            self.remember(parse.name, statement);
-        }
-        self.expected
-            .push_back(Expected::Parse(Target::of(parse.name)));
-    }
-
-    /// A Bind message: one execution of a statement. The sampling decision
-    /// is made here, and the parameters are decoded and copied only for an
-    /// execution that is picked.
-    pub fn on_bind(&mut self, body: &[u8]) {
-        let Ok((portal_name, statement_name)) = frontend::bind_target(body) else {
-            self.on_untracked(fe::BIND);
-            return;
-        };
-        self.gate.executed();
-        let portal = Portal {
-            ticket: self.pick(portal_name, statement_name, body),
-        };
-        if portal_name.is_empty() {
-            self.unnamed_portal = Some(portal);
-        } else {
-            self.portals.insert(portal_name.to_vec(), portal);
-        }
-        self.expected
-            .push_back(Expected::Bind(Target::of(portal_name)));
     }
 
     /// The sampling decision for one execution of the statement a Bind
@@ -278,132 +174,6 @@ impl<G: SampleGate> Tracker<G> {
         }))
     }
 
-    /// An Execute message.
-    pub fn on_execute(&mut self, body: &[u8]) {
-        let ticket = match frontend::execute(body) {
-            Ok((name, _)) => self.portal_mut(name).and_then(|p| p.ticket.take()),
-            Err(_) => None,
-        };
-        self.expected.push_back(Expected::Execute(ticket));
-    }
-
-    /// A Close message.
-    pub fn on_close(&mut self, body: &[u8]) {
-        if let Ok((kind, name)) = frontend::target(body) {
-            if kind == b'S' {
-                self.forget_statement(name);
-            } else {
-                self.forget_portal(name);
-            }
-        }
-        self.expected.push_back(Expected::Close);
-    }
-
-    /// A client message whose content the tracker does not need (or that
-    /// was too large to copy): keeps the reply queue in step.
-    pub fn on_untracked(&mut self, tag: u8) {
-        match tag {
-            fe::QUERY => {
-                self.gate.executed();
-                self.gate.skip(SkipReason::TooLarge);
-                self.expected.push_back(Expected::Query {
-                    candidate: None,
-                    completed: false,
-                    failed: false,
-                });
-            }
-            fe::PARSE => {
-                // Only the unnamed statement can have been replaced: a
-                // named one must be closed before its name is reused.
-                self.unnamed_statement = None;
-                self.expected.push_back(Expected::Parse(Target::UNNAMED));
-            }
-            fe::BIND => {
-                self.gate.executed();
-                self.gate.skip(SkipReason::TooLarge);
-                self.unnamed_portal = None;
-                self.expected.push_back(Expected::Bind(Target::UNNAMED));
-            }
-            fe::EXECUTE => self.expected.push_back(Expected::Execute(None)),
-            fe::CLOSE => self.expected.push_back(Expected::Close),
-            fe::DESCRIBE => self.expected.push_back(Expected::Describe),
-            fe::SYNC => self.expected.push_back(Expected::Sync),
-            fe::FUNCTION_CALL => self.expected.push_back(Expected::FunctionCall),
-            _ => {}
-        }
-    }
-
-    // ----- server messages -------------------------------------------
-
-    /// A server message, by type byte: one of the replies
-    /// [`be::pairs_with_request`] lists. ReadyForQuery goes through
-    /// [`Tracker::on_ready_for_query`] instead.
-    pub fn on_server_message(&mut self, tag: u8) {
-        match tag {
-            be::PARSE_COMPLETE => self.pop_if(|e| matches!(e, Expected::Parse(_))),
-            be::BIND_COMPLETE => self.pop_if(|e| matches!(e, Expected::Bind(_))),
-            be::CLOSE_COMPLETE => self.pop_if(|e| matches!(e, Expected::Close)),
-            be::NO_DATA | be::ROW_DESCRIPTION => self.pop_if(|e| matches!(e, Expected::Describe)),
-            be::COMMAND_COMPLETE => match self.expected.front_mut() {
-                Some(Expected::Query { completed, .. }) => *completed = true,
-                Some(Expected::Execute(_)) => {
-                    if let Some(Expected::Execute(Some(ticket))) = self.expected.pop_front() {
-                        self.emit(*ticket);
-                    }
-                }
-                _ => {}
-            },
-            be::PORTAL_SUSPENDED => {
-                // PortalSuspended: the portal will be executed again; the
-                // ticket waits for its final completion.
-                if let Some(Expected::Execute(Some(ticket))) = self.pop_front_if_execute() {
-                    if let Some(p) = self.portal_mut(&ticket.portal) {
-                        p.ticket = Some(ticket);
-                    }
-                }
-            }
-            be::EMPTY_QUERY_RESPONSE => {
-                self.pop_front_if_execute();
-            }
-            be::ERROR_RESPONSE => self.on_error(),
-            _ => {}
-        }
-    }
-
-    /// ReadyForQuery: ends a Query, a Sync batch or a FunctionCall.
-    pub fn on_ready_for_query(&mut self, status: TransactionStatus) {
-        match self.expected.pop_front() {
-            Some(Expected::Query {
-                candidate: Some(candidate),
-                completed: true,
-                failed: false,
-            }) => self.submit(
-                candidate.fingerprint,
-                candidate.sql,
-                Arc::from([]),
-                Vec::new(),
-                Vec::new(),
-            ),
-            Some(Expected::Query { .. } | Expected::Sync | Expected::FunctionCall) | None => {}
-            Some(_) => {
-                // Out of step (a reply we did not expect): start afresh
-                // rather than pair later replies with the wrong requests.
-                tracing::debug!("statement tracking resynchronised at ReadyForQuery");
-                self.expected.clear();
-            }
-        }
-        if status == TransactionStatus::Idle {
-            // Portals do not outlive their transaction.
-            if !self.portals.is_empty() {
-                self.portals.clear();
-            }
-            self.unnamed_portal = None;
-            if self.unflushed_skips > 0 && self.skips_due() {
-                self.flush_skips();
-            }
-        }
-    }
-
     /// Counts a statement of `fingerprint` that will not be compared: in
     /// the gate's totals at once, per fingerprint in batches.
     fn skip(&mut self, fingerprint: Fingerprint, reason: SkipReason) {
@@ -412,15 +182,7 @@ impl<G: SampleGate> Tracker<G> {
     }
 
     fn tally_skip(&mut self, fingerprint: Fingerprint, reason: SkipReason) {
-        let key = (fingerprint, reason);
-        match &mut self.skip_run {
-            Some((k, n)) if *k == key => *n += 1,
-            run => {
-                if let Some((k, n)) = run.replace((key, 1)) {
-                    *self.skips.entry(k).or_insert(0) += n;
-                }
-            }
-        }
+        self.skip_run.add((fingerprint, reason), &mut self.skips);
         self.unflushed_skips += 1;
         if self.unflushed_skips >= SKIP_FLUSH_EVERY {
             self.flush_skips();
@@ -428,22 +190,17 @@ impl<G: SampleGate> Tracker<G> {
     }
 
     /// Whether the batched skips have waited long enough, asked at an idle
-    /// ReadyForQuery (see [`CLOCK_EVERY_IDLE_READY`]).
+    /// ReadyForQuery (see [`IdleClock`]).
     fn skips_due(&mut self) -> bool {
-        self.idle_readies += 1;
-        if self.idle_readies < CLOCK_EVERY_IDLE_READY {
-            return false;
-        }
-        self.idle_readies = 0;
-        self.skips_flushed_at.elapsed() >= SKIP_FLUSH_INTERVAL
+        self.skip_clock.elapsed_at_idle(SKIP_FLUSH_INTERVAL)
     }
 
     fn flush_skips(&mut self) {
-        self.end_skip_run();
+        self.skip_run.end(&mut self.skips);
         self.gate.skipped_by_fingerprint(&mut self.skips);
         self.skips.clear();
         self.unflushed_skips = 0;
-        self.skips_flushed_at = Instant::now();
+        self.skip_clock.reset();
     }
 
     // ----- internals -------------------------------------------------
@@ -563,13 +320,6 @@ impl<G: SampleGate> Tracker<G> {
         }
     }
 
-    /// Moves the latest run of equal skips into the tally.
-    fn end_skip_run(&mut self) {
-        if let Some((key, n)) = self.skip_run.take() {
-            *self.skips.entry(key).or_insert(0) += n;
-        }
-    }
-
     /// Notes what a statement does to the session's replayability.
     fn apply(&mut self, effect: SessionEffect) {
         match effect {
@@ -617,10 +367,221 @@ impl<G: SampleGate> Tracker<G> {
     }
 }
 
+impl<G: SampleGate> SessionCapture for Tracker<G> {
+    /// A reported setting changed (ParameterStatus).
+    fn on_parameter_status(&mut self, name: &str, value: &str) {
+        let mut next = (*self.settings).clone();
+        next.set(name, value);
+        if next != *self.settings {
+            self.settings = Arc::new(next);
+        }
+    }
+
+    // ----- client messages -------------------------------------------
+
+    /// A simple Query (`body` is the message body).
+    fn on_query(&mut self, body: &[u8]) {
+        self.gate.executed();
+        let candidate = match frontend::query(body) {
+            Ok(sql) => {
+                let lexed = lexer::lex_bytes(sql);
+                let text = std::str::from_utf8(sql).ok();
+                self.apply(SessionEffect::of(&lexed));
+                let verdict = self
+                    .eligible(ineligible(&lexed, text.is_some()))
+                    .and_then(|()| self.gate.decide(lexed.fingerprint, 0));
+                match (verdict, text) {
+                    (Ok(()), Some(sql)) => Some(Box::new(Candidate {
+                        fingerprint: lexed.fingerprint,
+                        sql: Arc::from(sql),
+                    })),
+                    (Err(reason), _) => {
+                        self.skip(lexed.fingerprint, reason);
+                        None
+                    }
+                    (Ok(()), None) => None,
+                }
+            }
+            Err(_) => {
+                self.gate.skip(SkipReason::Unparsable);
+                None
+            }
+        };
+        self.expected.push_back(Expected::Query {
+            candidate,
+            completed: false,
+            failed: false,
+        });
+    }
+
+    /// A Parse message.
+    fn on_parse(&mut self, body: &[u8]) {
+        let Ok(parse) = frontend::parse(body) else {
+            self.on_untracked(fe::PARSE);
+            return;
+        };
+        let statement = self.recent.get_or_prepare(parse.sql, parse.param_types);
+        if parse.name.is_empty() {
+            self.unnamed_statement = Some(statement);
+        } else {
+            self.remember(parse.name, statement);
+        }
+        self.expected
+            .push_back(Expected::Parse(Target::of(parse.name)));
+    }
+
+    /// A Bind message: one execution of a statement. The sampling decision
+    /// is made here, and the parameters are decoded and copied only for an
+    /// execution that is picked.
+    fn on_bind(&mut self, body: &[u8]) {
+        let Ok((portal_name, statement_name)) = frontend::bind_target(body) else {
+            self.on_untracked(fe::BIND);
+            return;
+        };
+        self.gate.executed();
+        let portal = Portal {
+            ticket: self.pick(portal_name, statement_name, body),
+        };
+        if portal_name.is_empty() {
+            self.unnamed_portal = Some(portal);
+        } else {
+            self.portals.insert(portal_name.to_vec(), portal);
+        }
+        self.expected
+            .push_back(Expected::Bind(Target::of(portal_name)));
+    }
+
+    /// An Execute message.
+    fn on_execute(&mut self, body: &[u8]) {
+        let ticket = match frontend::execute(body) {
+            Ok((name, _)) => self.portal_mut(name).and_then(|p| p.ticket.take()),
+            Err(_) => None,
+        };
+        self.expected.push_back(Expected::Execute(ticket));
+    }
+
+    /// A Close message.
+    fn on_close(&mut self, body: &[u8]) {
+        if let Ok((kind, name)) = frontend::target(body) {
+            if kind == b'S' {
+                self.forget_statement(name);
+            } else {
+                self.forget_portal(name);
+            }
+        }
+        self.expected.push_back(Expected::Close);
+    }
+
+    /// A client message whose content the tracker does not need (or that
+    /// was too large to copy): keeps the reply queue in step.
+    fn on_untracked(&mut self, tag: u8) {
+        match tag {
+            fe::QUERY => {
+                self.gate.executed();
+                self.gate.skip(SkipReason::TooLarge);
+                self.expected.push_back(Expected::Query {
+                    candidate: None,
+                    completed: false,
+                    failed: false,
+                });
+            }
+            fe::PARSE => {
+                // Only the unnamed statement can have been replaced: a
+                // named one must be closed before its name is reused.
+                self.unnamed_statement = None;
+                self.expected.push_back(Expected::Parse(Target::UNNAMED));
+            }
+            fe::BIND => {
+                self.gate.executed();
+                self.gate.skip(SkipReason::TooLarge);
+                self.unnamed_portal = None;
+                self.expected.push_back(Expected::Bind(Target::UNNAMED));
+            }
+            fe::EXECUTE => self.expected.push_back(Expected::Execute(None)),
+            fe::CLOSE => self.expected.push_back(Expected::Close),
+            fe::DESCRIBE => self.expected.push_back(Expected::Describe),
+            fe::SYNC => self.expected.push_back(Expected::Sync),
+            fe::FUNCTION_CALL => self.expected.push_back(Expected::FunctionCall),
+            _ => {}
+        }
+    }
+
+    // ----- server messages -------------------------------------------
+
+    /// A server message, by type byte: one of the replies
+    /// [`be::pairs_with_request`] lists. ReadyForQuery goes through
+    /// [`Tracker::on_ready_for_query`] instead.
+    fn on_server_message(&mut self, tag: u8) {
+        match tag {
+            be::PARSE_COMPLETE => self.pop_if(|e| matches!(e, Expected::Parse(_))),
+            be::BIND_COMPLETE => self.pop_if(|e| matches!(e, Expected::Bind(_))),
+            be::CLOSE_COMPLETE => self.pop_if(|e| matches!(e, Expected::Close)),
+            be::NO_DATA | be::ROW_DESCRIPTION => self.pop_if(|e| matches!(e, Expected::Describe)),
+            be::COMMAND_COMPLETE => match self.expected.front_mut() {
+                Some(Expected::Query { completed, .. }) => *completed = true,
+                Some(Expected::Execute(_)) => {
+                    if let Some(Expected::Execute(Some(ticket))) = self.expected.pop_front() {
+                        self.emit(*ticket);
+                    }
+                }
+                _ => {}
+            },
+            be::PORTAL_SUSPENDED => {
+                // PortalSuspended: the portal will be executed again; the
+                // ticket waits for its final completion.
+                if let Some(Expected::Execute(Some(ticket))) = self.pop_front_if_execute() {
+                    if let Some(p) = self.portal_mut(&ticket.portal) {
+                        p.ticket = Some(ticket);
+                    }
+                }
+            }
+            be::EMPTY_QUERY_RESPONSE => {
+                self.pop_front_if_execute();
+            }
+            be::ERROR_RESPONSE => self.on_error(),
+            _ => {}
+        }
+    }
+
+    /// ReadyForQuery: ends a Query, a Sync batch or a FunctionCall.
+    fn on_ready_for_query(&mut self, status: TransactionStatus) {
+        match self.expected.pop_front() {
+            Some(Expected::Query {
+                candidate: Some(candidate),
+                completed: true,
+                failed: false,
+            }) => self.submit(
+                candidate.fingerprint,
+                candidate.sql,
+                Arc::from([]),
+                Vec::new(),
+                Vec::new(),
+            ),
+            Some(Expected::Query { .. } | Expected::Sync | Expected::FunctionCall) | None => {}
+            Some(_) => {
+                // Out of step (a reply we did not expect): start afresh
+                // rather than pair later replies with the wrong requests.
+                tracing::debug!("statement tracking resynchronised at ReadyForQuery");
+                self.expected.clear();
+            }
+        }
+        if status == TransactionStatus::Idle {
+            // Portals do not outlive their transaction.
+            if !self.portals.is_empty() {
+                self.portals.clear();
+            }
+            self.unnamed_portal = None;
+            if self.unflushed_skips > 0 && self.skips_due() {
+                self.flush_skips();
+            }
+        }
+    }
+}
+
 impl<G: SampleGate> Drop for Tracker<G> {
     /// A session's last skips still reach the coverage counts.
     fn drop(&mut self) {
-        self.end_skip_run();
+        self.skip_run.end(&mut self.skips);
         if !self.skips.is_empty() {
             self.gate.skipped_by_fingerprint(&mut self.skips);
         }
@@ -630,3 +591,4 @@ impl<G: SampleGate> Drop for Tracker<G> {
 mod replies;
 #[cfg(test)]
 mod tests;
+mod ticket;

@@ -27,7 +27,7 @@ use super::view::{Sides, View};
 /// Everything found about the rows; turned into a report by
 /// [`report`](super::report).
 #[derive(Debug)]
-pub(crate) struct Findings {
+pub(crate) struct RowFindings {
     /// How rows were compared.
     pub ordering: RowOrder,
     /// Positions of the id columns, when both sides have all of them.
@@ -42,7 +42,7 @@ pub(crate) struct Findings {
     pub digest_differs: bool,
 }
 
-impl Findings {
+impl RowFindings {
     /// Whether nothing differs (row counts aside).
     pub(crate) fn is_empty(&self) -> bool {
         let n = &self.named;
@@ -67,7 +67,7 @@ impl Findings {
 }
 
 /// How the rows will be matched.
-enum Plan {
+enum MatchPlan {
     Positional,
     /// Runs of equal `keys`; `top`/`bottom`: the first/last run may be cut.
     Runs {
@@ -82,19 +82,19 @@ enum Plan {
     },
 }
 
-impl Plan {
+impl MatchPlan {
     /// How this plan compares rows.
     fn row_order(&self) -> RowOrder {
         match self {
-            Plan::Positional => RowOrder::Total,
-            Plan::Runs { .. } => RowOrder::TieRuns,
-            Plan::Multiset { label, .. } => *label,
+            MatchPlan::Positional => RowOrder::Total,
+            MatchPlan::Runs { .. } => RowOrder::TieRuns,
+            MatchPlan::Multiset { label, .. } => *label,
         }
     }
 }
 
 /// Compares the rows of two results whose columns agree.
-pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions) -> Findings {
+pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions) -> RowFindings {
     let id = (!opts.id_columns.is_empty())
         .then(|| {
             opts.id_columns
@@ -114,7 +114,7 @@ pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions
         truncated && whole_unordered_digest(old_set, opts) != whole_unordered_digest(new_set, opts)
     };
     let plan = plan(ordering, sides);
-    let mut findings = Findings {
+    let mut findings = RowFindings {
         ordering: plan.row_order(),
         id: id.clone(),
         named: Named::default(),
@@ -123,11 +123,11 @@ pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions
         digest_differs: false,
     };
     match plan {
-        Plan::Positional => {
+        MatchPlan::Positional => {
             (findings.named, findings.order_at) = positional(sides, id.as_deref());
             findings.digest_differs = truncated && old_set.tail.ordered != new_set.tail.ordered;
         }
-        Plan::Runs { keys, top, bottom } => {
+        MatchPlan::Runs { keys, top, bottom } => {
             let outcome = compare_runs(sides, &keys, top, bottom || truncated);
             findings.named = name(sides, id.as_deref(), &outcome.unmatched);
             if let Some(id) = &unique_id {
@@ -139,7 +139,7 @@ pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions
             findings.edge_counts = outcome.edge_counts;
             findings.digest_differs = whole_digests_differ();
         }
-        Plan::Multiset { cut: true, .. } => {
+        MatchPlan::Multiset { cut: true, .. } => {
             // Which rows made it onto the page is up to the plan: only the
             // counts (compared by the report) and rows found on both sides
             // by a unique id tell.
@@ -148,7 +148,7 @@ pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions
                 findings.named.changed = pair_by_id(sides, id, &unmatched).changed;
             }
         }
-        Plan::Multiset { cut: false, .. } => {
+        MatchPlan::Multiset { cut: false, .. } => {
             findings.digest_differs = whole_digests_differ();
             // The whole result agrees: a difference among the kept rows
             // only says the two plans returned the rows in another order.
@@ -161,13 +161,13 @@ pub(crate) fn find(sides: &Sides<'_>, ordering: &Ordering, opts: &CompareOptions
     findings
 }
 
-fn plan(ordering: &Ordering, sides: &Sides<'_>) -> Plan {
+fn plan(ordering: &Ordering, sides: &Sides<'_>) -> MatchPlan {
     match ordering {
-        Ordering::Unordered => Plan::Multiset {
+        Ordering::Unordered => MatchPlan::Multiset {
             label: RowOrder::Unordered,
             cut: false,
         },
-        Ordering::Ordered { total: true, .. } => Plan::Positional,
+        Ordering::Ordered { total: true, .. } => MatchPlan::Positional,
         Ordering::Ordered {
             keys,
             offset,
@@ -176,12 +176,12 @@ fn plan(ordering: &Ordering, sides: &Sides<'_>) -> Plan {
         } => {
             let resolved: Vec<usize> = keys.iter().map_while(|k| resolve(k, sides)).collect();
             if resolved.is_empty() {
-                Plan::Multiset {
+                MatchPlan::Multiset {
                     label: RowOrder::OrderUnverified,
                     cut: *offset || *limit,
                 }
             } else {
-                Plan::Runs {
+                MatchPlan::Runs {
                     keys: resolved,
                     top: *offset,
                     bottom: *limit,

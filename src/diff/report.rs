@@ -6,7 +6,7 @@
 
 use super::columns::ColumnDiff;
 use super::identity::{Lone, Pair};
-use super::matching::Findings;
+use super::matching::RowFindings;
 use super::options::CompareOptions;
 use super::ordering::RowOrder;
 use super::render::{list, plural, report_value, summary_value, SUMMARY_CELLS, SUMMARY_ITEMS};
@@ -194,7 +194,7 @@ pub(crate) fn columns_diff(
 /// The report for results with the same columns; `None` when they match.
 pub(crate) fn rows_diff(
     sides: &Sides<'_>,
-    findings: &Findings,
+    findings: &RowFindings,
     opts: &CompareOptions,
 ) -> Option<Diff> {
     let (old_set, new_set) = (sides.old.set(), sides.new.set());
@@ -250,7 +250,7 @@ const MAX_ID_LIST_BYTES: usize = 256 * 1024;
 
 /// The ids of every row the findings name by id, at most `max_ids` (and
 /// [`MAX_ID_LIST_BYTES`]); the rest are counted.
-fn row_ids(sides: &Sides<'_>, findings: &Findings, opts: &CompareOptions) -> RowIds {
+fn row_ids(sides: &Sides<'_>, findings: &RowFindings, opts: &CompareOptions) -> RowIds {
     let Some(id) = findings.id.as_deref() else {
         return RowIds::default();
     };
@@ -313,7 +313,7 @@ fn kept_names(set: &ResultSet, opts: &CompareOptions) -> Vec<String> {
 /// other side's tail (the kept windows need not cover the same rows), so
 /// only the counts and digests decide: the kind stays the same however
 /// the windows fall, and one bug keeps making one incident.
-fn kind_of(findings: &Findings, old_rows: u64, new_rows: u64, truncated: bool) -> DiffKind {
+fn kind_of(findings: &RowFindings, old_rows: u64, new_rows: u64, truncated: bool) -> DiffKind {
     let named = &findings.named;
     let listed = !truncated;
     if listed && !named.missing.is_empty() {
@@ -402,7 +402,7 @@ fn value(view: &View<'_>, row: usize, column: usize) -> String {
 /// Builds the one-line summary from the parts that apply.
 struct Summary<'s, 'a> {
     sides: &'s Sides<'a>,
-    findings: &'s Findings,
+    findings: &'s RowFindings,
 }
 
 impl Summary<'_, '_> {

@@ -8,7 +8,7 @@
 //! When the relay ends, the session makes sure nothing is left behind:
 //! a query still running for a client that went away is cancelled.
 
-use crate::capture::tracker::{SessionSettings, Tracker};
+use crate::capture::sample::SessionSettings;
 use crate::observability::metrics::{
     CLIENT_CONNECTIONS, SESSIONS_ENDED_TOTAL, UPSTREAM_CONNECT_ERRORS_TOTAL,
 };
@@ -24,8 +24,9 @@ use tracing::Instrument;
 use crate::tls::Stream;
 
 use super::cancel;
+use super::context::ProxyContext;
+use super::handoff::Handoff;
 use super::handshake::{self, ClientTls, HandshakeError, Opening};
-use super::listener::ProxyContext;
 use super::relay::{self, RelayContext, RelayEnd, SessionState, Traffic};
 use super::slots::Admission;
 use super::upstream;
@@ -84,8 +85,8 @@ impl SessionEnd {
 }
 
 /// Serves one accepted client connection to its end.
-pub(crate) async fn serve(
-    ctx: std::sync::Arc<ProxyContext>,
+pub(crate) async fn serve<H: Handoff>(
+    ctx: std::sync::Arc<ProxyContext<H>>,
     conn_id: u64,
     client: TcpStream,
     peer: SocketAddr,
@@ -131,8 +132,8 @@ pub(crate) fn drop_beyond_limit(peer: SocketAddr, limit: usize) {
     tracing::debug!(%peer, limit, reason = end.label(), "connection closed at once: too many connections and refusals in progress");
 }
 
-async fn run(
-    ctx: &ProxyContext,
+async fn run<H: Handoff>(
+    ctx: &ProxyContext<H>,
     client: TcpStream,
     traffic: &Traffic,
     admission: &Admission,
@@ -202,23 +203,29 @@ async fn run(
     }
     tracing::debug!(%upstream_addr, "startup forwarded");
 
-    let tracker = ctx.shadow.as_ref().map(|shadow| {
+    let handoff = &ctx.handoff;
+    let capture = if handoff.captures() {
         let mut settings = SessionSettings::default();
         for (name, value) in &startup.params {
             settings.set(name, value);
         }
-        Tracker::new(shadow.session_gate(), startup.database(), settings)
-            .with_statement_budget(config.shadow.max_session_statement_bytes)
-    });
+        handoff.capture(startup.database(), settings)
+    } else {
+        None
+    };
     let relay_ctx = RelayContext {
         max_client_message: config.listen.max_message_bytes,
         cancel_registry: &ctx.cancel_registry,
         upstream_addr,
         drain: &ctx.drain,
         terminate: &ctx.terminate,
-        capture_limit: ctx.shadow.as_ref().map_or(0, |s| s.capture_limit()),
-        tracker,
-        primary_rewrites: ctx.primary_rewrites.as_deref(),
+        capture_limit: if capture.is_some() {
+            handoff.capture_limit()
+        } else {
+            0
+        },
+        capture,
+        handoff,
     };
     let (end, state) = relay::run(&mut client, &mut server, relay_ctx, traffic).await;
     let at_boundary = traffic.client_at_boundary.load(Ordering::Relaxed);
@@ -284,10 +291,10 @@ async fn refuse_startup(
 
 /// Closes a session whose relay has ended, so that nothing lingers
 /// upstream and the client learns why, when it can still be told.
-async fn finish(
-    ctx: &ProxyContext,
+async fn finish<H: Handoff>(
+    ctx: &ProxyContext<H>,
     end: RelayEnd,
-    state: SessionState,
+    state: SessionState<H::Capture>,
     client_at_boundary: bool,
     client: &mut Stream,
     server: &mut Stream,
@@ -360,7 +367,7 @@ async fn finish(
     outcome
 }
 
-async fn cancel_query(ctx: &ProxyContext, request: &CancelRequest) {
+async fn cancel_query<H>(ctx: &ProxyContext<H>, request: &CancelRequest) {
     let upstream = &ctx.config.upstream;
     cancel::handle_request(
         &ctx.cancel_registry,

@@ -44,7 +44,7 @@ pub(crate) fn classify(
     if !matches!(statement, Statement::Query(_)) {
         return Err(SkipReason::NotRead);
     }
-    let mut findings = Findings {
+    let mut findings = StatementFindings {
         rules,
         statements: 0,
         exists_subqueries: HashSet::new(),
@@ -113,7 +113,7 @@ pub(crate) fn cut_edges(query: &Query) -> (bool, bool) {
 }
 
 /// What one walk over the statement found.
-struct Findings<'a> {
+struct StatementFindings<'a> {
     rules: &'a RewriteRules,
     /// Statements seen; every one after the top-level statement is a
     /// data-modifying CTE or similar.
@@ -132,7 +132,7 @@ struct Findings<'a> {
     functions: Vec<String>,
 }
 
-impl Findings<'_> {
+impl StatementFindings<'_> {
     fn check_function(&mut self, name: &ObjectName) {
         let name = base_name(name);
         if has_side_effects(&name, &self.rules.deny_functions) {
@@ -165,7 +165,7 @@ impl Findings<'_> {
     }
 }
 
-impl Visitor for Findings<'_> {
+impl Visitor for StatementFindings<'_> {
     type Break = ();
 
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {

@@ -4,8 +4,8 @@
 //! pgshadow's own that stopped it.
 
 use super::conn::{ConnError, ShadowConn};
+use super::decode::{read_control, read_query, value_at};
 use super::limits::Limits;
-use super::replies::{read_control, read_query, value_at};
 use super::statements::CACHED_PLAN_CHANGED;
 use super::transaction::{SampleSides, SampleSpec};
 use super::write::{Step, Written};

@@ -23,8 +23,8 @@
 
 use super::answers::{not_run, read_transaction, Answered, SampleResult, SideResult};
 use super::conn::{protocol_error, ConnError, ShadowConn};
+use super::decode::read_until_ready;
 use super::limits::{cancel_at_deadline, given_up, Limits};
-use super::replies::read_until_ready;
 use super::statements::statement_name;
 use super::transaction::{both_sides, sides_of, SampleSides, SampleSpec, SideQuery, Snapshot};
 use super::write::{write_transaction, Written};

@@ -19,7 +19,7 @@
 
 use super::conn::protocol_error;
 use super::conn::{ConnError, ShadowConn};
-use super::replies::{read_control, read_until_ready};
+use super::decode::{read_control, read_until_ready};
 use super::write::bind_text;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;

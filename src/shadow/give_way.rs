@@ -24,8 +24,8 @@
 //! `gave_way`, and its connection is closed (a cancel may arrive late).
 
 use super::conn::ShadowConn;
+use super::decode::read_values;
 use super::pool::Pool;
-use super::replies::read_values;
 use crate::observability::metrics::GIVE_WAY_CHECKS_TOTAL;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
@@ -207,6 +207,6 @@ async fn cancel_blockers(
     let rows = read_values(conn).await?;
     Ok(rows
         .iter()
-        .filter_map(|row| super::replies::value_at::<i32>(row, 0))
+        .filter_map(|row| super::decode::value_at::<i32>(row, 0))
         .collect())
 }

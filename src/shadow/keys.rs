@@ -23,7 +23,7 @@
 //! after [`FAILED_RETRY`]; until then only configured keys are used.
 
 use super::conn::{ConnError, ShadowConn};
-use super::replies::{read_control, read_until_ready};
+use super::decode::{read_control, read_until_ready};
 use super::write::bind_text;
 use crate::observability::metrics::{
     KEY_LOOKUPS_TOTAL, KEY_LOOKUP_RELATIONS_TOTAL, KEY_LOOKUP_SECONDS,

@@ -20,9 +20,10 @@
 //!    [`conn`]), shared with the batch's other samples of the same
 //!    settings. What a transaction is: [`transaction`]; how it is written:
 //!    [`write`] (prepared once per connection, [`statements`]); how its
-//!    replies are read: [`answers`] (on [`replies`]). Beside it, never in
-//!    a loop with it: the budget and byte bounds ([`limits`]) and the
-//!    give-way watcher ([`give_way`]);
+//!    replies are read: [`answers`], each statement's rows or error
+//!    decoded by [`decode`]. Beside it, never in a loop with it: the
+//!    budget and byte bounds ([`limits`]) and the give-way watcher
+//!    ([`give_way`]);
 //! 5. [`verdict`]: diffed, A/A noise, recheck; the outcome;
 //! 6. [`slower`]: its times into the latency book ([`latency`]), with
 //!    EXPLAIN of both sides ([`plans`]) when a verdict changes.
@@ -34,6 +35,7 @@
 pub mod answers;
 mod batch;
 pub mod conn;
+mod decode;
 pub mod execute;
 pub mod executor;
 pub mod functions;
@@ -46,7 +48,6 @@ mod planning;
 pub mod plans;
 pub mod pool;
 mod pooled;
-mod replies;
 pub mod sampler;
 mod slower;
 pub mod statements;

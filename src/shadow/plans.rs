@@ -22,7 +22,7 @@
 
 use super::conn::protocol_error;
 use super::conn::{ConnError, ShadowConn};
-use super::replies::{read_control, read_until_ready};
+use super::decode::{read_control, read_until_ready};
 use super::transaction::DETERMINISM;
 use super::write::{bind_sample, bind_text};
 use crate::capture::tracker::Sample;

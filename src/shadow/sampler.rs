@@ -28,7 +28,7 @@ pub struct Sampler {
     /// ends up describing the map it belongs to.
     policy_updates: Mutex<()>,
     seen: [Mutex<HashMap<Fingerprint, u32>>; SHARDS],
-    limiter: RateLimiter,
+    limiter: PerSecondCap,
 }
 
 /// What every decision reads, in one cache line of its own: the relay
@@ -68,7 +68,7 @@ impl Sampler {
             muted: ArcSwap::from_pointee(HashSet::new()),
             policy_updates: Mutex::new(()),
             seen: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-            limiter: RateLimiter::new(max_per_second),
+            limiter: PerSecondCap::new(max_per_second),
         }
     }
 
@@ -214,7 +214,7 @@ impl Sampler {
 }
 
 /// At most `max` admissions per wall-clock second (0 = unlimited).
-struct RateLimiter {
+struct PerSecondCap {
     /// Adjustable at run time; read once per admission.
     max: AtomicU64,
     origin: Instant,
@@ -223,7 +223,7 @@ struct RateLimiter {
     window: AtomicU64,
 }
 
-impl RateLimiter {
+impl PerSecondCap {
     fn new(max: u64) -> Self {
         Self {
             max: AtomicU64::new(max),
@@ -376,10 +376,10 @@ mod tests {
 
     #[test]
     fn the_rate_limiter_admits_at_most_max_per_second() {
-        let limiter = RateLimiter::new(5);
+        let limiter = PerSecondCap::new(5);
         let admitted = (0..100).filter(|_| limiter.admit().is_ok()).count();
         // All 100 calls happen within one or two one-second windows.
         assert!((5..=10).contains(&admitted), "{admitted}");
-        assert!(RateLimiter::new(0).admit().is_ok());
+        assert!(PerSecondCap::new(0).admit().is_ok());
     }
 }

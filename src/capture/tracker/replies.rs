@@ -1,35 +1,20 @@
 //! The replies a session's server still owes, in request order.
 
-use super::Ticket;
+use super::ticket::Ticket;
 use crate::capture::fingerprint::Fingerprint;
-use std::collections::VecDeque;
+use crate::capture::hot_path::boxed_name::BoxedName;
+use crate::capture::hot_path::inline_queue::InlineQueue;
 use std::sync::Arc;
 
 /// The statement or portal a Parse or Bind names, for undoing it when the
-/// server refuses the message: `None` for the unnamed one. A message that
+/// server refuses the message: unnamed for the unnamed one. A message that
 /// was not tracked counts as naming the unnamed one, which the tracker
 /// forgot when it saw the message (a named one cannot be replaced without
 /// being closed first).
-#[derive(Debug)]
-#[expect(
-    clippy::box_collection,
-    reason = "a thin pointer keeps `Expected` at 16 bytes; named ones are rare"
-)]
-pub(super) struct Target(Option<Box<Vec<u8>>>);
+pub(super) type Target = BoxedName;
 
-impl Target {
-    pub(super) const UNNAMED: Target = Target(None);
-
-    #[inline]
-    pub(super) fn of(name: &[u8]) -> Self {
-        Target((!name.is_empty()).then(|| Box::new(name.to_vec())))
-    }
-
-    /// The name; empty for the unnamed statement or portal.
-    pub(super) fn name(&self) -> &[u8] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
-    }
-}
+/// Replies the server owes, oldest first.
+pub(super) type ReplyQueue = InlineQueue<Expected>;
 
 /// A simple Query picked for sampling.
 #[derive(Debug)]
@@ -69,79 +54,11 @@ pub(super) enum Expected {
     FunctionCall,
 }
 
-/// Replies kept inside the tracker before a deeper pipeline spills onto
-/// the heap: a client that waits for each reply has at most a few
-/// outstanding (Bind, Execute, Sync).
-const INLINE: usize = 4;
-
-/// Replies the server owes, oldest first.
-///
-/// The first [`INLINE`] live in the tracker itself, in cache lines the relay
-/// touches for every message anyway; a heap queue, a line of its own, was
-/// read back from memory for most replies. A deeper pipeline spills into
-/// `spilled`. Every inline entry is older than every spilled one: a push
-/// goes inline only while nothing is spilled.
-#[derive(Debug, Default)]
-pub(super) struct ReplyQueue {
-    inline: [Option<Expected>; INLINE],
-    /// Where the oldest inline entry is.
-    head: usize,
-    /// Inline entries.
-    len: usize,
-    spilled: VecDeque<Expected>,
-}
-
-impl ReplyQueue {
-    #[inline]
-    pub(super) fn push_back(&mut self, expected: Expected) {
-        if self.spilled.is_empty() && self.len < INLINE {
-            if let Some(slot) = self.inline.get_mut((self.head + self.len) % INLINE) {
-                *slot = Some(expected);
-                self.len += 1;
-                return;
-            }
-        }
-        self.spilled.push_back(expected);
-    }
-
-    #[inline]
-    pub(super) fn pop_front(&mut self) -> Option<Expected> {
-        if self.len == 0 {
-            return self.spilled.pop_front();
-        }
-        let oldest = self.inline.get_mut(self.head).and_then(Option::take);
-        self.head = (self.head + 1) % INLINE;
-        self.len -= 1;
-        oldest
-    }
-
-    #[inline]
-    pub(super) fn front(&self) -> Option<&Expected> {
-        if self.len == 0 {
-            self.spilled.front()
-        } else {
-            self.inline.get(self.head).and_then(Option::as_ref)
-        }
-    }
-
-    #[inline]
-    pub(super) fn front_mut(&mut self) -> Option<&mut Expected> {
-        if self.len == 0 {
-            self.spilled.front_mut()
-        } else {
-            self.inline.get_mut(self.head).and_then(Option::as_mut)
-        }
-    }
-
-    pub(super) fn clear(&mut self) {
-        *self = Self::default();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::VecDeque;
 
     /// A queue entry told apart by its number.
     fn entry(n: u8) -> Expected {

@@ -1,6 +1,7 @@
 //! The tracker's pairing of requests and replies, message by message.
 
 use super::*;
+use crate::capture::hot_path::idle_clock::CLOCK_EVERY_IDLE_READY;
 use std::cell::RefCell;
 
 /// Samples everything, records what happens.
@@ -366,7 +367,7 @@ fn skips_waiting_past_the_interval_go_out_at_every_sixteenth_idle_ready() {
     };
     run_insert(&mut t);
     // As if the last hand-over were long ago.
-    t.skips_flushed_at = Instant::now() - 2 * SKIP_FLUSH_INTERVAL;
+    t.skip_clock.since = Instant::now() - 2 * SKIP_FLUSH_INTERVAL;
     for _ in 2..CLOCK_EVERY_IDLE_READY {
         run_insert(&mut t);
     }

@@ -4,7 +4,7 @@
 //! The demo starts a throw-away PostgreSQL from the machine's binaries
 //! ([`crate::localpg`], which also handles running as root), builds the old
 //! and the migrated schema with one deliberate backfill bug ([`schema`]),
-//! starts the proxy exactly as `pgshadow run` does ([`crate::cli::serve::Server`])
+//! starts the proxy exactly as `pgshadow run` does ([`crate::server::Server`])
 //! with the shadow on, and drives an application's traffic through it
 //! ([`traffic`]) while printing progress ([`progress`]). At the end it
 //! prints what was compared and the incidents the mismatch store holds
@@ -23,10 +23,10 @@ pub mod traffic;
 
 use crate::admin::{self, MetricsSource};
 use crate::cli::exit::EXIT_FAILURE;
-use crate::cli::serve::Server;
 use crate::config::Config;
 use crate::localpg::{Binaries, Cluster, ClusterOptions};
 use crate::observability;
+use crate::server::Server;
 use crate::store::Store;
 use anyhow::Context;
 use progress::Counts;
@@ -197,11 +197,10 @@ async fn session(
     observability::logs::init(&config.log).map_err(anyhow::Error::msg)?;
     let metrics = admin::install_metrics()?;
     let server = Server::bind(Arc::new(config), metrics.clone(), |_, _| Ok(())).await?;
-    let metrics = MetricsSource::new(metrics, server.proxy().shadow().cloned());
+    let metrics = MetricsSource::new(metrics, server.shadow().cloned());
     let proxy = server.proxy_address()?;
     let admin_address = server.admin_address()?;
     let store = server
-        .proxy()
         .store_writer()
         .map(|w| w.store().clone())
         .context("the demo's proxy has no mismatch store")?;

@@ -13,6 +13,7 @@
 //!   the type bytes of the replies that pair with requests.
 
 use super::state::{lock, Phase, SessionState};
+use crate::capture::handoff::SessionCapture;
 use crate::capture::lexer;
 use crate::protocol::backend::{self, tag as server_tag};
 use crate::protocol::error_response::parse_error_fields;
@@ -20,11 +21,11 @@ use crate::protocol::framing::{
     encode_message, Disposition, FrameHandler, FramingError, Header, TagDisplay, Verdict,
 };
 use crate::protocol::frontend::{self, tag as client_tag};
-use crate::rewrite::PlanCache;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use crate::proxy::cancel::CancelRegistry;
+use crate::proxy::handoff::Handoff;
 
 /// Largest server message the relay holds back for inspection. Bigger ones
 /// (never seen in practice for the inspected types) are streamed.
@@ -55,11 +56,11 @@ impl From<FramingError> for ServerViolation {
 const MAX_PRIMARY_REWRITE: usize = 1024 * 1024;
 
 /// Client-to-server decisions.
-pub(super) struct ClientMessages<'a> {
+pub(super) struct ClientMessages<'a, H: Handoff> {
     /// `tiebreak.apply_to_primary`: where the application's own ORDER BY
     /// statements get their tiebreaker.
-    pub(super) primary_rewrites: Option<&'a PlanCache>,
-    pub(super) state: &'a Mutex<SessionState>,
+    pub(super) primary_rewrites: Option<&'a H>,
+    pub(super) state: &'a Mutex<SessionState<H::Capture>>,
     pub(super) max_body_len: usize,
     /// Largest message copied for capture; 0 when capture is off.
     pub(super) capture_limit: usize,
@@ -77,7 +78,7 @@ fn captured_content(tag: u8) -> bool {
     )
 }
 
-impl FrameHandler for ClientMessages<'_> {
+impl<H: Handoff> FrameHandler for ClientMessages<'_, H> {
     type Error = ClientViolation;
 
     fn max_body_len(&self) -> usize {
@@ -201,7 +202,7 @@ fn claims_channel_binding(body: &[u8]) -> bool {
 /// tiebreaker appended to its ORDER BY, or `None` to forward it as is.
 /// Only statements that may be single reads with an ORDER BY are parsed
 /// (once per distinct text; the plan cache remembers).
-fn with_tiebreaker(cache: &PlanCache, tag: u8, body: &[u8]) -> Option<Vec<u8>> {
+fn with_tiebreaker<H: Handoff>(cache: &H, tag: u8, body: &[u8]) -> Option<Vec<u8>> {
     let (sql, rest) = match tag {
         client_tag::QUERY => (frontend::query(body).ok()?, Vec::new()),
         client_tag::PARSE => {
@@ -242,15 +243,15 @@ fn mentions_order(sql: &[u8]) -> bool {
 }
 
 /// Server-to-client decisions.
-pub(super) struct ServerMessages<'a> {
-    pub(super) state: &'a Mutex<SessionState>,
+pub(super) struct ServerMessages<'a, C> {
+    pub(super) state: &'a Mutex<SessionState<C>>,
     pub(super) cancel_registry: &'a CancelRegistry,
     pub(super) upstream_addr: SocketAddr,
     /// Statement capture is on: replies are paired with requests.
     pub(super) capturing: bool,
 }
 
-impl FrameHandler for ServerMessages<'_> {
+impl<C: SessionCapture> FrameHandler for ServerMessages<'_, C> {
     type Error = ServerViolation;
 
     fn max_body_len(&self) -> usize {
@@ -344,7 +345,7 @@ impl FrameHandler for ServerMessages<'_> {
     }
 }
 
-impl ServerMessages<'_> {
+impl<C: SessionCapture> ServerMessages<'_, C> {
     fn ready_for_query(&self, body: &[u8]) -> Verdict {
         let mut s = lock(self.state);
         if let Ok(status) = backend::ready_for_query(body) {

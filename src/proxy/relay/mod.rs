@@ -14,10 +14,7 @@ mod state;
 
 pub(crate) use state::{SessionState, Traffic};
 
-use crate::capture::tracker::Tracker;
 use crate::protocol::framing::{FrameHandler, Framer};
-use crate::rewrite::PlanCache;
-use crate::shadow::SessionGate;
 use crate::tls::Stream;
 use bytes::{Buf, BytesMut};
 use messages::{ClientMessages, ServerMessages};
@@ -29,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::cancel::CancelRegistry;
+use super::handoff::Handoff;
 
 /// Smallest read buffer; idle sessions shrink back to it.
 const MIN_READ_CHUNK: usize = 8 * 1024;
@@ -55,7 +53,7 @@ pub(crate) enum RelayEnd {
 }
 
 /// What a relay needs from its session.
-pub(crate) struct RelayContext<'a> {
+pub(crate) struct RelayContext<'a, H: Handoff> {
     /// Largest message body accepted from the client.
     pub(crate) max_client_message: usize,
     /// Where the backend's cancel key is registered.
@@ -67,30 +65,30 @@ pub(crate) struct RelayContext<'a> {
     /// Fires when the graceful shutdown period is over.
     pub(crate) terminate: &'a CancellationToken,
     /// Statement capture for the shadow.
-    pub(crate) tracker: Option<Tracker<SessionGate>>,
+    pub(crate) capture: Option<H::Capture>,
     /// Largest client message copied for capture.
     pub(crate) capture_limit: usize,
-    /// `tiebreak.apply_to_primary`.
-    pub(crate) primary_rewrites: Option<&'a PlanCache>,
+    /// Where `tiebreak.apply_to_primary` rewrites come from.
+    pub(crate) handoff: &'a H,
 }
 
 /// Relays between `client` and `server` until one side ends the session.
 /// Returns how it ended and the final session state.
-pub(crate) async fn run(
+pub(crate) async fn run<H: Handoff>(
     client: &mut Stream,
     server: &mut Stream,
-    ctx: RelayContext<'_>,
+    ctx: RelayContext<'_, H>,
     traffic: &Traffic,
-) -> (RelayEnd, SessionState) {
-    let capturing = ctx.tracker.is_some();
-    let state = Mutex::new(SessionState::new(ctx.tracker));
+) -> (RelayEnd, SessionState<H::Capture>) {
+    let capturing = ctx.capture.is_some();
+    let state = Mutex::new(SessionState::new(ctx.capture));
     traffic.client_at_boundary.store(true, Ordering::Relaxed);
     let end = {
         let mut from_client = ClientMessages {
             state: &state,
             max_body_len: ctx.max_client_message,
             capture_limit: if capturing { ctx.capture_limit } else { 0 },
-            primary_rewrites: ctx.primary_rewrites,
+            primary_rewrites: ctx.handoff.rewrites_primary().then_some(ctx.handoff),
         };
         let mut from_server = ServerMessages {
             state: &state,

@@ -3,10 +3,8 @@
 //! The state sits behind a mutex that is only ever taken between awaits,
 //! per message header, and is therefore uncontended.
 
-use crate::capture::tracker::Tracker;
 use crate::protocol::backend::TransactionStatus;
 use crate::proxy::cancel::Registration;
-use crate::shadow::SessionGate;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -19,8 +17,9 @@ pub(crate) enum Phase {
     Ready,
 }
 
-/// What both directions of a session know about it.
-pub(crate) struct SessionState {
+/// What both directions of a session know about it; `C` is the session's
+/// statement capture.
+pub(crate) struct SessionState<C> {
     /// Where the session is in its life.
     pub(crate) phase: Phase,
     /// ReadyForQuery messages the server still owes: one per Query, Sync
@@ -39,11 +38,11 @@ pub(crate) struct SessionState {
     /// client's SASLInitialResponse is looked at (see `messages`).
     pub(crate) channel_binding_stripped: bool,
     /// Statement capture for the shadow, when it is enabled.
-    pub(crate) tracker: Option<Tracker<SessionGate>>,
+    pub(crate) tracker: Option<C>,
 }
 
-impl SessionState {
-    pub(crate) fn new(tracker: Option<Tracker<SessionGate>>) -> Self {
+impl<C> SessionState<C> {
+    pub(crate) fn new(tracker: Option<C>) -> Self {
         Self {
             phase: Phase::Authenticating,
             awaiting_ready: 0,
@@ -82,6 +81,6 @@ pub(crate) struct Traffic {
 
 /// Locks the state; a poisoned lock is still usable (every update is a
 /// plain field write).
-pub(crate) fn lock(state: &Mutex<SessionState>) -> MutexGuard<'_, SessionState> {
+pub(crate) fn lock<C>(state: &Mutex<SessionState<C>>) -> MutexGuard<'_, SessionState<C>> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -1,9 +1,50 @@
 //! The relay's message decisions, fed through a framer as a pump feeds them.
 
 use super::*;
+use crate::capture::sample::SessionSettings;
+use crate::protocol::backend::TransactionStatus;
 use crate::protocol::framing::{encode_message, Framer};
 use bytes::BytesMut;
 use proptest::prelude::*;
+use std::sync::Arc;
+
+/// Capture that is never on: these tests look at the relay's own
+/// decisions.
+struct NoCapture;
+
+impl SessionCapture for NoCapture {
+    fn on_query(&mut self, _: &[u8]) {}
+    fn on_parse(&mut self, _: &[u8]) {}
+    fn on_bind(&mut self, _: &[u8]) {}
+    fn on_execute(&mut self, _: &[u8]) {}
+    fn on_close(&mut self, _: &[u8]) {}
+    fn on_untracked(&mut self, _: u8) {}
+    fn on_server_message(&mut self, _: u8) {}
+    fn on_ready_for_query(&mut self, _: TransactionStatus) {}
+    fn on_parameter_status(&mut self, _: &str, _: &str) {}
+}
+
+/// A server that hands the relay neither capture nor rewrites.
+struct NoHandoff;
+
+impl Handoff for NoHandoff {
+    type Capture = NoCapture;
+    fn captures(&self) -> bool {
+        false
+    }
+    fn capture(&self, _: &str, _: SessionSettings) -> Option<NoCapture> {
+        None
+    }
+    fn capture_limit(&self) -> usize {
+        0
+    }
+    fn rewrites_primary(&self) -> bool {
+        false
+    }
+    fn primary_rewrite(&self, _: &str) -> Option<Arc<str>> {
+        None
+    }
+}
 
 /// Feeds `input` in pieces through a framer with `handler`, as a pump
 /// does, and returns the forwarded bytes and whether it failed.
@@ -61,8 +102,8 @@ proptest! {
         cuts in proptest::collection::vec(any::<usize>(), 0..20),
     ) {
         let input = msgs.concat();
-        let state = Mutex::new(SessionState::new(None));
-        let mut handler = ClientMessages { state: &state, max_body_len: 1 << 20, capture_limit: 0, primary_rewrites: None };
+        let state = Mutex::new(SessionState::<NoCapture>::new(None));
+        let mut handler = ClientMessages { state: &state, max_body_len: 1 << 20, capture_limit: 0, primary_rewrites: None::<&NoHandoff> };
         let (out, failed) = relay(&input, &cuts, &mut handler);
         prop_assert!(!failed);
         prop_assert_eq!(out, input);
@@ -75,8 +116,8 @@ proptest! {
         input in proptest::collection::vec(any::<u8>(), 0..2000),
         cuts in proptest::collection::vec(any::<usize>(), 0..20),
     ) {
-        let state = Mutex::new(SessionState::new(None));
-        let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0, primary_rewrites: None };
+        let state = Mutex::new(SessionState::<NoCapture>::new(None));
+        let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0, primary_rewrites: None::<&NoHandoff> };
         let (out, _) = relay(&input, &cuts, &mut handler);
         prop_assert!(input.starts_with(&out));
     }
@@ -92,8 +133,8 @@ proptest! {
             let i = at % input.len();
             input[i] ^= x;
         }
-        let state = Mutex::new(SessionState::new(None));
-        let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0, primary_rewrites: None };
+        let state = Mutex::new(SessionState::<NoCapture>::new(None));
+        let mut handler = ClientMessages { state: &state, max_body_len: 4096, capture_limit: 0, primary_rewrites: None::<&NoHandoff> };
         let (out, _) = relay(&input, &cuts, &mut handler);
         prop_assert!(input.starts_with(&out));
     }
@@ -113,7 +154,7 @@ proptest! {
                 input[i] ^= x;
             }
         }
-        let state = Mutex::new(SessionState::new(None));
+        let state = Mutex::new(SessionState::<NoCapture>::new(None));
         let registry = CancelRegistry::default();
         let mut handler = ServerMessages {
             state: &state,
@@ -125,12 +166,12 @@ proptest! {
     }
 }
 
-fn client(state: &Mutex<SessionState>) -> ClientMessages<'_> {
+fn client(state: &Mutex<SessionState<NoCapture>>) -> ClientMessages<'_, NoHandoff> {
     ClientMessages {
         state,
         max_body_len: POSTGRES_MAX,
         capture_limit: 0,
-        primary_rewrites: None,
+        primary_rewrites: None::<&NoHandoff>,
     }
 }
 
@@ -148,7 +189,7 @@ fn announced(tag: u8, body_len: usize) -> Vec<u8> {
 fn terminate_sync_and_flush_with_a_body_are_refused_on_their_header() {
     for (tag, name) in [(b'X', "Terminate"), (b'S', "Sync"), (b'H', "Flush")] {
         for ready in [false, true] {
-            let state = Mutex::new(SessionState::new(None));
+            let state = Mutex::new(SessionState::<NoCapture>::new(None));
             if ready {
                 lock(&state).phase = Phase::Ready;
             }
@@ -170,7 +211,7 @@ fn terminate_sync_and_flush_with_a_body_are_refused_on_their_header() {
 
 #[test]
 fn before_authentication_only_small_messages_are_accepted() {
-    let state = Mutex::new(SessionState::new(None));
+    let state = Mutex::new(SessionState::<NoCapture>::new(None));
     let small = encode_message(b'p', &[b'x'; frontend::MAX_AUTH_MESSAGE_LEN]);
     let (out, failed) = relay(&small, &[], &mut client(&state));
     assert!(!failed);
@@ -198,7 +239,7 @@ fn before_authentication_only_small_messages_are_accepted() {
 
 #[test]
 fn ready_for_query_settles_the_busy_state() {
-    let state = Mutex::new(SessionState::new(None));
+    let state = Mutex::new(SessionState::<NoCapture>::new(None));
     let registry = CancelRegistry::default();
     let mut server = ServerMessages {
         state: &state,
@@ -210,7 +251,7 @@ fn ready_for_query_settles_the_busy_state() {
         state: &state,
         max_body_len: 1 << 20,
         capture_limit: 0,
-        primary_rewrites: None,
+        primary_rewrites: None::<&NoHandoff>,
     };
     let ready = encode_message(b'Z', b"I");
     relay(&ready, &[], &mut server);

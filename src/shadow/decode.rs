@@ -1,5 +1,5 @@
-//! Reading a shadow pipeline's replies: one statement's rows or error at a
-//! time, decoded with the project's bounds-checked readers.
+//! Decoding a shadow pipeline's replies: one statement's rows or error at a
+//! time, with the project's bounds-checked readers.
 
 use super::conn::{server_error, ConnError, Reply, ShadowConn};
 use crate::diff::result::{Column, ResultBuilder, ResultSet};
