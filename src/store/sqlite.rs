@@ -220,16 +220,21 @@ mod tests {
             .await
             .unwrap();
         // The first job hangs the thread (a disk that does not answer).
+        // The others are queued only once it is running: one that reached
+        // the thread first would finish, and the queue would never fill.
         let (release, hung) = mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
         let blocker = store.clone();
         let mut waiting = vec![tokio::spawn(async move {
             blocker
                 .run(move |_| {
+                    let _ = started.send(());
                     let _ = hung.recv();
                     Ok(())
                 })
                 .await
         })];
+        running.await.unwrap();
         for _ in 1..MAX_QUEUED_JOBS {
             let s = store.clone();
             waiting.push(tokio::spawn(async move { s.run(|_| Ok(())).await }));
