@@ -14,7 +14,7 @@ pub mod duration;
 mod render;
 
 use crate::cli::exit::{EXIT_FAILURE, EXIT_USAGE};
-use crate::config::{Config, ConfigError, StoreConfig};
+use crate::config::{Config, ConfigError, StoreConfig, StoreUrl};
 use crate::outcome::signature::IncidentKind;
 use crate::store::{format_utc, now_ms, Incident, IncidentFilter, IncidentStatus, Store};
 use clap::{Args, Subcommand};
@@ -31,7 +31,7 @@ pub struct MismatchesArgs {
     /// The mismatch store, `sqlite://FILE` or `postgres://user@host:port/db`;
     /// instead of the `[store]` section of `--config FILE`.
     #[arg(long, global = true, value_name = "URL")]
-    pub store: Option<String>,
+    pub store: Option<StoreUrl>,
     /// Print JSON instead of tables, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
@@ -183,7 +183,7 @@ pub fn main(args: MismatchesArgs, config: Option<&Path>) -> ExitCode {
 
 /// Runs the command; returns what to print.
 async fn run(args: &MismatchesArgs, config: Option<&Path>) -> Result<String, Failure> {
-    let store = open_store(args.store.as_deref(), config).await?;
+    let store = open_store(args.store.as_ref(), config).await?;
     let failed = |e: crate::store::StoreError| {
         Failure::Failed(format!("mismatch store {}: {e}", store.url()))
     };
@@ -322,10 +322,10 @@ async fn run(args: &MismatchesArgs, config: Option<&Path>) -> Result<String, Fai
 }
 
 /// Opens the store named by `--store`, else by `--config`'s `[store]`.
-async fn open_store(url: Option<&str>, config: Option<&Path>) -> Result<Store, Failure> {
+async fn open_store(url: Option<&StoreUrl>, config: Option<&Path>) -> Result<Store, Failure> {
     let store_config = match (url, config) {
         (Some(url), _) => StoreConfig {
-            url: url.to_string(),
+            url: url.clone(),
             ..StoreConfig::default()
         },
         (None, Some(path)) => store_section(path)?,
@@ -339,18 +339,9 @@ async fn open_store(url: Option<&str>, config: Option<&Path>) -> Result<Store, F
         }
     };
     let url = &store_config.url;
-    if !(url.starts_with("sqlite://")
-        || url.starts_with("postgres://")
-        || url.starts_with("postgresql://"))
-    {
-        return Err(Failure::Usage(format!(
-            "store URL {url:?} must start with sqlite:// or postgres://"
-        )));
-    }
     // Opening creates a missing SQLite file; for a reader that would only
     // hide a wrong path behind an empty list.
-    if let Some(file) = url.strip_prefix("sqlite://") {
-        let path = Path::new(file);
+    if let StoreUrl::Sqlite(path) = url {
         if !path.exists() {
             let shown = std::env::current_dir()
                 .map(|d| d.join(path))

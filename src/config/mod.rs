@@ -29,10 +29,10 @@ pub use self::compare::{CompareConfig, PAIR_WINDOW};
 pub use self::error::ConfigError;
 pub use self::listen::{ListenConfig, ListenTlsMode};
 pub use self::shadow::{ShadowConfig, SnapshotMode};
-pub use self::store::{StoreConfig, StoreValues};
+pub use self::store::{StoreConfig, StoreUrl, StoreUrlError, StoreValues};
 pub use self::tiebreak::{KeyColumns, TiebreakConfig};
 pub use self::upstream::UpstreamConfig;
-pub use crate::observability::logs::{parse_log_filter, LogConfig, LogFormat};
+pub use crate::observability::logs::{parse_log_filter, LogConfig, LogFilter, LogFormat};
 pub use crate::tls::TlsMode;
 
 use self::error::Rejection;
@@ -129,7 +129,6 @@ impl Config {
         self.admin.check_tls()?;
         self.admin.check_exposure()?;
         self.alerts.check_tls()?;
-        parse_log_filter(&self.log.level).map_err(|e| ("log.level", e))?;
         Ok(())
     }
 

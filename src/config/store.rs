@@ -1,7 +1,10 @@
 //! `[store]`: where mismatches are kept.
 
-use super::error::{check, Rejection};
+use super::error::Rejection;
 use serde::Deserialize;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
 
 /// `[store]`: the mismatch store (incidents, examples, coverage).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -10,7 +13,7 @@ pub struct StoreConfig {
     /// `sqlite://FILE` (relative to the working directory; `sqlite:///abs`
     /// for an absolute path) or `postgres://user@host:port/db`, which
     /// several proxy instances can share.
-    pub url: String,
+    pub url: StoreUrl,
     /// Environment variable holding the PostgreSQL store's password, so it
     /// need not be written into `url`.
     pub password_env: Option<String>,
@@ -56,10 +59,72 @@ pub enum StoreValues {
     Hash,
 }
 
+/// `store.url`, parsed once: which backend, and where. The config, the
+/// `--store` flag of `pgshadow mismatches` and [`Store::open`] all read
+/// it through [`FromStr`], so the store never meets an address it cannot
+/// tell apart.
+///
+/// [`Store::open`]: crate::store::Store::open
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum StoreUrl {
+    /// `sqlite://FILE`: the file, relative to the working directory
+    /// (`sqlite:///abs` gives `/abs`).
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`, whole: the PostgreSQL client
+    /// reads user, host, password and `sslmode` from it when connecting.
+    Postgres(String),
+}
+
+/// Why a text is not a store address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreUrlError {
+    /// Neither `sqlite://` nor `postgres://` (nor `postgresql://`).
+    #[error("must start with sqlite:// or postgres://, got {0:?}")]
+    Scheme(String),
+    /// `sqlite://` and nothing after it.
+    #[error("sqlite:// needs a file name")]
+    NoFile,
+}
+
+impl FromStr for StoreUrl {
+    type Err = StoreUrlError;
+
+    fn from_str(url: &str) -> Result<StoreUrl, StoreUrlError> {
+        match url.strip_prefix("sqlite://") {
+            Some("") => Err(StoreUrlError::NoFile),
+            Some(file) => Ok(StoreUrl::Sqlite(PathBuf::from(file))),
+            None if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(StoreUrl::Postgres(url.to_owned()))
+            }
+            None => Err(StoreUrlError::Scheme(url.to_owned())),
+        }
+    }
+}
+
+impl TryFrom<String> for StoreUrl {
+    type Error = StoreUrlError;
+
+    fn try_from(url: String) -> Result<StoreUrl, StoreUrlError> {
+        url.parse()
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    /// The address as written, with any password replaced: this form may
+    /// go into logs and messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            StoreUrl::Postgres(url) => f.write_str(&crate::privacy::redact_url(url)),
+        }
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            url: "sqlite://pgshadow-mismatches.db".into(),
+            url: StoreUrl::Sqlite("pgshadow-mismatches.db".into()),
             password_env: None,
             max_examples: 5,
             max_incidents: 10_000,
@@ -79,13 +144,6 @@ impl StoreConfig {
     /// `[store]` checks.
     pub(super) fn validate(&self) -> Result<(), Rejection> {
         let s = self;
-        check(
-            s.url.starts_with("sqlite://")
-                || s.url.starts_with("postgres://")
-                || s.url.starts_with("postgresql://"),
-            "store.url",
-            || format!("must start with sqlite:// or postgres://, got {:?}", s.url),
-        )?;
         let at_least_1 = |ok: bool, key: &'static str| {
             if ok {
                 Ok(())
@@ -93,9 +151,6 @@ impl StoreConfig {
                 Err((key, "must be at least 1".to_string()))
             }
         };
-        if s.url == "sqlite://" {
-            return Err(("store.url", "sqlite:// needs a file name".into()));
-        }
         at_least_1(s.max_examples >= 1, "store.max_examples")?;
         if s.max_examples > 1000 {
             return Err((
@@ -124,5 +179,48 @@ impl StoreConfig {
         }
         at_least_1(s.max_pending_outcomes >= 1, "store.max_pending_outcomes")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_their_backend_once() {
+        assert_eq!(
+            "sqlite://m.db".parse(),
+            Ok(StoreUrl::Sqlite(PathBuf::from("m.db")))
+        );
+        assert_eq!(
+            "sqlite:///var/m.db".parse(),
+            Ok(StoreUrl::Sqlite(PathBuf::from("/var/m.db")))
+        );
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u@h:5433/db?sslmode=require",
+        ] {
+            assert_eq!(url.parse(), Ok(StoreUrl::Postgres(url.into())));
+        }
+        assert_eq!("sqlite://".parse::<StoreUrl>(), Err(StoreUrlError::NoFile));
+        let err = "mysql://x".parse::<StoreUrl>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "must start with sqlite:// or postgres://, got \"mysql://x\""
+        );
+    }
+
+    #[test]
+    fn a_shown_store_url_has_no_password() {
+        let url: StoreUrl = "postgres://app:secret@db/x?password=s2".parse().unwrap();
+        let shown = url.to_string();
+        assert!(
+            !shown.contains("secret") && !shown.contains("s2"),
+            "{shown}"
+        );
+        assert_eq!(
+            StoreUrl::Sqlite("/var/m.db".into()).to_string(),
+            "sqlite:///var/m.db"
+        );
     }
 }

@@ -8,7 +8,10 @@
 //! logging depends on no layer above it; [`crate::config::Config`] holds it.
 
 use serde::Deserialize;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
 /// `[log]`: logging.
@@ -18,7 +21,7 @@ pub struct LogConfig {
     /// Minimum level (`error`, `warn`, `info`, `debug`, `trace`) or a full
     /// `tracing` filter such as `info,pgshadow::proxy=debug`.
     /// `RUST_LOG` overrides it.
-    pub level: String,
+    pub level: LogFilter,
     /// `text` for people, `json` for log pipelines.
     pub format: LogFormat,
     /// Write parameter and row values into log lines. Off (default): lines
@@ -30,33 +33,79 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            level: "info".into(),
+            level: LogFilter::from_level(LevelFilter::INFO),
             format: LogFormat::Text,
             values: false,
         }
     }
 }
 
-/// Parses `log.level`: a bare level (`info`) or a `tracing` filter
-/// (`info,pgshadow::proxy=debug`).
-///
-/// A bare level applies to pgshadow's own lines; libraries log at most at
-/// `info`, so `debug` shows what the proxy decides, not every token the SQL
-/// parser reads. A filter is taken as written.
-pub fn parse_log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
-    use std::str::FromStr;
-    use tracing::level_filters::LevelFilter;
-    use tracing_subscriber::EnvFilter;
-    let level = level.trim();
-    if level.contains('=') || level.contains(',') {
-        return EnvFilter::try_new(level).map_err(|e| format!("invalid filter {level:?}: {e}"));
+/// `log.level`, parsed once at load: `tracing` directives known to
+/// parse. An [`EnvFilter`] is not `Clone` and the config is, so the config
+/// keeps the text and logging builds the filter from it
+/// ([`LogFilter::env_filter`]) without an error path.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LogFilter {
+    /// Directives that [`EnvFilter::try_new`] accepted.
+    directives: String,
+}
+
+impl LogFilter {
+    /// A bare level applies to pgshadow's own lines; libraries log at most
+    /// at `info`, so `debug` shows what the proxy decides, not every token
+    /// the SQL parser reads.
+    fn from_level(level: LevelFilter) -> LogFilter {
+        let libraries = level.min(LevelFilter::INFO);
+        LogFilter {
+            directives: format!("{libraries},pgshadow={level}"),
+        }
     }
-    let parsed = LevelFilter::from_str(level).map_err(|_| {
-        format!("unknown level {level:?}: use error, warn, info, debug, trace or a filter like \"info,pgshadow::proxy=debug\"")
-    })?;
-    let libraries = parsed.min(LevelFilter::INFO);
-    EnvFilter::try_new(format!("{libraries},pgshadow={parsed}"))
-        .map_err(|e| format!("invalid level {level:?}: {e}"))
+
+    /// The filter to install; the same directives parsed before, so none
+    /// is dropped.
+    pub fn env_filter(&self) -> EnvFilter {
+        EnvFilter::new(&self.directives)
+    }
+}
+
+impl FromStr for LogFilter {
+    type Err = String;
+
+    /// A bare level (`info`) or a `tracing` filter
+    /// (`info,pgshadow::proxy=debug`), which is taken as written.
+    fn from_str(level: &str) -> Result<LogFilter, String> {
+        let level = level.trim();
+        if level.contains('=') || level.contains(',') {
+            EnvFilter::try_new(level).map_err(|e| format!("invalid filter {level:?}: {e}"))?;
+            return Ok(LogFilter {
+                directives: level.to_owned(),
+            });
+        }
+        let parsed = LevelFilter::from_str(level).map_err(|_| {
+            format!("unknown level {level:?}: use error, warn, info, debug, trace or a filter like \"info,pgshadow::proxy=debug\"")
+        })?;
+        Ok(LogFilter::from_level(parsed))
+    }
+}
+
+impl TryFrom<String> for LogFilter {
+    type Error = String;
+
+    fn try_from(level: String) -> Result<LogFilter, String> {
+        level.parse()
+    }
+}
+
+impl fmt::Display for LogFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.directives)
+    }
+}
+
+/// Parses `log.level` into the filter logging installs ([`LogFilter`]).
+pub fn parse_log_filter(level: &str) -> Result<EnvFilter, String> {
+    level.parse::<LogFilter>().map(|f| f.env_filter())
 }
 
 /// Log line format.
@@ -86,7 +135,7 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
         Ok(v) if !v.trim().is_empty() => {
             EnvFilter::try_new(&v).map_err(|e| format!("invalid RUST_LOG {v:?}: {e}"))?
         }
-        _ => parse_log_filter(&config.level)?,
+        _ => config.level.env_filter(),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

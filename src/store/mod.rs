@@ -63,12 +63,11 @@ pub use crate::utc::format_utc;
 
 use crate::capture::fingerprint::Fingerprint;
 use crate::capture::skip::SkipReason;
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, StoreUrl, StoreUrlError};
 use batch::Batch;
 use ops::Limits;
 use postgres::PostgresStore;
 use sqlite::{ready, SqliteStore};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -116,7 +115,7 @@ impl Default for StoreOptions {
 pub struct Store {
     backend: Arc<OnceCell<Backend>>,
     /// What opening needs, for a store not open yet.
-    opening: Arc<(String, StoreOptions)>,
+    opening: Arc<(StoreUrl, StoreOptions)>,
     limits: Limits,
     retention_days: u64,
     url: String,
@@ -159,9 +158,7 @@ impl Store {
     /// `sqlite://FILE` (relative to the working directory, or
     /// `sqlite:///absolute/path`) or `postgres://user@host:port/db`.
     pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
-        let store = Self::unopened(url, options)?;
-        store.timed(StoreOp::Open, store.backend()).await?;
-        Ok(store)
+        Self::unopened(url, options)?.opened().await
     }
 
     /// Like [`Store::open`], but a store that is configured right and only
@@ -174,34 +171,43 @@ impl Store {
         url: &str,
         options: StoreOptions,
     ) -> Result<(Store, Option<StoreError>), StoreError> {
-        let store = Self::unopened(url, options)?;
-        match store.timed(StoreOp::Open, store.backend()).await {
-            Ok(_) => Ok((store, None)),
-            Err(e) if e.is_unavailable() => Ok((store, Some(e))),
+        Self::unopened(url, options)?.opened_or_later().await
+    }
+
+    /// This store, opened now.
+    async fn opened(self) -> Result<Store, StoreError> {
+        self.timed(StoreOp::Open, self.backend()).await?;
+        Ok(self)
+    }
+
+    /// This store, opened now or, when it cannot be reached, later.
+    async fn opened_or_later(self) -> Result<(Store, Option<StoreError>), StoreError> {
+        match self.timed(StoreOp::Open, self.backend()).await {
+            Ok(_) => Ok((self, None)),
+            Err(e) if e.is_unavailable() => Ok((self, Some(e))),
             Err(e) => Err(e),
         }
     }
 
+    /// A store for `url` that is not open yet. Only text that is not a
+    /// store address fails here; a [`StoreUrl`] from the config cannot.
     fn unopened(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
-        let shown = match url.strip_prefix("sqlite://") {
-            Some("") => {
-                return Err(StoreError::BadUrl {
-                    url: url.into(),
-                    reason: "no file name after sqlite://".into(),
-                })
-            }
-            Some(_) => url.to_owned(),
-            None if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                postgres::display_url(url)
-            }
-            None => {
-                return Err(StoreError::BadUrl {
-                    url: url.into(),
-                    reason: "must start with sqlite:// or postgres://".into(),
-                })
-            }
+        let parsed = url.parse::<StoreUrl>().map_err(|e| StoreError::BadUrl {
+            url: url.into(),
+            reason: match e {
+                StoreUrlError::Scheme(_) => "must start with sqlite:// or postgres://".into(),
+                StoreUrlError::NoFile => "no file name after sqlite://".into(),
+            },
+        })?;
+        Ok(Self::unopened_at(parsed, options))
+    }
+
+    fn unopened_at(url: StoreUrl, options: StoreOptions) -> Store {
+        let shown = match &url {
+            StoreUrl::Sqlite(_) => url.to_string(),
+            StoreUrl::Postgres(text) => postgres::display_url(text),
         };
-        Ok(Store {
+        Store {
             backend: Arc::new(OnceCell::new()),
             limits: Limits {
                 max_examples: options.max_examples,
@@ -212,8 +218,8 @@ impl Store {
             url: shown,
             op_timeout: options.op_timeout,
             health: StoreHealth::new(false),
-            opening: Arc::new((url.to_owned(), options)),
-        })
+            opening: Arc::new((url, options)),
+        }
     }
 
     /// The open backend, opening it if needed (one attempt at a time).
@@ -221,11 +227,11 @@ impl Store {
         self.backend
             .get_or_try_init(|| async {
                 let (url, options) = &*self.opening;
-                match url.strip_prefix("sqlite://") {
-                    Some(path) => Ok(Backend::Sqlite(
-                        SqliteStore::open(PathBuf::from(path)).await?,
-                    )),
-                    None => Ok(Backend::Postgres(
+                match url {
+                    StoreUrl::Sqlite(path) => {
+                        Ok(Backend::Sqlite(SqliteStore::open(path.clone()).await?))
+                    }
+                    StoreUrl::Postgres(url) => Ok(Backend::Postgres(
                         PostgresStore::open(url, options.password.clone()).await?,
                     )),
                 }
@@ -258,13 +264,7 @@ impl Store {
 
     /// Opens the store `[store]` describes.
     pub async fn from_config(config: &StoreConfig) -> Result<Store, StoreError> {
-        let password = match &config.password_env {
-            Some(var) => {
-                Some(std::env::var(var).map_err(|_| StoreError::MissingPassword(var.clone()))?)
-            }
-            None => None,
-        };
-        Self::open(&config.url, Self::options(config, password)).await
+        Self::configured(config)?.opened().await
     }
 
     /// Opens the store `[store]` describes, or returns it unopened when it
@@ -273,13 +273,22 @@ impl Store {
     pub async fn from_config_or_later(
         config: &StoreConfig,
     ) -> Result<(Store, Option<StoreError>), StoreError> {
+        Self::configured(config)?.opened_or_later().await
+    }
+
+    /// The store `[store]` describes, not open yet; fails only for want
+    /// of the password `store.password_env` names.
+    fn configured(config: &StoreConfig) -> Result<Store, StoreError> {
         let password = match &config.password_env {
             Some(var) => {
                 Some(std::env::var(var).map_err(|_| StoreError::MissingPassword(var.clone()))?)
             }
             None => None,
         };
-        Self::open_or_later(&config.url, Self::options(config, password)).await
+        Ok(Self::unopened_at(
+            config.url.clone(),
+            Self::options(config, password),
+        ))
     }
 
     fn options(config: &StoreConfig, password: Option<String>) -> StoreOptions {

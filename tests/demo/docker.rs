@@ -290,11 +290,8 @@ fn ports_upstream_and_secrets_agree_with_the_config() {
     assert!(init.contains(&format!("${var}")));
 
     // The SQLite store lives on a volume, so incidents survive a restart.
-    let store = config
-        .store
-        .url
-        .strip_prefix("sqlite://")
-        .expect("an SQLite store");
+    let store = config.store.url.to_string();
+    let store = store.strip_prefix("sqlite://").expect("an SQLite store");
     let mounts = compose.mounts("pgshadow");
     assert!(
         mounts

@@ -156,7 +156,7 @@ fn the_manifest_has_a_deployment_service_configmap_and_secret_that_agree() {
         pgshadow::config::ListenTlsMode::Require
     );
     assert_eq!(config.upstream.tls, pgshadow::config::TlsMode::VerifyFull);
-    assert!(config.store.url.contains("sslmode=verify-full"));
+    assert!(config.store.url.to_string().contains("sslmode=verify-full"));
     let mounted = |file: &Path| {
         mounts
             .iter()

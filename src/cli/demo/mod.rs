@@ -474,7 +474,7 @@ mod tests {
         assert_eq!(config.shadow.new_search_path, schema::NEW_SCHEMA);
         assert_eq!(
             config.store.url,
-            "sqlite:///tmp/pgshadow-demo-x/mismatches.db"
+            crate::config::StoreUrl::Sqlite("/tmp/pgshadow-demo-x/mismatches.db".into())
         );
         assert!(
             config.tiebreak.columns.is_empty(),
