@@ -594,7 +594,7 @@ url = "sqlite://$WORK/pgshadow-$name-mismatches.db"
 address = "127.0.0.1:$admin"
 
 [log]
-level = "warn,pgshadow::cli=info"
+level = "warn,pgshadow::cli=info,pgshadow::server=info"
 EOF
     log "starting pgshadow ($name) on 127.0.0.1:$port, admin 127.0.0.1:$admin"
     RUST_LOG= "$SHADOW_BIN" run --config "$WORK/pgshadow-$name.toml" >"$WORK/pgshadow-$name.log" 2>&1 &

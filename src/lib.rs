@@ -6,6 +6,9 @@
 //! [`proxy`]); the shadow comparison of sampled reads against the old and
 //! new schema builds on that.
 //!
+//! The path of one query through these modules, file by file, and the
+//! rules `tests/architecture.rs` checks: ARCHITECTURE.md.
+//!
 //! Module map, following DESIGN.md:
 //! - [`protocol`]: framing and the few decoded messages;
 //! - [`proxy`]: listener, session, relay, cancel routing;
