@@ -147,29 +147,23 @@ fn read_crate(src: &Path) -> Vec<SourceFile> {
     let mut paths = Vec::new();
     walk(src, &mut paths);
     paths.sort();
+    let mut test_modules: BTreeSet<ModPath> = BTreeSet::new();
     let mut files: Vec<SourceFile> = paths
         .into_iter()
         .filter_map(|path| {
             let relative = path.strip_prefix(src).ok()?.to_path_buf();
             let module = module_of(&relative)?;
-            let text = fs::read_to_string(&path).ok()?;
+            let blanked = blank_comments_and_literals(&fs::read_to_string(&path).ok()?);
+            test_modules.extend(test_module_declarations(&module, &blanked));
             Some(SourceFile {
                 path: relative,
                 module,
-                code: clean(&text),
+                code: without_tests(&blanked),
             })
         })
         .collect();
-    let test_modules: BTreeSet<ModPath> = files
-        .iter()
-        .flat_map(|f| test_module_declarations(&f.module, &raw_of(src, &f.path)))
-        .collect();
     files.retain(|f| !test_modules.iter().any(|t| f.module.starts_with(t)));
     files
-}
-
-fn raw_of(src: &Path, relative: &Path) -> String {
-    fs::read_to_string(src.join(relative)).unwrap_or_default()
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -204,11 +198,11 @@ fn module_of(relative: &Path) -> Option<ModPath> {
     }
 }
 
-/// `#[cfg(test)] mod name;` in a file: the module path of `name`.
-fn test_module_declarations(module: &ModPath, raw: &str) -> Vec<ModPath> {
-    let code = blank_comments_and_literals(raw);
+/// `#[cfg(test)] mod name;` in a file (comments and literals blanked):
+/// the module path of `name`.
+fn test_module_declarations(module: &ModPath, code: &str) -> Vec<ModPath> {
     let mut out = Vec::new();
-    let mut rest = code.as_str();
+    let mut rest = code;
     while let Some(at) = rest.find("#[cfg(test)]") {
         rest = &rest[at + "#[cfg(test)]".len()..];
         let mut tokens = tokens(rest.split(';').next().unwrap_or(""));
@@ -227,14 +221,19 @@ fn test_module_declarations(module: &ModPath, raw: &str) -> Vec<ModPath> {
 /// Comments and literals blanked, `#[cfg(test)]` items and inner
 /// `#![cfg(test)]` files removed.
 fn clean(text: &str) -> String {
-    let code = blank_comments_and_literals(text);
+    without_tests(&blank_comments_and_literals(text))
+}
+
+/// Blanked code without its `#[cfg(test)]` items (all of it for a file
+/// that starts with `#![cfg(test)]`).
+fn without_tests(code: &str) -> String {
     if code.trim_start().starts_with("#![cfg(test)]") {
         return code
             .chars()
             .map(|c| if c == '\n' { '\n' } else { ' ' })
             .collect();
     }
-    remove_test_items(&code)
+    remove_test_items(code)
 }
 
 /// Replaces comments by spaces and the insides of string and char literals
